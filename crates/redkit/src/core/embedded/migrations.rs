@@ -1,0 +1,64 @@
+//! Versioned schema migrations for the embedded SQLite database.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. Each entry of
+//! [`MIGRATIONS`] runs once, in order, inside a transaction; capabilities append their
+//! own. Never edit an entry that has shipped: add a new one.
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// The migrations, in order. Version N is `MIGRATIONS[N - 1]`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the failover journal (see core::journal).
+    "CREATE TABLE journal (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        capability TEXT    NOT NULL,
+        entry      BLOB    NOT NULL,
+        at_ms      INTEGER NOT NULL
+    );
+    CREATE INDEX journal_by_capability ON journal (capability, seq);",
+    // 2: a general durable key-value table for capabilities that need no schema of their own.
+    "CREATE TABLE kv (
+        space      TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        value      BLOB    NOT NULL,
+        expires_ms INTEGER,
+        PRIMARY KEY (space, key)
+    ) WITHOUT ROWID;",
+];
+
+/// Applies every migration newer than the database's `user_version`.
+pub fn apply(conn: &mut Connection) -> Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(Error::Storage(format!(
+            "the data dir was written by a newer redkit (schema version {current}, this build knows {})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .map_err(|e| Error::Storage(format!("migration {} failed: {e}", i + 1)))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_once_and_refuses_newer_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        apply(&mut conn).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        assert!(apply(&mut conn).unwrap_err().to_string().contains("newer redkit"));
+    }
+}

@@ -1,0 +1,9 @@
+//! How bytes reach storage: the Redis connection core, the embedded store, the circuit
+//! breaker and the route that chooses between them. Capabilities build on
+//! [`route::Routed`]; they never choose a store themselves.
+
+pub mod breaker;
+pub mod embedded;
+pub mod journal;
+pub mod redis;
+pub mod route;

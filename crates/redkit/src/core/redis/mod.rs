@@ -1,0 +1,303 @@
+//! The Redis connection core: every byte redkit sends to Redis goes through here.
+//!
+//! [`RedisCore`] owns
+//! - one multiplexed connection (`ConnectionManager`, or a cluster connection) for ordinary
+//!   commands, which reconnects by itself with exponential backoff and jitter;
+//! - a small bounded pool of dedicated connections for blocking commands, whose timeout is
+//!   the block time plus the response timeout;
+//! - the per-call response timeout, so no call waits longer than configured;
+//! - the classification of failures: a timeout or an I/O error counts against the circuit
+//!   breaker; `LOADING` (Redis still reading its dataset) hands traffic to the fallback
+//!   without counting as a failure and is waited out by the recovery prober; an error
+//!   *answer* (a script error, `WRONGTYPE`) proves Redis is alive and goes to the caller;
+//! - per-operation statistics.
+//!
+//! Capabilities call [`RedisCore::query`], [`RedisCore::pipeline`], [`RedisCore::script`],
+//! [`RedisCore::blocking`] or the general [`RedisCore::call`].
+
+mod connect;
+mod info;
+mod scripts;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisResult};
+use tokio::sync::Semaphore;
+
+pub use connect::Conn;
+pub use info::RedisInfo;
+pub use scripts::{LuaScript, ToRedisArgsDyn};
+
+use crate::config::RedisConfig;
+use crate::core::breaker::Breaker;
+use crate::error::{Error, Result};
+use crate::stats::{LastError, OpStats, now_ms};
+use connect::Connector;
+
+/// The result of one recovery probe.
+pub(crate) enum Probe {
+    /// Redis answered PING on this fresh connection.
+    Ready(Conn),
+    /// Redis is up but still loading its dataset.
+    Loading,
+    /// Redis could not be reached.
+    Down(String),
+}
+
+/// How a Redis error bears on Redis's health.
+enum Health {
+    /// Redis answered; the error (if any) is about the command.
+    Alive,
+    /// Redis is loading its dataset: not a failure, but not usable either.
+    Loading,
+    /// Redis did not answer or the connection broke.
+    Failed,
+}
+
+fn classify(e: &RedisError) -> Health {
+    use redis::{ErrorKind as K, ServerErrorKind as S};
+    match e.kind() {
+        K::Server(S::BusyLoading) => Health::Loading,
+        K::Server(S::ClusterDown | S::MasterDown | S::TryAgain | S::ReadOnly) => Health::Failed,
+        K::Io | K::AuthenticationFailed | K::ClusterConnectionNotFound => Health::Failed,
+        K::MasterNameNotFoundBySentinel | K::NoValidReplicasFoundBySentinel | K::EmptySentinelList => Health::Failed,
+        _ if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            Health::Failed
+        }
+        _ => Health::Alive,
+    }
+}
+
+/// The connection core for one Redis deployment. Cheap to share (`Arc`).
+pub struct RedisCore {
+    cfg: RedisConfig,
+    connector: Connector,
+    main: RwLock<Option<Conn>>,
+    idle_dedicated: Mutex<Vec<Conn>>,
+    dedicated_permits: Semaphore,
+    breaker: Arc<Breaker>,
+    stats: OpStats,
+    last_connect_error: Mutex<Option<LastError>>,
+}
+
+impl RedisCore {
+    /// Connects to Redis and waits out `LOADING` up to `loading_wait`.
+    ///
+    /// A Redis that cannot be reached does not fail start-up: the breaker is opened and
+    /// redkit starts in `fallback` mode, probing in the background. Credentials that Redis
+    /// refuses do fail start-up, since waiting will not fix them.
+    pub(crate) async fn connect(cfg: RedisConfig, breaker: Arc<Breaker>) -> Result<Arc<Self>> {
+        let connector = Connector::new(&cfg)?;
+        let core = Arc::new(RedisCore {
+            dedicated_permits: Semaphore::new(cfg.max_connections),
+            connector,
+            main: RwLock::new(None),
+            idle_dedicated: Mutex::new(Vec::new()),
+            breaker,
+            stats: OpStats::new("redis"),
+            last_connect_error: Mutex::new(None),
+            cfg,
+        });
+        let deadline = Instant::now() + core.cfg.loading_wait;
+        loop {
+            match core.probe().await {
+                Probe::Ready(conn) => {
+                    core.install(conn);
+                    tracing::info!(deployment = core.connector.describe(), "connected to redis");
+                    return Ok(core);
+                }
+                Probe::Loading if Instant::now() < deadline => {
+                    tracing::info!("redis is loading its dataset; waiting");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Probe::Loading => {
+                    core.breaker.open(&format!(
+                        "redis was still loading its dataset after {:?}",
+                        core.cfg.loading_wait
+                    ));
+                    return Ok(core);
+                }
+                Probe::Down(reason) => {
+                    if reason.contains("AuthenticationFailed") || reason.contains("WRONGPASS") {
+                        return Err(Error::Unavailable(format!("redis refused redkit's credentials: {reason}")));
+                    }
+                    tracing::warn!(%reason, "redis unreachable at start; starting in fallback mode");
+                    core.breaker.open(&format!("redis unreachable at start: {reason}"));
+                    return Ok(core);
+                }
+            }
+        }
+    }
+
+    /// The settings this core was built with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.cfg
+    }
+
+    /// Statistics of every Redis operation.
+    pub fn stats(&self) -> &OpStats {
+        &self.stats
+    }
+
+    /// Whether a main connection is established (it may still be failing).
+    pub fn has_connection(&self) -> bool {
+        self.main.read().expect("conn lock").is_some()
+    }
+
+    /// The most recent failure to connect, if any.
+    pub fn last_connect_error(&self) -> Option<LastError> {
+        self.last_connect_error.lock().expect("lock").clone()
+    }
+
+    /// Runs `f` on the main connection with the response timeout, records stats and
+    /// reports the outcome to the circuit breaker.
+    pub async fn call<T>(&self, op: &'static str, f: impl AsyncFnOnce(&mut Conn) -> RedisResult<T>) -> Result<T> {
+        let conn = self.main.read().expect("conn lock").clone();
+        let Some(mut conn) = conn else {
+            self.breaker.failure("no redis connection");
+            return Err(Error::Unavailable(format!("redis is not connected ({op})")));
+        };
+        self.timed(op, self.cfg.response_timeout, f(&mut conn)).await
+    }
+
+    /// Sends one command.
+    pub async fn query<T: FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T> {
+        self.call(op, async |c| cmd.query_async(c).await).await
+    }
+
+    /// Sends a pipeline (use `.atomic()` on it for MULTI/EXEC).
+    pub async fn pipeline<T: FromRedisValue>(&self, op: &'static str, pipe: &Pipeline) -> Result<T> {
+        self.call(op, async |c| pipe.query_async(c).await).await
+    }
+
+    /// Runs a Lua script by EVALSHA, loading it on NOSCRIPT.
+    pub async fn script<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        keys: &[&dyn ToRedisArgsDyn],
+        args: &[&dyn ToRedisArgsDyn],
+    ) -> Result<T> {
+        self.call(script.name(), async |c| script.run(c, keys, args).await).await
+    }
+
+    /// Runs a blocking command (BLMOVE, BZPOPMIN, XREAD BLOCK) on a dedicated connection,
+    /// allowing `block` plus the response timeout for the answer.
+    ///
+    /// At most `max_connections` blocking calls run at once; a caller that cannot get a
+    /// connection within the response timeout gets [`Error::Unavailable`] (not counted as
+    /// a Redis failure: Redis is not at fault).
+    pub async fn blocking<T>(
+        &self,
+        op: &'static str,
+        block: Duration,
+        f: impl AsyncFnOnce(&mut Conn) -> RedisResult<T>,
+    ) -> Result<T> {
+        let permit = tokio::time::timeout(self.cfg.response_timeout, self.dedicated_permits.acquire())
+            .await
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "all {} dedicated redis connections are busy ({op})",
+                    self.cfg.max_connections
+                ))
+            })?
+            .expect("semaphore is never closed");
+        let idle = self.idle_dedicated.lock().expect("lock").pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => {
+                let started = Instant::now();
+                match tokio::time::timeout(self.cfg.connect_timeout, self.connector.connect_dedicated()).await {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return Err(self.failed(op, started.elapsed(), e)),
+                    Err(_) => {
+                        self.breaker.failure("connect timeout");
+                        return Err(Error::timeout(op, self.cfg.connect_timeout));
+                    }
+                }
+            }
+        };
+        let result = self.timed(op, block + self.cfg.response_timeout, f(&mut conn)).await;
+        // A connection whose call failed may hold a half-read reply; never reuse it.
+        if result.is_ok() {
+            self.idle_dedicated.lock().expect("lock").push(conn);
+        }
+        drop(permit);
+        result
+    }
+
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        limit: Duration,
+        fut: impl std::future::Future<Output = RedisResult<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(v)) => {
+                self.stats.record(op, started.elapsed(), None);
+                self.breaker.success();
+                Ok(v)
+            }
+            Ok(Err(e)) => Err(self.failed(op, started.elapsed(), e)),
+            Err(_) => {
+                let err = Error::timeout(op, limit);
+                self.stats.record(op, started.elapsed(), Some(&err));
+                self.breaker.failure(&err.to_string());
+                Err(err)
+            }
+        }
+    }
+
+    fn failed(&self, op: &'static str, elapsed: Duration, e: RedisError) -> Error {
+        self.stats.record(op, elapsed, Some(&e));
+        match classify(&e) {
+            Health::Alive => {
+                self.breaker.success();
+                Error::Redis {
+                    op: op.to_string(),
+                    source: e,
+                }
+            }
+            Health::Loading => {
+                self.breaker.loading();
+                Error::Unavailable(format!("redis is loading its dataset ({op})"))
+            }
+            Health::Failed => {
+                self.breaker.failure(&e.to_string());
+                Error::Unavailable(format!("redis failed {op}: {e}"))
+            }
+        }
+    }
+
+    /// Opens a fresh main connection and PINGs it, within the configured timeouts.
+    /// Used at start and by the recovery prober; reports nothing to the breaker.
+    pub(crate) async fn probe(&self) -> Probe {
+        let down = |reason: String| {
+            *self.last_connect_error.lock().expect("lock") = Some(LastError {
+                message: reason.clone(),
+                at_ms: now_ms(),
+            });
+            Probe::Down(reason)
+        };
+        let mut conn = match tokio::time::timeout(self.cfg.connect_timeout, self.connector.connect_main()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) if matches!(classify(&e), Health::Loading) => return Probe::Loading,
+            Ok(Err(e)) => return down(format!("{:?}: {e}", e.kind())),
+            Err(_) => return down(format!("connect timed out after {:?}", self.cfg.connect_timeout)),
+        };
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(self.cfg.response_timeout, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => Probe::Ready(conn),
+            Ok(Err(e)) if matches!(classify(&e), Health::Loading) => Probe::Loading,
+            Ok(Err(e)) => down(format!("{:?}: {e}", e.kind())),
+            Err(_) => down(format!("PING timed out after {:?}", self.cfg.response_timeout)),
+        }
+    }
+
+    /// Makes `conn` the main connection and drops dedicated connections made before it.
+    pub(crate) fn install(&self, conn: Conn) {
+        *self.main.write().expect("conn lock") = Some(conn);
+        self.idle_dedicated.lock().expect("lock").clear();
+    }
+}

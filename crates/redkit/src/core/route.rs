@@ -1,0 +1,351 @@
+//! The one failover mechanism.
+//!
+//! Every capability has a narrow backend trait, implemented once on Redis and once on the
+//! embedded store. It wraps the pair in a [`Routed`] and calls through it; the route
+//! decides who serves:
+//!
+//! | mode | when | who serves |
+//! |---|---|---|
+//! | [`Mode::Redis`] | Redis configured, breaker closed | the Redis backend |
+//! | [`Mode::Fallback`] | Redis configured, breaker open or recovering | the embedded backend; [`Routed::write`]s are journaled |
+//! | [`Mode::Embedded`] | no Redis configured | the embedded backend |
+//!
+//! A capability that must not silently become host-local declares
+//! [`FallbackPolicy::FailClosed`] and gets [`Error::Unavailable`] in fallback instead.
+//!
+//! A call that reaches Redis and fails in a way that opens the breaker is run again on
+//! the embedded backend (or fails closed), so the call that trips the breaker is served
+//! too; calls that fail before the threshold is reached return
+//! [`Error::Unavailable`]. Because a timed-out write may still have reached Redis,
+//! journaled writes must be idempotent.
+//!
+//! **Recovery.** While the breaker is open a prober PINGs Redis with exponential backoff
+//! and jitter (a Redis that answers `LOADING` is waited for at the shortest interval). When
+//! Redis answers, the breaker moves to *recovering*: each registered [`Recovery`] replays
+//! its journal in order; then, with new fallback calls held back for a moment, the rest of
+//! the journal is replayed, each capability's `after_replay` runs, and the breaker closes.
+//! If Redis fails during recovery the breaker opens again and nothing is lost.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use super::breaker::Breaker;
+use super::embedded::EmbeddedStore;
+use super::journal::Journal;
+use super::redis::{Probe, RedisCore};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Who is serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Redis is configured and healthy.
+    Redis,
+    /// Redis is configured but unavailable; the embedded store serves.
+    Fallback,
+    /// No Redis is configured.
+    Embedded,
+}
+
+/// What a capability does in `fallback` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackPolicy {
+    /// Serve from the embedded backend.
+    Serve,
+    /// Refuse with [`Error::Unavailable`].
+    FailClosed,
+}
+
+/// A capability's way back to Redis after an outage.
+#[async_trait::async_trait]
+pub trait Recovery: Send + Sync {
+    /// The capability whose journal entries this replays.
+    fn capability(&self) -> &'static str;
+
+    /// Re-applies one journaled write to Redis. Must be idempotent.
+    async fn replay(&self, entry: &[u8]) -> Result<()>;
+
+    /// Runs once the journal is drained, just before the breaker closes (e.g. to drop
+    /// in-process copies that may have missed invalidations).
+    async fn after_replay(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The failover router shared by every capability of one [`Redkit`](crate::Redkit).
+pub struct Route {
+    redis: Option<Arc<RedisCore>>,
+    embedded: Arc<EmbeddedStore>,
+    breaker: Arc<Breaker>,
+    journal: Journal,
+    recoveries: Mutex<Vec<Arc<dyn Recovery>>>,
+    capabilities: Mutex<BTreeMap<&'static str, FallbackPolicy>>,
+    /// Held for reading by fallback calls; held for writing while the last of the journal
+    /// is replayed and the breaker closes, so no fallback write slips in after the replay.
+    gate: tokio::sync::RwLock<()>,
+    /// Serializes journal drains (recovery vs. late registration).
+    draining: tokio::sync::Mutex<()>,
+    recoveries_completed: AtomicU64,
+}
+
+const REPLAY_BATCH: usize = 256;
+
+impl Route {
+    pub(crate) fn new(redis: Option<Arc<RedisCore>>, embedded: Arc<EmbeddedStore>, breaker: Arc<Breaker>) -> Arc<Self> {
+        Arc::new(Route {
+            journal: Journal::new(embedded.clone()),
+            redis,
+            embedded,
+            breaker,
+            recoveries: Mutex::default(),
+            capabilities: Mutex::default(),
+            gate: tokio::sync::RwLock::new(()),
+            draining: tokio::sync::Mutex::new(()),
+            recoveries_completed: AtomicU64::new(0),
+        })
+    }
+
+    /// Who is serving now.
+    pub fn mode(&self) -> Mode {
+        match &self.redis {
+            None => Mode::Embedded,
+            Some(_) if self.breaker.is_closed() => Mode::Redis,
+            Some(_) => Mode::Fallback,
+        }
+    }
+
+    /// The Redis core, when Redis is configured.
+    pub fn redis(&self) -> Option<&Arc<RedisCore>> {
+        self.redis.as_ref()
+    }
+
+    /// The embedded store.
+    pub fn embedded(&self) -> &Arc<EmbeddedStore> {
+        &self.embedded
+    }
+
+    /// The circuit breaker.
+    pub fn breaker(&self) -> &Arc<Breaker> {
+        &self.breaker
+    }
+
+    /// The failover journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// How many recoveries have completed (journal replayed, breaker closed).
+    pub fn recoveries_completed(&self) -> u64 {
+        self.recoveries_completed.load(Ordering::Relaxed)
+    }
+
+    /// The registered capabilities and their fallback policies.
+    pub fn capabilities(&self) -> BTreeMap<&'static str, FallbackPolicy> {
+        self.capabilities.lock().expect("route lock").clone()
+    }
+
+    /// Wraps a capability's two backends. `redis` must be `Some` exactly when Redis is
+    /// configured (build it from [`Route::redis`]).
+    pub fn routed<B: ?Sized>(
+        self: &Arc<Self>,
+        capability: &'static str,
+        policy: FallbackPolicy,
+        redis: Option<Arc<B>>,
+        embedded: Arc<B>,
+    ) -> Routed<B> {
+        self.capabilities.lock().expect("route lock").insert(capability, policy);
+        Routed {
+            route: self.clone(),
+            capability,
+            policy,
+            redis,
+            embedded,
+        }
+    }
+
+    /// Registers how `recovery.capability()` replays its journal. If Redis is serving and
+    /// entries are left from an earlier run, they are replayed now, in the background.
+    pub fn register_recovery(self: &Arc<Self>, recovery: Arc<dyn Recovery>) {
+        self.recoveries.lock().expect("route lock").push(recovery.clone());
+        if self.mode() == Mode::Redis {
+            let route = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = route.drain(&recovery).await {
+                    tracing::warn!(capability = recovery.capability(), error = %e, "replaying an earlier run's journal failed; will retry on the next recovery");
+                }
+            });
+        }
+    }
+
+    /// Starts the recovery prober (only when Redis is configured).
+    pub(crate) fn spawn_prober(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let redis = self.redis.clone()?;
+        let route = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                route.breaker.wait_open().await;
+                route.probe_until_recovered(&redis).await;
+            }
+        }))
+    }
+
+    async fn probe_until_recovered(&self, redis: &RedisCore) {
+        let cfg = *self.breaker.config();
+        let mut delay = cfg.probe_min;
+        loop {
+            tokio::time::sleep(jittered(delay)).await;
+            match redis.probe().await {
+                Probe::Ready(conn) => {
+                    if !self.breaker.begin_recovery() {
+                        return;
+                    }
+                    redis.install(conn);
+                    match self.recover().await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            self.breaker.reopen(&format!("recovery failed: {e}"));
+                            delay = cfg.probe_min;
+                        }
+                    }
+                }
+                Probe::Loading => {
+                    tracing::info!("redis is loading its dataset; waiting before recovery");
+                    delay = cfg.probe_min;
+                }
+                Probe::Down(reason) => {
+                    tracing::debug!(%reason, "recovery probe failed");
+                    delay = (delay * 2).min(cfg.probe_max);
+                }
+            }
+        }
+    }
+
+    async fn recover(&self) -> Result<()> {
+        let recoveries = self.recoveries.lock().expect("route lock").clone();
+        for r in &recoveries {
+            self.drain(r).await?;
+        }
+        let _hold_fallback = self.gate.write().await;
+        for r in &recoveries {
+            self.drain(r).await?;
+            r.after_replay().await?;
+        }
+        self.breaker.close();
+        self.recoveries_completed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn drain(&self, recovery: &Arc<dyn Recovery>) -> Result<()> {
+        let _one_at_a_time = self.draining.lock().await;
+        let capability = recovery.capability();
+        loop {
+            let batch = self.journal.oldest(capability, REPLAY_BATCH).await?;
+            let Some(&(last, _)) = batch.last() else {
+                return Ok(());
+            };
+            let mut done = None;
+            let mut failure = None;
+            for (seq, entry) in &batch {
+                match recovery.replay(entry).await {
+                    Ok(()) => done = Some(*seq),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(seq) = done {
+                self.journal.remove_through(capability, seq).await?;
+                metrics::counter!("redkit_journal_replayed_total", "capability" => capability)
+                    .increment(batch.iter().take_while(|(s, _)| *s <= seq).count() as u64);
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            debug_assert_eq!(done, Some(last));
+        }
+    }
+}
+
+fn jittered(delay: Duration) -> Duration {
+    let half = delay / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+/// A capability's pair of backends behind the route. See the [module docs](self).
+pub struct Routed<B: ?Sized> {
+    route: Arc<Route>,
+    capability: &'static str,
+    policy: FallbackPolicy,
+    redis: Option<Arc<B>>,
+    embedded: Arc<B>,
+}
+
+impl<B: ?Sized> Clone for Routed<B> {
+    fn clone(&self) -> Self {
+        Routed {
+            route: self.route.clone(),
+            capability: self.capability,
+            policy: self.policy,
+            redis: self.redis.clone(),
+            embedded: self.embedded.clone(),
+        }
+    }
+}
+
+impl<B: ?Sized + Send + Sync> Routed<B> {
+    /// The route behind this capability.
+    pub fn route(&self) -> &Arc<Route> {
+        &self.route
+    }
+
+    /// Runs an operation that needs no replay (a read, or state that is rebuilt anyway).
+    pub async fn call<T>(&self, f: impl AsyncFn(&B) -> Result<T>) -> Result<T> {
+        self.run(None::<fn() -> Vec<u8>>, f).await
+    }
+
+    /// Runs a write that Redis must see after an outage. In fallback, `entry` (built only
+    /// then) is journaled once the embedded backend has applied the write, and handed to
+    /// this capability's [`Recovery::replay`] when Redis is back.
+    pub async fn write<T>(&self, entry: impl FnOnce() -> Vec<u8>, f: impl AsyncFn(&B) -> Result<T>) -> Result<T> {
+        self.run(Some(entry), f).await
+    }
+
+    async fn run<T>(&self, entry: Option<impl FnOnce() -> Vec<u8>>, f: impl AsyncFn(&B) -> Result<T>) -> Result<T> {
+        let Some(redis) = &self.redis else {
+            return f(&self.embedded).await;
+        };
+        if self.route.breaker.is_closed() {
+            match f(redis).await {
+                Err(e) if e.kind() == ErrorKind::Unavailable && !self.route.breaker.is_closed() => {
+                    tracing::debug!(capability = self.capability, error = %e, "redis failed and the breaker is open; serving from the fallback");
+                }
+                other => return other,
+            }
+        }
+        if self.policy == FallbackPolicy::FailClosed {
+            return Err(Error::Unavailable(format!(
+                "redis is unavailable and {} fails closed",
+                self.capability
+            )));
+        }
+        let _fallback = self.route.gate.read().await;
+        if self.route.breaker.is_closed() {
+            // Recovery finished while this call waited at the gate.
+            return f(redis).await;
+        }
+        metrics::counter!("redkit_fallback_calls_total", "capability" => self.capability).increment(1);
+        let value = f(&self.embedded).await?;
+        if let Some(entry) = entry {
+            self.route.journal.append(self.capability, entry()).await?;
+        }
+        Ok(value)
+    }
+}

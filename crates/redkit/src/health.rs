@@ -1,0 +1,88 @@
+//! The health snapshot: who is serving, why, and how each store is doing.
+//!
+//! [`Redkit::health`](crate::Redkit::health) builds a [`Health`]; the server returns it as
+//! JSON from `GET /health` and `GET /ready`. It never waits on a Redis that the breaker has
+//! given up on: Redis details are only asked for while the breaker is closed.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::core::breaker::BreakerSnapshot;
+use crate::core::embedded::EmbeddedSnapshot;
+use crate::core::redis::RedisInfo;
+use crate::core::route::{FallbackPolicy, Mode};
+use crate::stats::{LastError, OpSnapshot};
+
+/// Overall verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Everything configured is serving.
+    Ok,
+    /// Redis is away; the embedded store serves every capability.
+    Degraded,
+    /// Redis is away and at least one capability fails closed.
+    Unavailable,
+}
+
+/// Everything `health()` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// Overall verdict.
+    pub status: Status,
+    /// Who is serving.
+    pub mode: Mode,
+    /// Seconds since this instance started.
+    pub uptime_s: u64,
+    /// Circuit breaker (absent in `embedded` mode).
+    pub breaker: Option<BreakerSnapshot>,
+    /// Redis (absent when not configured).
+    pub redis: Option<RedisHealth>,
+    /// The embedded store.
+    pub embedded: EmbeddedHealth,
+    /// Journaled writes waiting for Redis, per capability.
+    pub journal_pending: BTreeMap<String, u64>,
+    /// Registered capabilities and whether they serve now.
+    pub capabilities: Vec<CapabilityHealth>,
+    /// Things an operator should look at.
+    pub warnings: Vec<String>,
+}
+
+/// Redis's part of [`Health`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisHealth {
+    /// `standalone`, `sentinel` or `cluster`.
+    pub deployment: &'static str,
+    /// Whether Redis answered just now.
+    pub connected: bool,
+    /// What Redis said about itself (only asked while the breaker is closed).
+    pub info: Option<RedisInfo>,
+    /// Why `info` is missing, if it is.
+    pub error: Option<String>,
+    /// The latest failure to connect.
+    pub last_connect_error: Option<LastError>,
+    /// Per-operation statistics.
+    pub ops: BTreeMap<String, OpSnapshot>,
+}
+
+/// The embedded store's part of [`Health`].
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbeddedHealth {
+    /// Path, size and volatile usage.
+    #[serde(flatten)]
+    pub store: EmbeddedSnapshot,
+    /// Per-operation statistics.
+    pub ops: BTreeMap<String, OpSnapshot>,
+}
+
+/// One capability's part of [`Health`].
+#[derive(Debug, Clone, Serialize)]
+pub struct CapabilityHealth {
+    /// Its name.
+    pub name: &'static str,
+    /// What it does in fallback.
+    pub fallback: FallbackPolicy,
+    /// Whether it serves now.
+    pub available: bool,
+}

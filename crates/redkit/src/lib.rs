@@ -1,0 +1,184 @@
+//! # redkit
+//!
+//! Application infrastructure that web services keep hand-building around Redis — cache,
+//! sessions, rate limits, distributed locks, background jobs, pub/sub, records — done once.
+//! **Redis is the primary store**; a built-in **embedded store** (moka in memory, SQLite on
+//! disk) is the default when no Redis is configured and the **fallback** when Redis fails:
+//! a circuit breaker routes around a dead Redis without every call paying a timeout, and
+//! what was written during the outage is replayed when Redis returns.
+//!
+//! Build one [`Redkit`] per process and share it:
+//!
+//! ```no_run
+//! # async fn demo() -> redkit::Result<()> {
+//! let redkit = redkit::Redkit::open(redkit::Config::from_env()?).await?;
+//! println!("serving from {:?}", redkit.mode());
+//! let health = redkit.health().await;
+//! println!("{}", serde_json::to_string_pretty(&health).unwrap());
+//! # Ok(()) }
+//! ```
+//!
+//! The layers, bottom up: [`core::redis`] (connections, timeouts, scripts, stats),
+//! [`core::embedded`] (moka + SQLite), [`core::breaker`] and [`core::route`] (the one
+//! failover mechanism every capability goes through).
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod health;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use core::route::{FallbackPolicy, Mode, Recovery, Route, Routed};
+pub use error::{Error, ErrorKind, Result};
+pub use health::Health;
+
+use core::breaker::Breaker;
+use core::embedded::EmbeddedStore;
+use core::redis::RedisCore;
+use health::{CapabilityHealth, EmbeddedHealth, RedisHealth, Status};
+
+/// The handle an application builds once and clones freely.
+#[derive(Clone)]
+pub struct Redkit {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    route: Arc<Route>,
+    prober: Option<JoinHandle<()>>,
+    started: Instant,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(p) = &self.prober {
+            p.abort();
+        }
+    }
+}
+
+impl Redkit {
+    /// Opens the embedded store and, when configured, connects to Redis (waiting out
+    /// `LOADING` up to `redis.loading_wait`). A Redis that cannot be reached does not fail
+    /// start-up: redkit starts in `fallback` mode and recovers in the background.
+    pub async fn open(config: Config) -> Result<Self> {
+        let embedded = Arc::new(EmbeddedStore::open(&config.data_dir)?);
+        let breaker = Arc::new(Breaker::new(config.breaker));
+        let redis = match &config.redis {
+            Some(rc) => Some(RedisCore::connect(rc.clone(), breaker.clone()).await?),
+            None => None,
+        };
+        let route = Route::new(redis, embedded, breaker);
+        let prober = route.spawn_prober();
+        Ok(Redkit {
+            inner: Arc::new(Inner {
+                config,
+                route,
+                prober,
+                started: Instant::now(),
+            }),
+        })
+    }
+
+    /// The configuration this instance runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The failover route; capabilities are built on it.
+    pub fn route(&self) -> &Arc<Route> {
+        &self.inner.route
+    }
+
+    /// Who is serving now.
+    pub fn mode(&self) -> Mode {
+        self.inner.route.mode()
+    }
+
+    /// Mode, breaker, Redis, embedded store, journal, capabilities and statistics.
+    pub async fn health(&self) -> Health {
+        let route = &self.inner.route;
+        let mode = route.mode();
+        let capabilities: Vec<CapabilityHealth> = route
+            .capabilities()
+            .into_iter()
+            .map(|(name, fallback)| CapabilityHealth {
+                name,
+                fallback,
+                available: mode != Mode::Fallback || fallback == FallbackPolicy::Serve,
+            })
+            .collect();
+        let mut warnings = Vec::new();
+        let redis = match route.redis() {
+            None => None,
+            Some(core) => {
+                let (info, error) = if mode == Mode::Redis {
+                    match core.info().await {
+                        Ok(i) => (Some(i), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    }
+                } else {
+                    (None, Some("the circuit breaker is open; redis is not asked".to_string()))
+                };
+                if let Some(policy) = info.as_ref().and_then(|i| i.maxmemory_policy.as_deref())
+                    && policy != "noeviction"
+                {
+                    warnings.push(format!(
+                        "redis maxmemory-policy is {policy}: under memory pressure Redis may evict redkit's durable data (jobs, sessions); use noeviction"
+                    ));
+                }
+                if info.as_ref().and_then(|i| i.persistence) == Some(false) {
+                    warnings.push("redis persistence (RDB and AOF) is off: a Redis restart loses queued jobs and sessions".into());
+                }
+                Some(RedisHealth {
+                    deployment: core_deployment(core),
+                    connected: info.is_some(),
+                    info,
+                    error,
+                    last_connect_error: core.last_connect_error(),
+                    ops: core.stats().snapshot(),
+                })
+            }
+        };
+        let journal_pending = route.journal().pending().await.unwrap_or_else(|e| {
+            warnings.push(format!("cannot read the journal: {e}"));
+            Default::default()
+        });
+        let status = match mode {
+            Mode::Fallback if capabilities.iter().any(|c| !c.available) => Status::Unavailable,
+            Mode::Fallback => Status::Degraded,
+            _ => Status::Ok,
+        };
+        Health {
+            status,
+            mode,
+            uptime_s: self.inner.started.elapsed().as_secs(),
+            breaker: route.redis().map(|_| route.breaker().snapshot()),
+            redis,
+            embedded: EmbeddedHealth {
+                store: route.embedded().snapshot(),
+                ops: route.embedded().stats().snapshot(),
+            },
+            journal_pending,
+            capabilities,
+            warnings,
+        }
+    }
+}
+
+fn core_deployment(core: &RedisCore) -> &'static str {
+    match &core.config().target {
+        config::RedisTarget::Standalone(_) => "standalone",
+        config::RedisTarget::Sentinel { .. } => "sentinel",
+        config::RedisTarget::Cluster(_) => "cluster",
+    }
+}
