@@ -97,8 +97,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -111,7 +114,11 @@ async fn serve(config: Config) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("redkit: cannot start: {e}");
-            let status = if matches!(e, redkit::Error::Storage(_)) { EXIT_CONFIG } else { 1 };
+            let status = if matches!(e, redkit::Error::Storage(_)) {
+                EXIT_CONFIG
+            } else {
+                1
+            };
             return ExitCode::from(status);
         }
     };
@@ -124,7 +131,10 @@ async fn serve(config: Config) -> ExitCode {
     };
     tracing::info!(%listen, mode = ?redkit.mode(), "redkit serving");
     let app = routes::router(redkit);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    {
         eprintln!("redkit: server error: {e}");
         return ExitCode::from(1);
     }
@@ -136,7 +146,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -34,7 +34,8 @@ impl Options {
 
     /// An ACL user with a password and rules, e.g. `("app", "pw", "~* &* +@all")`.
     pub fn user(mut self, name: &str, password: &str, rules: &str) -> Self {
-        self.users.push((name.into(), password.into(), rules.into()));
+        self.users
+            .push((name.into(), password.into(), rules.into()));
         self
     }
 
@@ -85,7 +86,10 @@ impl RedisServer {
     }
 
     fn start_with(options: Options) -> Self {
-        let dir = tempfile::Builder::new().prefix("redkit-redis-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("redkit-redis-")
+            .tempdir()
+            .expect("temp dir");
         let mut server = RedisServer {
             port: 0,
             dir,
@@ -102,7 +106,10 @@ impl RedisServer {
                 return server;
             }
         }
-        panic!("redis-server did not start on any of 5 free ports; see {}", server.log_path().display());
+        panic!(
+            "redis-server did not start on any of 5 free ports; see {}",
+            server.log_path().display()
+        );
     }
 
     fn log_path(&self) -> PathBuf {
@@ -112,7 +119,13 @@ impl RedisServer {
     fn spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(binary());
         cmd.current_dir(self.dir.path())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+            ])
             .arg(self.dir.path())
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--logfile", "redis.log", "--enable-debug-command", "local"])
@@ -128,7 +141,9 @@ impl RedisServer {
             cmd.args(rules.split_whitespace());
         }
         cmd.args(&self.options.extra);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         #[cfg(target_os = "linux")]
         unsafe {
             use std::os::unix::process::CommandExt;
@@ -255,7 +270,8 @@ impl RedisServer {
     /// takes about `keys × delay_us` microseconds, during which Redis answers `LOADING`.
     /// Returns once Redis answers `LOADING` (not waiting for the end).
     pub fn restart_loading(&mut self, keys: u64, delay_us: u64) {
-        self.command(&["DEBUG", "POPULATE", &keys.to_string()]).expect("DEBUG POPULATE");
+        self.command(&["DEBUG", "POPULATE", &keys.to_string()])
+            .expect("DEBUG POPULATE");
         self.command(&["SAVE"]).expect("SAVE");
         self.kill();
         self.load_delay_us = Some(delay_us);
@@ -264,7 +280,9 @@ impl RedisServer {
         loop {
             match self.command(&["PING"]) {
                 Err(e) if e.starts_with("LOADING") => return,
-                Ok(_) => panic!("redis finished loading before it could be observed; raise keys or delay"),
+                Ok(_) => panic!(
+                    "redis finished loading before it could be observed; raise keys or delay"
+                ),
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
                 Err(e) => panic!("redis did not start loading: {e}"),
             }
@@ -285,7 +303,9 @@ impl RedisServer {
         loop {
             match self.command(&["PING"]) {
                 Ok(_) => return,
-                Err(e) if Instant::now() >= deadline => panic!("redis-server not ready after {limit:?}: {e}"),
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("redis-server not ready after {limit:?}: {e}")
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
@@ -295,7 +315,9 @@ impl RedisServer {
     /// and returns the reply as text; an error reply is `Err` with Redis's message.
     pub fn command(&self, args: &[&str]) -> Result<String, String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
         let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
         if let Some(pw) = &self.options.password {
             send(&mut stream, &["AUTH", pw])?;
@@ -336,7 +358,9 @@ fn read_reply(r: &mut impl BufRead) -> Result<String, String> {
         }
         "*" => {
             let n: i64 = rest.parse().map_err(|_| format!("bad reply {line}"))?;
-            let items = (0..n.max(0)).map(|_| read_reply(r)).collect::<Result<Vec<_>, _>>()?;
+            let items = (0..n.max(0))
+                .map(|_| read_reply(r))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(items.join("\n"))
         }
         _ => Err(format!("connection closed or unknown reply: {line:?}")),
@@ -360,10 +384,15 @@ mod tests {
         assert_eq!(s.command(&["GET", "k"]).unwrap(), "v");
         s.freeze();
         let mut stream = TcpStream::connect(("127.0.0.1", s.port())).unwrap();
-        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         send(&mut stream, &["PING"]).unwrap();
         let mut buf = [0u8; 8];
-        assert!(stream.read(&mut buf).is_err(), "a frozen server must not answer");
+        assert!(
+            stream.read(&mut buf).is_err(),
+            "a frozen server must not answer"
+        );
         s.thaw();
         assert!(s.command(&["PING"]).is_ok());
         let port = s.port();
@@ -376,7 +405,10 @@ mod tests {
 
     #[test]
     fn password_and_acl_users() {
-        let s = RedisServer::options().password("secret").user("app", "apppw", "~* &* +@all").start();
+        let s = RedisServer::options()
+            .password("secret")
+            .user("app", "apppw", "~* &* +@all")
+            .start();
         assert_eq!(s.command(&["PING"]).unwrap(), "PONG");
         assert_eq!(s.command(&["AUTH", "app", "apppw"]).unwrap(), "OK");
         assert!(s.command(&["AUTH", "app", "wrong"]).is_err());
@@ -385,7 +417,11 @@ mod tests {
     #[test]
     fn loading_phase_is_observable() {
         let s = RedisServer::start_loading(20_000, 100);
-        assert!(s.command(&["GET", "key:1"]).unwrap_err().starts_with("LOADING"));
+        assert!(
+            s.command(&["GET", "key:1"])
+                .unwrap_err()
+                .starts_with("LOADING")
+        );
         s.wait_ready(Duration::from_secs(30));
         assert_eq!(s.command(&["DBSIZE"]).unwrap(), "20000");
     }

@@ -227,7 +227,11 @@ struct Setting {
     secret: bool,
 }
 
-const fn setting(key: &'static str, env: &'static [&'static str], allowed: &'static str) -> Setting {
+const fn setting(
+    key: &'static str,
+    env: &'static [&'static str],
+    allowed: &'static str,
+) -> Setting {
     Setting {
         key,
         env,
@@ -237,7 +241,11 @@ const fn setting(key: &'static str, env: &'static [&'static str], allowed: &'sta
 }
 
 const SETTINGS: &[Setting] = &[
-    setting("listen", &["REDKIT_LISTEN"], "a socket address such as 127.0.0.1:7070"),
+    setting(
+        "listen",
+        &["REDKIT_LISTEN"],
+        "a socket address such as 127.0.0.1:7070",
+    ),
     setting("data_dir", &["REDKIT_DATA_DIR"], "a directory path"),
     setting("log_format", &["REDKIT_LOG_FORMAT"], "text or json"),
     setting(
@@ -246,26 +254,82 @@ const SETTINGS: &[Setting] = &[
         "redis://, rediss:// or unix:// URL; redis+sentinel://[:password@]host:port[,host:port]/master[/db]; \
          or a comma-separated list of redis:// node URLs for a cluster",
     ),
-    setting("redis.enabled", &["REDIS_ENABLED", "REDKIT_REDIS_ENABLED"], "true or false (1/0, yes/no, on/off)"),
+    setting(
+        "redis.enabled",
+        &["REDIS_ENABLED", "REDKIT_REDIS_ENABLED"],
+        "true or false (1/0, yes/no, on/off)",
+    ),
     Setting {
         key: "redis.password",
         env: &["REDIS_PASSWORD", "REDKIT_REDIS_PASSWORD"],
         allowed: "any non-empty string",
         secret: true,
     },
-    setting("redis.socket_timeout", &["REDIS_SOCKET_TIMEOUT"], "seconds, a number > 0 and <= 3600"),
-    setting("redis.connect_timeout", &["REDIS_SOCKET_CONNECT_TIMEOUT"], "seconds, a number > 0 and <= 3600"),
-    setting("redis.max_connections", &["REDIS_MAX_CONNECTIONS"], "a whole number from 1 to 10000"),
-    setting("redis.reconnect_min_ms", &["REDKIT_REDIS_RECONNECT_MIN_MS"], "milliseconds, 1 to 600000"),
-    setting("redis.reconnect_max_ms", &["REDKIT_REDIS_RECONNECT_MAX_MS"], "milliseconds, 1 to 600000, >= reconnect_min_ms"),
-    setting("redis.reconnect_attempts", &["REDKIT_REDIS_RECONNECT_ATTEMPTS"], "a whole number from 0 to 1000"),
-    setting("redis.loading_wait", &["REDKIT_REDIS_LOADING_WAIT"], "seconds, a number >= 0 and <= 86400"),
-    setting("redis.keepalive_idle", &["REDKIT_REDIS_KEEPALIVE_IDLE"], "seconds, a whole number from 1 to 86400"),
-    setting("redis.keepalive_interval", &["REDKIT_REDIS_KEEPALIVE_INTERVAL"], "seconds, a whole number from 1 to 86400"),
-    setting("redis.keepalive_count", &["REDKIT_REDIS_KEEPALIVE_COUNT"], "a whole number from 1 to 100"),
-    setting("breaker.failure_threshold", &["REDKIT_BREAKER_FAILURES"], "a whole number from 1 to 1000"),
-    setting("breaker.probe_min_ms", &["REDKIT_BREAKER_PROBE_MIN_MS"], "milliseconds, 1 to 600000"),
-    setting("breaker.probe_max_ms", &["REDKIT_BREAKER_PROBE_MAX_MS"], "milliseconds, 1 to 600000, >= probe_min_ms"),
+    setting(
+        "redis.socket_timeout",
+        &["REDIS_SOCKET_TIMEOUT"],
+        "seconds, a number > 0 and <= 3600",
+    ),
+    setting(
+        "redis.connect_timeout",
+        &["REDIS_SOCKET_CONNECT_TIMEOUT"],
+        "seconds, a number > 0 and <= 3600",
+    ),
+    setting(
+        "redis.max_connections",
+        &["REDIS_MAX_CONNECTIONS"],
+        "a whole number from 1 to 10000",
+    ),
+    setting(
+        "redis.reconnect_min_ms",
+        &["REDKIT_REDIS_RECONNECT_MIN_MS"],
+        "milliseconds, 1 to 600000",
+    ),
+    setting(
+        "redis.reconnect_max_ms",
+        &["REDKIT_REDIS_RECONNECT_MAX_MS"],
+        "milliseconds, 1 to 600000, >= reconnect_min_ms",
+    ),
+    setting(
+        "redis.reconnect_attempts",
+        &["REDKIT_REDIS_RECONNECT_ATTEMPTS"],
+        "a whole number from 0 to 1000",
+    ),
+    setting(
+        "redis.loading_wait",
+        &["REDKIT_REDIS_LOADING_WAIT"],
+        "seconds, a number >= 0 and <= 86400",
+    ),
+    setting(
+        "redis.keepalive_idle",
+        &["REDKIT_REDIS_KEEPALIVE_IDLE"],
+        "seconds, a whole number from 1 to 86400",
+    ),
+    setting(
+        "redis.keepalive_interval",
+        &["REDKIT_REDIS_KEEPALIVE_INTERVAL"],
+        "seconds, a whole number from 1 to 86400",
+    ),
+    setting(
+        "redis.keepalive_count",
+        &["REDKIT_REDIS_KEEPALIVE_COUNT"],
+        "a whole number from 1 to 100",
+    ),
+    setting(
+        "breaker.failure_threshold",
+        &["REDKIT_BREAKER_FAILURES"],
+        "a whole number from 1 to 1000",
+    ),
+    setting(
+        "breaker.probe_min_ms",
+        &["REDKIT_BREAKER_PROBE_MIN_MS"],
+        "milliseconds, 1 to 600000",
+    ),
+    setting(
+        "breaker.probe_max_ms",
+        &["REDKIT_BREAKER_PROBE_MAX_MS"],
+        "milliseconds, 1 to 600000, >= probe_min_ms",
+    ),
 ];
 
 /// The value a setting ended up with, and where it came from.
@@ -338,7 +402,9 @@ impl Config {
         if let Some(v) = p.get("listen", |s| s.parse::<SocketAddr>().ok())? {
             config.listen = v;
         }
-        if let Some(v) = p.get("data_dir", |s| (!s.trim().is_empty()).then(|| PathBuf::from(s)))? {
+        if let Some(v) = p.get("data_dir", |s| {
+            (!s.trim().is_empty()).then(|| PathBuf::from(s))
+        })? {
             config.data_dir = v;
         }
         if let Some(v) = p.get("log_format", |s| match s.to_ascii_lowercase().as_str() {
@@ -349,7 +415,9 @@ impl Config {
             config.log_format = v;
         }
 
-        let url = p.get("redis.url", |s| (!s.trim().is_empty()).then(|| s.trim().to_string()))?;
+        let url = p.get("redis.url", |s| {
+            (!s.trim().is_empty()).then(|| s.trim().to_string())
+        })?;
         let enabled = p.get("redis.enabled", parse_bool)?.unwrap_or(url.is_some());
         if enabled {
             let Some(url) = url else {
@@ -361,7 +429,9 @@ impl Config {
                     allowed: "false unless redis.url (REDIS_URL) is also set".into(),
                 });
             };
-            let target = p.get("redis.url", |_| parse_target(&url))?.expect("url is set");
+            let target = p
+                .get("redis.url", |_| parse_target(&url))?
+                .expect("url is set");
             let mut redis = RedisConfig::new("");
             redis.target = target;
             redis.password = p.get("redis.password", |s| (!s.is_empty()).then(|| s.to_string()))?;
@@ -379,7 +449,9 @@ impl Config {
             }
             let min = redis.reconnect.min;
             if let Some(v) = p.get("redis.reconnect_max_ms", |s| {
-                int(s, 1, 600_000).map(Duration::from_millis).filter(|d| *d >= min)
+                int(s, 1, 600_000)
+                    .map(Duration::from_millis)
+                    .filter(|d| *d >= min)
             })? {
                 redis.reconnect.max = v;
             }
@@ -409,7 +481,9 @@ impl Config {
         }
         let min = config.breaker.probe_min;
         if let Some(v) = p.get("breaker.probe_max_ms", |s| {
-            int(s, 1, 600_000).map(Duration::from_millis).filter(|d| *d >= min)
+            int(s, 1, 600_000)
+                .map(Duration::from_millis)
+                .filter(|d| *d >= min)
         })? {
             config.breaker.probe_max = v;
         }
@@ -423,7 +497,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     /// Parses the setting if it was given; a value the parser refuses becomes a ConfigError.
-    fn get<T>(&self, key: &'static str, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, ConfigError> {
+    fn get<T>(
+        &self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
         let Some(g) = self.given.get(key) else {
             return Ok(None);
         };
@@ -432,7 +510,11 @@ impl Parser<'_> {
             Some(v) => Ok(Some(v)),
             None => Err(ConfigError {
                 setting: key.to_string(),
-                value: if setting.secret { "***".into() } else { g.value.clone() },
+                value: if setting.secret {
+                    "***".into()
+                } else {
+                    g.value.clone()
+                },
                 origin: g.origin.clone(),
                 allowed: setting.allowed.to_string(),
             }),
@@ -445,10 +527,18 @@ fn find_setting(key: &str) -> Option<&'static Setting> {
 }
 
 fn known_keys() -> String {
-    SETTINGS.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+    SETTINGS
+        .iter()
+        .map(|s| s.key)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn read_file(path: &Path, required: bool, given: &mut BTreeMap<&'static str, Given>) -> Result<(), ConfigError> {
+fn read_file(
+    path: &Path,
+    required: bool,
+    given: &mut BTreeMap<&'static str, Given>,
+) -> Result<(), ConfigError> {
     let origin = Origin::File(path.to_path_buf());
     let refuse = |setting: &str, value: String, allowed: String| ConfigError {
         setting: setting.to_string(),
@@ -467,14 +557,22 @@ fn read_file(path: &Path, required: bool, given: &mut BTreeMap<&'static str, Giv
             ));
         }
     };
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| refuse("config", path.display().to_string(), format!("valid TOML: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        refuse(
+            "config",
+            path.display().to_string(),
+            format!("valid TOML: {e}"),
+        )
+    })?;
     let mut flat = Vec::new();
     flatten("", &table, &mut flat);
     for (key, value) in flat {
         let Some(s) = find_setting(&key) else {
-            return Err(refuse(&key, value, format!("one of the known settings: {}", known_keys())));
+            return Err(refuse(
+                &key,
+                value,
+                format!("one of the known settings: {}", known_keys()),
+            ));
         };
         given.insert(
             s.key,
@@ -489,7 +587,11 @@ fn read_file(path: &Path, required: bool, given: &mut BTreeMap<&'static str, Giv
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => flatten(&key, t, out),
             toml::Value::String(s) => out.push((key, s.clone())),
@@ -497,7 +599,11 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
                 key,
                 items
                     .iter()
-                    .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| i.to_string())
+                    })
                     .collect::<Vec<_>>()
                     .join(","),
             )),
@@ -515,12 +621,16 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 fn int(s: &str, min: u64, max: u64) -> Option<u64> {
-    s.trim().parse::<u64>().ok().filter(|v| (min..=max).contains(v))
+    s.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
 }
 
 fn secs(s: &str, max: f64, zero_ok: bool) -> Option<Duration> {
     let v = s.trim().parse::<f64>().ok()?;
-    (v.is_finite() && v <= max && (v > 0.0 || (zero_ok && v == 0.0))).then(|| Duration::from_secs_f64(v))
+    (v.is_finite() && v <= max && (v > 0.0 || (zero_ok && v == 0.0)))
+        .then(|| Duration::from_secs_f64(v))
 }
 
 /// Parses `REDIS_URL` into a target: one URL, a sentinel URL, or a comma-separated cluster.
@@ -561,7 +671,11 @@ fn parse_target(url: &str) -> Option<RedisTarget> {
                 None => format!("{scheme}://{h}"),
             })
             .collect();
-        if sentinels.is_empty() || sentinels.iter().any(|s| redis::parse_redis_url(s).is_none()) {
+        if sentinels.is_empty()
+            || sentinels
+                .iter()
+                .any(|s| redis::parse_redis_url(s).is_none())
+        {
             return None;
         }
         return Some(RedisTarget::Sentinel {
@@ -572,8 +686,16 @@ fn parse_target(url: &str) -> Option<RedisTarget> {
         });
     }
     if url.contains(',') {
-        let nodes: Vec<String> = url.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-        if nodes.len() < 2 || !nodes.iter().all(|n| scheme_ok(n) && redis::parse_redis_url(n).is_some()) {
+        let nodes: Vec<String> = url
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if nodes.len() < 2
+            || !nodes
+                .iter()
+                .all(|n| scheme_ok(n) && redis::parse_redis_url(n).is_some())
+        {
             return None;
         }
         return Some(RedisTarget::Cluster(nodes));
@@ -594,7 +716,10 @@ mod tests {
     fn env(pairs: &[(&str, &str)]) -> Sources {
         Sources {
             file: None,
-            env: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             flags: vec![],
         }
     }
@@ -618,7 +743,10 @@ mod tests {
         ]))
         .unwrap();
         let r = c.redis.unwrap();
-        assert_eq!(r.target, RedisTarget::Standalone("redis://localhost:6380/2".into()));
+        assert_eq!(
+            r.target,
+            RedisTarget::Standalone("redis://localhost:6380/2".into())
+        );
         assert_eq!(r.response_timeout, Duration::from_millis(500));
         assert_eq!(r.connect_timeout, Duration::from_secs(3));
         assert_eq!(r.max_connections, 7);
@@ -627,13 +755,21 @@ mod tests {
 
     #[test]
     fn redis_enabled_false_wins_over_url() {
-        let c = Config::load(env(&[("REDIS_URL", "redis://x:1"), ("REDIS_ENABLED", "false")])).unwrap();
+        let c = Config::load(env(&[
+            ("REDIS_URL", "redis://x:1"),
+            ("REDIS_ENABLED", "false"),
+        ]))
+        .unwrap();
         assert!(c.redis.is_none());
     }
 
     #[test]
     fn sentinel_and_cluster_urls_parse() {
-        let c = Config::load(env(&[("REDIS_URL", "redis+sentinel://:pw@h1:26379,h2:26380/mymaster/3")])).unwrap();
+        let c = Config::load(env(&[(
+            "REDIS_URL",
+            "redis+sentinel://:pw@h1:26379,h2:26380/mymaster/3",
+        )]))
+        .unwrap();
         assert_eq!(
             c.redis.unwrap().target,
             RedisTarget::Sentinel {
@@ -652,7 +788,11 @@ mod tests {
 
     #[test]
     fn bad_values_name_setting_value_origin_and_rule() {
-        let e = Config::load(env(&[("REDIS_URL", "redis://x:1"), ("REDIS_SOCKET_TIMEOUT", "-1")])).unwrap_err();
+        let e = Config::load(env(&[
+            ("REDIS_URL", "redis://x:1"),
+            ("REDIS_SOCKET_TIMEOUT", "-1"),
+        ]))
+        .unwrap_err();
         assert_eq!(e.setting, "redis.socket_timeout");
         assert_eq!(e.value, "-1");
         assert_eq!(e.origin, Origin::Env("REDIS_SOCKET_TIMEOUT".into()));
@@ -664,7 +804,8 @@ mod tests {
         assert_eq!(e.setting, "redis.enabled");
         let e = Config::load(env(&[("REDKIT_LISTEN", "localhost")])).unwrap_err();
         assert_eq!(e.setting, "listen");
-        let e = Config::load(env(&[("REDIS_URL", "redis://x"), ("REDIS_PASSWORD", "")])).unwrap_err();
+        let e =
+            Config::load(env(&[("REDIS_URL", "redis://x"), ("REDIS_PASSWORD", "")])).unwrap_err();
         assert_eq!(e.value, "***", "secrets are masked");
     }
 

@@ -127,7 +127,10 @@ impl Redkit {
                         Err(e) => (None, Some(e.to_string())),
                     }
                 } else {
-                    (None, Some("the circuit breaker is open; redis is not asked".to_string()))
+                    (
+                        None,
+                        Some("the circuit breaker is open; redis is not asked".to_string()),
+                    )
                 };
                 if let Some(policy) = info.as_ref().and_then(|i| i.maxmemory_policy.as_deref())
                     && policy != "noeviction"

@@ -145,7 +145,11 @@ impl Breaker {
     }
 
     pub(crate) fn begin_recovery(&self) -> bool {
-        self.transition(BreakerState::Open, BreakerState::Recovering, "redis answered a probe")
+        self.transition(
+            BreakerState::Open,
+            BreakerState::Recovering,
+            "redis answered a probe",
+        )
     }
 
     pub(crate) fn reopen(&self, reason: &str) {
@@ -153,7 +157,11 @@ impl Breaker {
     }
 
     pub(crate) fn close(&self) {
-        if self.transition(BreakerState::Recovering, BreakerState::Closed, "recovery complete") {
+        if self.transition(
+            BreakerState::Recovering,
+            BreakerState::Closed,
+            "recovery complete",
+        ) {
             self.consecutive.store(0, Ordering::Relaxed);
             self.closed_total.fetch_add(1, Ordering::Relaxed);
         }
@@ -179,7 +187,12 @@ impl Breaker {
             return false;
         }
         match to {
-            BreakerState::Open => tracing::warn!(?from, ?to, reason, "circuit breaker opened: serving from the embedded store"),
+            BreakerState::Open => tracing::warn!(
+                ?from,
+                ?to,
+                reason,
+                "circuit breaker opened: serving from the embedded store"
+            ),
             _ => tracing::info!(?from, ?to, reason, "circuit breaker transition"),
         }
         let to_label = match to {
@@ -188,7 +201,11 @@ impl Breaker {
             BreakerState::Recovering => "recovering",
         };
         metrics::counter!("redkit_breaker_transitions_total", "to" => to_label).increment(1);
-        metrics::gauge!("redkit_breaker_open").set(if to == BreakerState::Closed { 0.0 } else { 1.0 });
+        metrics::gauge!("redkit_breaker_open").set(if to == BreakerState::Closed {
+            0.0
+        } else {
+            1.0
+        });
         *self.last.lock().expect("breaker lock") = Some(Transition {
             from,
             to,

@@ -27,6 +27,8 @@
 //! If Redis fails during recovery the breaker opens again and nothing is lost.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,6 +42,9 @@ use super::embedded::EmbeddedStore;
 use super::journal::Journal;
 use super::redis::{Probe, RedisCore};
 use crate::error::{Error, ErrorKind, Result};
+
+/// A boxed, `Send` future: what backend trait methods (`#[async_trait]`) return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Who is serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,8 +74,10 @@ pub trait Recovery: Send + Sync {
     /// The capability whose journal entries this replays.
     fn capability(&self) -> &'static str;
 
-    /// Re-applies one journaled write to Redis. Must be idempotent.
-    async fn replay(&self, entry: &[u8]) -> Result<()>;
+    /// Re-applies journaled writes to Redis, in order. Must be idempotent: after a
+    /// failure the whole batch is offered again. Implementations should pipeline (one
+    /// round trip per batch), since recovery must outpace writes still arriving in fallback.
+    async fn replay(&self, entries: &[Vec<u8>]) -> Result<()>;
 
     /// Runs once the journal is drained, just before the breaker closes (e.g. to drop
     /// in-process copies that may have missed invalidations).
@@ -95,10 +102,17 @@ pub struct Route {
     recoveries_completed: AtomicU64,
 }
 
-const REPLAY_BATCH: usize = 256;
+const REPLAY_BATCH: usize = 512;
+/// Batches replayed while fallback writes still flow, before they are held back for the
+/// final drain; bounds recovery even if fallback writes arrive faster than replay.
+const UNGATED_BATCHES: usize = 16;
 
 impl Route {
-    pub(crate) fn new(redis: Option<Arc<RedisCore>>, embedded: Arc<EmbeddedStore>, breaker: Arc<Breaker>) -> Arc<Self> {
+    pub(crate) fn new(
+        redis: Option<Arc<RedisCore>>,
+        embedded: Arc<EmbeddedStore>,
+        breaker: Arc<Breaker>,
+    ) -> Arc<Self> {
         Arc::new(Route {
             journal: Journal::new(embedded.clone()),
             redis,
@@ -160,7 +174,10 @@ impl Route {
         redis: Option<Arc<B>>,
         embedded: Arc<B>,
     ) -> Routed<B> {
-        self.capabilities.lock().expect("route lock").insert(capability, policy);
+        self.capabilities
+            .lock()
+            .expect("route lock")
+            .insert(capability, policy);
         Routed {
             route: self.clone(),
             capability,
@@ -173,11 +190,14 @@ impl Route {
     /// Registers how `recovery.capability()` replays its journal. If Redis is serving and
     /// entries are left from an earlier run, they are replayed now, in the background.
     pub fn register_recovery(self: &Arc<Self>, recovery: Arc<dyn Recovery>) {
-        self.recoveries.lock().expect("route lock").push(recovery.clone());
+        self.recoveries
+            .lock()
+            .expect("route lock")
+            .push(recovery.clone());
         if self.mode() == Mode::Redis {
             let route = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = route.drain(&recovery).await {
+                if let Err(e) = route.drain(&recovery, None).await {
                     tracing::warn!(capability = recovery.capability(), error = %e, "replaying an earlier run's journal failed; will retry on the next recovery");
                 }
             });
@@ -230,11 +250,11 @@ impl Route {
     async fn recover(&self) -> Result<()> {
         let recoveries = self.recoveries.lock().expect("route lock").clone();
         for r in &recoveries {
-            self.drain(r).await?;
+            self.drain(r, Some(UNGATED_BATCHES)).await?;
         }
         let _hold_fallback = self.gate.write().await;
         for r in &recoveries {
-            self.drain(r).await?;
+            self.drain(r, None).await?;
             r.after_replay().await?;
         }
         self.breaker.close();
@@ -242,35 +262,24 @@ impl Route {
         Ok(())
     }
 
-    async fn drain(&self, recovery: &Arc<dyn Recovery>) -> Result<()> {
+    /// Replays `recovery`'s journal in batches until it is empty, or `max_batches` ran.
+    async fn drain(&self, recovery: &Arc<dyn Recovery>, max_batches: Option<usize>) -> Result<()> {
         let _one_at_a_time = self.draining.lock().await;
         let capability = recovery.capability();
-        loop {
+        let mut batches = 0;
+        while max_batches.is_none_or(|max| batches < max) {
             let batch = self.journal.oldest(capability, REPLAY_BATCH).await?;
             let Some(&(last, _)) = batch.last() else {
                 return Ok(());
             };
-            let mut done = None;
-            let mut failure = None;
-            for (seq, entry) in &batch {
-                match recovery.replay(entry).await {
-                    Ok(()) => done = Some(*seq),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-            if let Some(seq) = done {
-                self.journal.remove_through(capability, seq).await?;
-                metrics::counter!("redkit_journal_replayed_total", "capability" => capability)
-                    .increment(batch.iter().take_while(|(s, _)| *s <= seq).count() as u64);
-            }
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            debug_assert_eq!(done, Some(last));
+            let entries: Vec<Vec<u8>> = batch.into_iter().map(|(_, e)| e).collect();
+            recovery.replay(&entries).await?;
+            self.journal.remove_through(capability, last).await?;
+            metrics::counter!("redkit_journal_replayed_total", "capability" => capability)
+                .increment(entries.len() as u64);
+            batches += 1;
         }
+        Ok(())
     }
 }
 
@@ -307,18 +316,28 @@ impl<B: ?Sized + Send + Sync> Routed<B> {
     }
 
     /// Runs an operation that needs no replay (a read, or state that is rebuilt anyway).
-    pub async fn call<T>(&self, f: impl AsyncFn(&B) -> Result<T>) -> Result<T> {
+    ///
+    /// `f` calls one backend method: `routed.call(|b| b.get(key))`.
+    pub async fn call<'a, T>(&'a self, f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>) -> Result<T> {
         self.run(None::<fn() -> Vec<u8>>, f).await
     }
 
     /// Runs a write that Redis must see after an outage. In fallback, `entry` (built only
     /// then) is journaled once the embedded backend has applied the write, and handed to
     /// this capability's [`Recovery::replay`] when Redis is back.
-    pub async fn write<T>(&self, entry: impl FnOnce() -> Vec<u8>, f: impl AsyncFn(&B) -> Result<T>) -> Result<T> {
+    pub async fn write<'a, T>(
+        &'a self,
+        entry: impl FnOnce() -> Vec<u8>,
+        f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>,
+    ) -> Result<T> {
         self.run(Some(entry), f).await
     }
 
-    async fn run<T>(&self, entry: Option<impl FnOnce() -> Vec<u8>>, f: impl AsyncFn(&B) -> Result<T>) -> Result<T> {
+    async fn run<'a, T>(
+        &'a self,
+        entry: Option<impl FnOnce() -> Vec<u8>>,
+        f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>,
+    ) -> Result<T> {
         let Some(redis) = &self.redis else {
             return f(&self.embedded).await;
         };
@@ -341,7 +360,8 @@ impl<B: ?Sized + Send + Sync> Routed<B> {
             // Recovery finished while this call waited at the gate.
             return f(redis).await;
         }
-        metrics::counter!("redkit_fallback_calls_total", "capability" => self.capability).increment(1);
+        metrics::counter!("redkit_fallback_calls_total", "capability" => self.capability)
+            .increment(1);
         let value = f(&self.embedded).await?;
         if let Some(entry) = entry {
             self.route.journal.append(self.capability, entry()).await?;

@@ -45,7 +45,10 @@ pub fn config(redis_url: Option<String>, data_dir: &Path) -> Config {
 pub async fn eventually(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -68,19 +71,37 @@ pub struct RedisKv {
 #[async_trait::async_trait]
 impl KvBackend for RedisKv {
     async fn get(&self, key: &str) -> Result<Option<String>> {
-        self.core.query("test_get", redis::cmd("GET").arg(format!("{KEY_PREFIX}{key}"))).await
+        self.core
+            .query(
+                "test_get",
+                redis::cmd("GET").arg(format!("{KEY_PREFIX}{key}")),
+            )
+            .await
     }
     async fn set(&self, key: &str, value: &str) -> Result<()> {
         self.core
-            .query("test_set", redis::cmd("SET").arg(format!("{KEY_PREFIX}{key}")).arg(value))
+            .query(
+                "test_set",
+                redis::cmd("SET")
+                    .arg(format!("{KEY_PREFIX}{key}"))
+                    .arg(value),
+            )
             .await
     }
     async fn del(&self, key: &str) -> Result<bool> {
-        let n: i64 = self.core.query("test_del", redis::cmd("DEL").arg(format!("{KEY_PREFIX}{key}"))).await?;
+        let n: i64 = self
+            .core
+            .query(
+                "test_del",
+                redis::cmd("DEL").arg(format!("{KEY_PREFIX}{key}")),
+            )
+            .await?;
         Ok(n > 0)
     }
     async fn incr(&self, key: &str, by: i64) -> Result<i64> {
-        self.core.script(&INCR, &[&format!("{KEY_PREFIX}{key}")], &[&by]).await
+        self.core
+            .script(&INCR, &[&format!("{KEY_PREFIX}{key}")], &[&by])
+            .await
     }
 }
 
@@ -94,9 +115,11 @@ impl KvBackend for EmbeddedKv {
         let key = key.to_string();
         self.store
             .sql("test_get", move |c| {
-                Ok(c.query_row("SELECT value FROM kv WHERE space = 'test' AND key = ?1", [key], |r| {
-                    r.get::<_, Vec<u8>>(0)
-                })
+                Ok(c.query_row(
+                    "SELECT value FROM kv WHERE space = 'test' AND key = ?1",
+                    [key],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
                 .optional()?
                 .map(|v| String::from_utf8_lossy(&v).into_owned()))
             })
@@ -106,7 +129,10 @@ impl KvBackend for EmbeddedKv {
         let (key, value) = (key.to_string(), value.as_bytes().to_vec());
         self.store
             .sql("test_set", move |c| {
-                c.execute("INSERT OR REPLACE INTO kv (space, key, value) VALUES ('test', ?1, ?2)", params![key, value])?;
+                c.execute(
+                    "INSERT OR REPLACE INTO kv (space, key, value) VALUES ('test', ?1, ?2)",
+                    params![key, value],
+                )?;
                 Ok(())
             })
             .await
@@ -125,9 +151,11 @@ impl KvBackend for EmbeddedKv {
             .sql("test_incr", move |c| {
                 let tx = c.transaction()?;
                 let old: i64 = tx
-                    .query_row("SELECT value FROM kv WHERE space = 'test' AND key = ?1", [&key], |r| {
-                        r.get::<_, Vec<u8>>(0)
-                    })
+                    .query_row(
+                        "SELECT value FROM kv WHERE space = 'test' AND key = ?1",
+                        [&key],
+                        |r| r.get::<_, Vec<u8>>(0),
+                    )
                     .optional()?
                     .map_or(0, |v| String::from_utf8_lossy(&v).parse().unwrap_or(0));
                 let new = old + by;
@@ -158,11 +186,15 @@ impl Recovery for KvRecovery {
     fn capability(&self) -> &'static str {
         self.capability
     }
-    async fn replay(&self, entry: &[u8]) -> Result<()> {
-        match serde_json::from_slice(entry)? {
-            Op::Set(k, v) => self.redis.set(&k, &v).await,
-            Op::Del(k) => self.redis.del(&k).await.map(drop),
+    async fn replay(&self, entries: &[Vec<u8>]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        for entry in entries {
+            match serde_json::from_slice(entry)? {
+                Op::Set(k, v) => pipe.set(format!("{KEY_PREFIX}{k}"), v).ignore(),
+                Op::Del(k) => pipe.del(format!("{KEY_PREFIX}{k}")).ignore(),
+            };
         }
+        self.redis.core.pipeline("test_replay", &pipe).await
     }
 }
 
@@ -175,7 +207,9 @@ pub struct Kv {
 impl Kv {
     pub fn new(redkit: &Redkit, capability: &'static str, policy: FallbackPolicy) -> Self {
         let route = redkit.route();
-        let redis = route.redis().map(|core| Arc::new(RedisKv { core: core.clone() }) as Arc<dyn KvBackend>);
+        let redis = route
+            .redis()
+            .map(|core| Arc::new(RedisKv { core: core.clone() }) as Arc<dyn KvBackend>);
         if let Some(core) = route.redis() {
             route.register_recovery(Arc::new(KvRecovery {
                 capability,
@@ -191,17 +225,17 @@ impl Kv {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>> {
-        self.routed.call(async |b| b.get(key).await).await
+        self.routed.call(|b| b.get(key)).await
     }
     pub async fn set(&self, key: &str, value: &str) -> Result<()> {
         let entry = || serde_json::to_vec(&Op::Set(key.into(), value.into())).unwrap();
-        self.routed.write(entry, async |b| b.set(key, value).await).await
+        self.routed.write(entry, |b| b.set(key, value)).await
     }
     pub async fn del(&self, key: &str) -> Result<bool> {
         let entry = || serde_json::to_vec(&Op::Del(key.into())).unwrap();
-        self.routed.write(entry, async |b| b.del(key).await).await
+        self.routed.write(entry, |b| b.del(key)).await
     }
     pub async fn incr(&self, key: &str, by: i64) -> Result<i64> {
-        self.routed.call(async |b| b.incr(key, by).await).await
+        self.routed.call(|b| b.incr(key, by)).await
     }
 }

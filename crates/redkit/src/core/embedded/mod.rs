@@ -91,7 +91,8 @@ impl EmbeddedStore {
     {
         let started = Instant::now();
         let r = self.sqlite.call(f).await;
-        self.stats.record(op, started.elapsed(), r.as_ref().err().map(|e| e as _));
+        self.stats
+            .record(op, started.elapsed(), r.as_ref().err().map(|e| e as _));
         r
     }
 
@@ -104,7 +105,9 @@ impl EmbeddedStore {
     pub fn snapshot(&self) -> EmbeddedSnapshot {
         let size_bytes = ["", "-wal", "-shm"]
             .iter()
-            .filter_map(|suffix| std::fs::metadata(self.dir.join(format!("{DB_FILE}{suffix}"))).ok())
+            .filter_map(|suffix| {
+                std::fs::metadata(self.dir.join(format!("{DB_FILE}{suffix}"))).ok()
+            })
             .map(|m| m.len())
             .sum();
         EmbeddedSnapshot {

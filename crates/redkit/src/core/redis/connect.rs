@@ -8,12 +8,17 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::{TcpSettings, socket2};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
+    Value,
+};
 
 use crate::config::{RedisConfig, RedisTarget};
 use crate::error::{Error, Result};
@@ -39,7 +44,12 @@ impl ConnectionLike for Conn {
         }
     }
 
-    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Managed(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Dedicated(c) => c.req_packed_commands(cmd, offset, count),
@@ -80,7 +90,10 @@ impl Connector {
         let tcp = tcp_settings(cfg);
         let bad_url = |e: redis::RedisError| Error::invalid("redis.url", e.to_string());
         let info = |url: &str| -> Result<redis::ConnectionInfo> {
-            let info = url.into_connection_info().map_err(bad_url)?.set_tcp_settings(tcp.clone());
+            let info = url
+                .into_connection_info()
+                .map_err(bad_url)?
+                .set_tcp_settings(tcp.clone());
             Ok(match &cfg.password {
                 Some(pw) => {
                     let redis = info.redis_settings().clone().set_password(pw);
@@ -90,7 +103,9 @@ impl Connector {
             })
         };
         let kind = match &cfg.target {
-            RedisTarget::Standalone(url) => Kind::Standalone(Client::open(info(url)?).map_err(bad_url)?),
+            RedisTarget::Standalone(url) => {
+                Kind::Standalone(Client::open(info(url)?).map_err(bad_url)?)
+            }
             RedisTarget::Sentinel {
                 sentinels,
                 master,
@@ -107,9 +122,17 @@ impl Connector {
                 if *tls {
                     node = node.set_tls_mode(redis::TlsMode::Secure);
                 }
-                let infos = sentinels.iter().map(|s| info(s)).collect::<Result<Vec<_>>>()?;
-                let client = SentinelClient::build(infos, master.clone(), Some(node), SentinelServerType::Master)
-                    .map_err(bad_url)?;
+                let infos = sentinels
+                    .iter()
+                    .map(|s| info(s))
+                    .collect::<Result<Vec<_>>>()?;
+                let client = SentinelClient::build(
+                    infos,
+                    master.clone(),
+                    Some(node),
+                    SentinelServerType::Master,
+                )
+                .map_err(bad_url)?;
                 Kind::Sentinel(tokio::sync::Mutex::new(client))
             }
             RedisTarget::Cluster(nodes) => {
@@ -131,7 +154,10 @@ impl Connector {
                 }
             }
         };
-        Ok(Connector { cfg: cfg.clone(), kind })
+        Ok(Connector {
+            cfg: cfg.clone(),
+            kind,
+        })
     }
 
     /// A short description of the deployment, without credentials.
@@ -147,7 +173,9 @@ impl Connector {
         match &self.kind {
             Kind::Standalone(c) => Ok(c.clone()),
             Kind::Sentinel(s) => s.lock().await.async_get_client().await,
-            Kind::Cluster { .. } => unreachable!("cluster connections are built from the cluster client"),
+            Kind::Cluster { .. } => {
+                unreachable!("cluster connections are built from the cluster client")
+            }
         }
     }
 
@@ -165,7 +193,9 @@ impl Connector {
             .set_min_delay(r.min)
             .set_max_delay(r.max)
             .set_number_of_retries(r.attempts as usize);
-        ConnectionManager::new_with_config(client, config).await.map(Conn::Managed)
+        ConnectionManager::new_with_config(client, config)
+            .await
+            .map(Conn::Managed)
     }
 
     /// Opens a dedicated connection for blocking commands.

@@ -19,6 +19,7 @@ mod connect;
 mod info;
 mod scripts;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -61,8 +62,14 @@ fn classify(e: &RedisError) -> Health {
         K::Server(S::BusyLoading) => Health::Loading,
         K::Server(S::ClusterDown | S::MasterDown | S::TryAgain | S::ReadOnly) => Health::Failed,
         K::Io | K::AuthenticationFailed | K::ClusterConnectionNotFound => Health::Failed,
-        K::MasterNameNotFoundBySentinel | K::NoValidReplicasFoundBySentinel | K::EmptySentinelList => Health::Failed,
-        _ if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() => {
+        K::MasterNameNotFoundBySentinel
+        | K::NoValidReplicasFoundBySentinel
+        | K::EmptySentinelList => Health::Failed,
+        _ if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal() =>
+        {
             Health::Failed
         }
         _ => Health::Alive,
@@ -120,10 +127,13 @@ impl RedisCore {
                 }
                 Probe::Down(reason) => {
                     if reason.contains("AuthenticationFailed") || reason.contains("WRONGPASS") {
-                        return Err(Error::Unavailable(format!("redis refused redkit's credentials: {reason}")));
+                        return Err(Error::Unavailable(format!(
+                            "redis refused redkit's credentials: {reason}"
+                        )));
                     }
                     tracing::warn!(%reason, "redis unreachable at start; starting in fallback mode");
-                    core.breaker.open(&format!("redis unreachable at start: {reason}"));
+                    core.breaker
+                        .open(&format!("redis unreachable at start: {reason}"));
                     return Ok(core);
                 }
             }
@@ -152,23 +162,35 @@ impl RedisCore {
 
     /// Runs `f` on the main connection with the response timeout, records stats and
     /// reports the outcome to the circuit breaker.
-    pub async fn call<T>(&self, op: &'static str, f: impl AsyncFnOnce(&mut Conn) -> RedisResult<T>) -> Result<T> {
+    ///
+    /// `f` gets its own handle to the connection (a cheap clone of a multiplexed one).
+    pub async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let conn = self.main.read().expect("conn lock").clone();
-        let Some(mut conn) = conn else {
+        let Some(conn) = conn else {
             self.breaker.failure("no redis connection");
             return Err(Error::Unavailable(format!("redis is not connected ({op})")));
         };
-        self.timed(op, self.cfg.response_timeout, f(&mut conn)).await
+        self.timed(op, self.cfg.response_timeout, f(conn)).await
     }
 
     /// Sends one command.
     pub async fn query<T: FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T> {
-        self.call(op, async |c| cmd.query_async(c).await).await
+        self.call(op, |mut c| async move { cmd.query_async(&mut c).await })
+            .await
     }
 
     /// Sends a pipeline (use `.atomic()` on it for MULTI/EXEC).
-    pub async fn pipeline<T: FromRedisValue>(&self, op: &'static str, pipe: &Pipeline) -> Result<T> {
-        self.call(op, async |c| pipe.query_async(c).await).await
+    pub async fn pipeline<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+    ) -> Result<T> {
+        self.call(op, |mut c| async move { pipe.query_async(&mut c).await })
+            .await
     }
 
     /// Runs a Lua script by EVALSHA, loading it on NOSCRIPT.
@@ -178,7 +200,10 @@ impl RedisCore {
         keys: &[&dyn ToRedisArgsDyn],
         args: &[&dyn ToRedisArgsDyn],
     ) -> Result<T> {
-        self.call(script.name(), async |c| script.run(c, keys, args).await).await
+        self.call(script.name(), |mut c| async move {
+            script.run(&mut c, keys, args).await
+        })
+        .await
     }
 
     /// Runs a blocking command (BLMOVE, BZPOPMIN, XREAD BLOCK) on a dedicated connection,
@@ -187,27 +212,32 @@ impl RedisCore {
     /// At most `max_connections` blocking calls run at once; a caller that cannot get a
     /// connection within the response timeout gets [`Error::Unavailable`] (not counted as
     /// a Redis failure: Redis is not at fault).
-    pub async fn blocking<T>(
-        &self,
-        op: &'static str,
-        block: Duration,
-        f: impl AsyncFnOnce(&mut Conn) -> RedisResult<T>,
-    ) -> Result<T> {
-        let permit = tokio::time::timeout(self.cfg.response_timeout, self.dedicated_permits.acquire())
-            .await
-            .map_err(|_| {
-                Error::Unavailable(format!(
-                    "all {} dedicated redis connections are busy ({op})",
-                    self.cfg.max_connections
-                ))
-            })?
-            .expect("semaphore is never closed");
+    pub async fn blocking<T, F, Fut>(&self, op: &'static str, block: Duration, f: F) -> Result<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let permit =
+            tokio::time::timeout(self.cfg.response_timeout, self.dedicated_permits.acquire())
+                .await
+                .map_err(|_| {
+                    Error::Unavailable(format!(
+                        "all {} dedicated redis connections are busy ({op})",
+                        self.cfg.max_connections
+                    ))
+                })?
+                .expect("semaphore is never closed");
         let idle = self.idle_dedicated.lock().expect("lock").pop();
-        let mut conn = match idle {
+        let conn = match idle {
             Some(c) => c,
             None => {
                 let started = Instant::now();
-                match tokio::time::timeout(self.cfg.connect_timeout, self.connector.connect_dedicated()).await {
+                match tokio::time::timeout(
+                    self.cfg.connect_timeout,
+                    self.connector.connect_dedicated(),
+                )
+                .await
+                {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => return Err(self.failed(op, started.elapsed(), e)),
                     Err(_) => {
@@ -217,7 +247,9 @@ impl RedisCore {
                 }
             }
         };
-        let result = self.timed(op, block + self.cfg.response_timeout, f(&mut conn)).await;
+        let result = self
+            .timed(op, block + self.cfg.response_timeout, f(conn.clone()))
+            .await;
         // A connection whose call failed may hold a half-read reply; never reuse it.
         if result.is_ok() {
             self.idle_dedicated.lock().expect("lock").push(conn);
@@ -230,7 +262,7 @@ impl RedisCore {
         &self,
         op: &'static str,
         limit: Duration,
-        fut: impl std::future::Future<Output = RedisResult<T>>,
+        fut: impl Future<Output = RedisResult<T>>,
     ) -> Result<T> {
         let started = Instant::now();
         match tokio::time::timeout(limit, fut).await {
@@ -280,18 +312,34 @@ impl RedisCore {
             });
             Probe::Down(reason)
         };
-        let mut conn = match tokio::time::timeout(self.cfg.connect_timeout, self.connector.connect_main()).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) if matches!(classify(&e), Health::Loading) => return Probe::Loading,
-            Ok(Err(e)) => return down(format!("{:?}: {e}", e.kind())),
-            Err(_) => return down(format!("connect timed out after {:?}", self.cfg.connect_timeout)),
-        };
+        let mut conn =
+            match tokio::time::timeout(self.cfg.connect_timeout, self.connector.connect_main())
+                .await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) if matches!(classify(&e), Health::Loading) => return Probe::Loading,
+                Ok(Err(e)) => return down(format!("{:?}: {e}", e.kind())),
+                Err(_) => {
+                    return down(format!(
+                        "connect timed out after {:?}",
+                        self.cfg.connect_timeout
+                    ));
+                }
+            };
         let ping = redis::cmd("PING");
-        match tokio::time::timeout(self.cfg.response_timeout, ping.query_async::<String>(&mut conn)).await {
+        match tokio::time::timeout(
+            self.cfg.response_timeout,
+            ping.query_async::<String>(&mut conn),
+        )
+        .await
+        {
             Ok(Ok(_)) => Probe::Ready(conn),
             Ok(Err(e)) if matches!(classify(&e), Health::Loading) => Probe::Loading,
             Ok(Err(e)) => down(format!("{:?}: {e}", e.kind())),
-            Err(_) => down(format!("PING timed out after {:?}", self.cfg.response_timeout)),
+            Err(_) => down(format!(
+                "PING timed out after {:?}",
+                self.cfg.response_timeout
+            )),
         }
     }
 
