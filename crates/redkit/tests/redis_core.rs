@@ -1,0 +1,163 @@
+//! The Redis connection core on its own: blocking commands on dedicated connections,
+//! credentials, health details, statistics.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{RESPONSE_TIMEOUT, config};
+use redkit::config::RedisConfig;
+use redkit::{ErrorKind, Mode, Redkit};
+use redkit_testkit::RedisServer;
+
+#[tokio::test]
+async fn blocking_commands_get_their_block_time_plus_the_response_timeout() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let core = redkit.route().redis().unwrap().clone();
+    let block = RESPONSE_TIMEOUT * 3;
+
+    let pusher = {
+        let port = redis.port();
+        tokio::spawn(async move {
+            tokio::time::sleep(RESPONSE_TIMEOUT * 2).await;
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let _: i64 = redis::cmd("RPUSH").arg("q").arg("job").query_async(&mut c).await.unwrap();
+        })
+    };
+    let started = Instant::now();
+    let got: Option<(String, String)> = core
+        .blocking("blpop", block, |mut c| async move {
+            redis::cmd("BLPOP").arg("q").arg(block.as_secs_f64()).query_async(&mut c).await
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, Some(("q".into(), "job".into())));
+    assert!(started.elapsed() > RESPONSE_TIMEOUT, "the call outlived the plain response timeout");
+    pusher.await.unwrap();
+
+    // An empty wait ends with Redis's own timeout, not ours, and is not a failure.
+    let none: Option<(String, String)> = core
+        .blocking("blpop", Duration::from_millis(100), |mut c| async move {
+            redis::cmd("BLPOP").arg("empty").arg(0.1).query_async(&mut c).await
+        })
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert_eq!(redkit.mode(), Mode::Redis);
+    assert_eq!(core.stats().snapshot()["blpop"].count, 2);
+}
+
+#[tokio::test]
+async fn blocking_pool_is_bounded() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Some(redis.url()), dir.path());
+    cfg.redis.as_mut().unwrap().max_connections = 2;
+    let redkit = Redkit::open(cfg).await.unwrap();
+    let core = redkit.route().redis().unwrap().clone();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let core = core.clone();
+            tokio::spawn(async move {
+                core.blocking("blpop", Duration::from_secs(1), |mut c| async move {
+                    redis::cmd("BLPOP").arg("never").arg(1).query_async::<Option<(String, String)>>(&mut c).await
+                })
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let third = core
+        .blocking("blpop", Duration::from_secs(1), |mut c| async move {
+            redis::cmd("BLPOP").arg("never").arg(1).query_async::<Option<(String, String)>>(&mut c).await
+        })
+        .await;
+    let err = third.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.to_string().contains("2 dedicated"), "{err}");
+    for w in waiters {
+        assert_eq!(w.await.unwrap().unwrap(), None);
+    }
+    assert_eq!(redkit.mode(), Mode::Redis, "a busy pool is not a redis failure");
+}
+
+#[tokio::test]
+async fn password_and_acl_user_credentials() {
+    let redis = RedisServer::options()
+        .password("s3cret")
+        .user("app", "apppw", "~rk:* &* +@all -@dangerous +info +config|get")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut cfg = config(Some(redis.url()), dir.path());
+    cfg.redis.as_mut().unwrap().password = Some("s3cret".into());
+    let redkit = Redkit::open(cfg).await.unwrap();
+    assert_eq!(redkit.mode(), Mode::Redis);
+    drop(redkit);
+
+    let acl = Redkit::open(config(Some(redis.url_with("app", "apppw")), dir.path())).await.unwrap();
+    assert_eq!(acl.mode(), Mode::Redis);
+    let health = acl.health().await;
+    assert!(health.redis.unwrap().info.is_some());
+
+    let wrong = Redkit::open(config(Some(redis.url_with("app", "nope")), dir.path())).await;
+    let err = wrong.err().expect("wrong password must fail start-up");
+    assert!(err.to_string().contains("credentials"), "{err}");
+}
+
+#[tokio::test]
+async fn health_reports_redis_details_and_warns_about_eviction() {
+    let redis = RedisServer::options().arg("--maxmemory-policy").arg("allkeys-lru").start();
+    redis.command(&["SET", "x", "1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let health = redkit.health().await;
+    let json = serde_json::to_value(&health).unwrap();
+    assert_eq!(json["mode"], "redis");
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["breaker"]["state"], "closed");
+    let info = &json["redis"]["info"];
+    assert!(info["version"].as_str().unwrap().starts_with(|c: char| c.is_ascii_digit()));
+    assert_eq!(info["role"], "master");
+    assert_eq!(info["keys"], 1);
+    assert_eq!(info["maxmemory_policy"], "allkeys-lru");
+    assert_eq!(info["persistence"], false);
+    assert!(info["used_memory"].as_u64().unwrap() > 0);
+    assert!(json["redis"]["ops"]["info"]["count"].as_u64().unwrap() >= 1);
+    assert!(json["embedded"]["path"].as_str().unwrap().contains(dir.path().to_str().unwrap()));
+    let warnings = health.warnings.join("\n");
+    assert!(warnings.contains("allkeys-lru") && warnings.contains("persistence"), "{warnings}");
+}
+
+#[tokio::test]
+async fn script_errors_reach_the_caller_and_do_not_trip_the_breaker() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let core = redkit.route().redis().unwrap().clone();
+    redis.command(&["SET", "rk:test:n", "not a number"]).unwrap();
+    for _ in 0..10 {
+        let err = core
+            .query::<i64>("incr", redis::cmd("INCR").arg("rk:test:n"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    }
+    assert_eq!(redkit.mode(), Mode::Redis);
+    let stats = &core.stats().snapshot()["incr"];
+    assert_eq!((stats.count, stats.errors), (10, 10));
+    assert!(stats.last_error.as_ref().unwrap().message.contains("not an integer"));
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(None, dir.path());
+    cfg.redis = Some(RedisConfig::new("redis://[::1"));
+    let err = Redkit::open(cfg).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("redis.url"), "{err}");
+}
