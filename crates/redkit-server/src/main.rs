@@ -129,7 +129,8 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::info!(%listen, mode = ?redkit.mode(), "redkit serving");
+    let bound = listener.local_addr().unwrap_or(listen);
+    tracing::info!(listen = %bound, mode = ?redkit.mode(), "redkit serving");
     let app = routes::router(redkit);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
