@@ -11,12 +11,18 @@ use redkit_testkit::RedisServer;
 fn redkit() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_redkit"));
     // Start from a clean environment so the host's REDIS_URL etc. cannot leak in.
-    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     cmd
 }
 
 fn refused(output: Output) -> String {
-    assert_eq!(output.status.code(), Some(2), "exit status; stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "exit status; stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stderr).unwrap()
 }
 
@@ -30,7 +36,12 @@ fn bad_environment_value_exits_2_naming_setting_value_origin_and_rule() {
         .output()
         .unwrap();
     let err = refused(out);
-    for part in ["redis.socket_timeout", "\"soon\"", "environment variable REDIS_SOCKET_TIMEOUT", "seconds"] {
+    for part in [
+        "redis.socket_timeout",
+        "\"soon\"",
+        "environment variable REDIS_SOCKET_TIMEOUT",
+        "seconds",
+    ] {
         assert!(err.contains(part), "missing {part:?} in: {err}");
     }
 }
@@ -41,19 +52,40 @@ fn bad_config_file_and_flag_exit_2() {
     let file = dir.path().join("redkit.toml");
     std::fs::write(&file, "[breaker]\nfailure_threshold = 0\n").unwrap();
     let err = refused(redkit().current_dir(dir.path()).output().unwrap());
-    assert!(err.contains("breaker.failure_threshold") && err.contains("redkit.toml"), "{err}");
+    assert!(
+        err.contains("breaker.failure_threshold") && err.contains("redkit.toml"),
+        "{err}"
+    );
 
-    let err = refused(redkit().args(["serve", "--config", "/nonexistent/redkit.toml"]).output().unwrap());
+    let err = refused(
+        redkit()
+            .args(["serve", "--config", "/nonexistent/redkit.toml"])
+            .output()
+            .unwrap(),
+    );
     assert!(err.contains("/nonexistent/redkit.toml"), "{err}");
 
-    let err = refused(redkit().current_dir(dir.path()).args(["--listen", "nowhere"]).env("REDKIT_CONFIG", "/dev/null").output().unwrap());
+    let err = refused(
+        redkit()
+            .current_dir(dir.path())
+            .args(["--listen", "nowhere"])
+            .env("REDKIT_CONFIG", "/dev/null")
+            .output()
+            .unwrap(),
+    );
     assert!(err.contains("command-line flag --listen"), "{err}");
 }
 
 #[test]
 fn non_loopback_listen_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let err = refused(redkit().current_dir(dir.path()).args(["--listen", "0.0.0.0:7070"]).output().unwrap());
+    let err = refused(
+        redkit()
+            .current_dir(dir.path())
+            .args(["--listen", "0.0.0.0:7070"])
+            .output()
+            .unwrap(),
+    );
     assert!(err.contains("0.0.0.0:7070") && err.contains("loopback"), "{err}");
 }
 
@@ -129,7 +161,10 @@ fn serves_health_and_ready_on_the_embedded_store_by_default() {
     assert_eq!(status, 200);
     assert_eq!(health["mode"], "embedded");
     assert_eq!(health["status"], "ok");
-    assert!(dir.path().join("redkit-data/redkit.sqlite3").exists(), "default data dir is ./redkit-data");
+    assert!(
+        dir.path().join("redkit-data/redkit.sqlite3").exists(),
+        "default data dir is ./redkit-data"
+    );
     let (status, ready) = get(server.port, "/ready");
     assert_eq!((status, &ready["mode"]), (200, &serde_json::json!("embedded")));
 }
@@ -141,7 +176,11 @@ fn health_follows_redis_through_an_outage() {
     let url = redis.url();
     let server = serve(
         dir.path(),
-        &[("REDIS_URL", &url), ("REDIS_SOCKET_TIMEOUT", "0.25"), ("REDKIT_BREAKER_PROBE_MAX_MS", "200")],
+        &[
+            ("REDIS_URL", &url),
+            ("REDIS_SOCKET_TIMEOUT", "0.25"),
+            ("REDKIT_BREAKER_PROBE_MAX_MS", "200"),
+        ],
     );
     let (status, health) = get(server.port, "/health");
     assert_eq!(status, 200);
@@ -154,7 +193,10 @@ fn health_follows_redis_through_an_outage() {
     loop {
         let (status, health) = get(server.port, "/health");
         if health["mode"] == "fallback" {
-            assert_eq!(status, 200, "no fail-closed capability is registered, so fallback serves");
+            assert_eq!(
+                status, 200,
+                "no fail-closed capability is registered, so fallback serves"
+            );
             assert_eq!(health["status"], "degraded");
             break;
         }

@@ -34,8 +34,7 @@ impl Options {
 
     /// An ACL user with a password and rules, e.g. `("app", "pw", "~* &* +@all")`.
     pub fn user(mut self, name: &str, password: &str, rules: &str) -> Self {
-        self.users
-            .push((name.into(), password.into(), rules.into()));
+        self.users.push((name.into(), password.into(), rules.into()));
         self
     }
 
@@ -119,13 +118,7 @@ impl RedisServer {
     fn spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(binary());
         cmd.current_dir(self.dir.path())
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-            ])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
             .arg(self.dir.path())
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--logfile", "redis.log", "--enable-debug-command", "local"])
@@ -141,9 +134,7 @@ impl RedisServer {
             cmd.args(rules.split_whitespace());
         }
         cmd.args(&self.options.extra);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         #[cfg(target_os = "linux")]
         unsafe {
             use std::os::unix::process::CommandExt;
@@ -280,9 +271,7 @@ impl RedisServer {
         loop {
             match self.command(&["PING"]) {
                 Err(e) if e.starts_with("LOADING") => return,
-                Ok(_) => panic!(
-                    "redis finished loading before it could be observed; raise keys or delay"
-                ),
+                Ok(_) => panic!("redis finished loading before it could be observed; raise keys or delay"),
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
                 Err(e) => panic!("redis did not start loading: {e}"),
             }
@@ -358,9 +347,7 @@ fn read_reply(r: &mut impl BufRead) -> Result<String, String> {
         }
         "*" => {
             let n: i64 = rest.parse().map_err(|_| format!("bad reply {line}"))?;
-            let items = (0..n.max(0))
-                .map(|_| read_reply(r))
-                .collect::<Result<Vec<_>, _>>()?;
+            let items = (0..n.max(0)).map(|_| read_reply(r)).collect::<Result<Vec<_>, _>>()?;
             Ok(items.join("\n"))
         }
         _ => Err(format!("connection closed or unknown reply: {line:?}")),
@@ -384,15 +371,10 @@ mod tests {
         assert_eq!(s.command(&["GET", "k"]).unwrap(), "v");
         s.freeze();
         let mut stream = TcpStream::connect(("127.0.0.1", s.port())).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         send(&mut stream, &["PING"]).unwrap();
         let mut buf = [0u8; 8];
-        assert!(
-            stream.read(&mut buf).is_err(),
-            "a frozen server must not answer"
-        );
+        assert!(stream.read(&mut buf).is_err(), "a frozen server must not answer");
         s.thaw();
         assert!(s.command(&["PING"]).is_ok());
         let port = s.port();
@@ -417,11 +399,7 @@ mod tests {
     #[test]
     fn loading_phase_is_observable() {
         let s = RedisServer::start_loading(20_000, 100);
-        assert!(
-            s.command(&["GET", "key:1"])
-                .unwrap_err()
-                .starts_with("LOADING")
-        );
+        assert!(s.command(&["GET", "key:1"]).unwrap_err().starts_with("LOADING"));
         s.wait_ready(Duration::from_secs(30));
         assert_eq!(s.command(&["DBSIZE"]).unwrap(), "20000");
     }

@@ -227,11 +227,7 @@ struct Setting {
     secret: bool,
 }
 
-const fn setting(
-    key: &'static str,
-    env: &'static [&'static str],
-    allowed: &'static str,
-) -> Setting {
+const fn setting(key: &'static str, env: &'static [&'static str], allowed: &'static str) -> Setting {
     Setting {
         key,
         env,
@@ -241,11 +237,7 @@ const fn setting(
 }
 
 const SETTINGS: &[Setting] = &[
-    setting(
-        "listen",
-        &["REDKIT_LISTEN"],
-        "a socket address such as 127.0.0.1:7070",
-    ),
+    setting("listen", &["REDKIT_LISTEN"], "a socket address such as 127.0.0.1:7070"),
     setting("data_dir", &["REDKIT_DATA_DIR"], "a directory path"),
     setting("log_format", &["REDKIT_LOG_FORMAT"], "text or json"),
     setting(
@@ -402,9 +394,7 @@ impl Config {
         if let Some(v) = p.get("listen", |s| s.parse::<SocketAddr>().ok())? {
             config.listen = v;
         }
-        if let Some(v) = p.get("data_dir", |s| {
-            (!s.trim().is_empty()).then(|| PathBuf::from(s))
-        })? {
+        if let Some(v) = p.get("data_dir", |s| (!s.trim().is_empty()).then(|| PathBuf::from(s)))? {
             config.data_dir = v;
         }
         if let Some(v) = p.get("log_format", |s| match s.to_ascii_lowercase().as_str() {
@@ -415,9 +405,7 @@ impl Config {
             config.log_format = v;
         }
 
-        let url = p.get("redis.url", |s| {
-            (!s.trim().is_empty()).then(|| s.trim().to_string())
-        })?;
+        let url = p.get("redis.url", |s| (!s.trim().is_empty()).then(|| s.trim().to_string()))?;
         let enabled = p.get("redis.enabled", parse_bool)?.unwrap_or(url.is_some());
         if enabled {
             let Some(url) = url else {
@@ -429,9 +417,7 @@ impl Config {
                     allowed: "false unless redis.url (REDIS_URL) is also set".into(),
                 });
             };
-            let target = p
-                .get("redis.url", |_| parse_target(&url))?
-                .expect("url is set");
+            let target = p.get("redis.url", |_| parse_target(&url))?.expect("url is set");
             let mut redis = RedisConfig::new("");
             redis.target = target;
             redis.password = p.get("redis.password", |s| (!s.is_empty()).then(|| s.to_string()))?;
@@ -449,9 +435,7 @@ impl Config {
             }
             let min = redis.reconnect.min;
             if let Some(v) = p.get("redis.reconnect_max_ms", |s| {
-                int(s, 1, 600_000)
-                    .map(Duration::from_millis)
-                    .filter(|d| *d >= min)
+                int(s, 1, 600_000).map(Duration::from_millis).filter(|d| *d >= min)
             })? {
                 redis.reconnect.max = v;
             }
@@ -481,9 +465,7 @@ impl Config {
         }
         let min = config.breaker.probe_min;
         if let Some(v) = p.get("breaker.probe_max_ms", |s| {
-            int(s, 1, 600_000)
-                .map(Duration::from_millis)
-                .filter(|d| *d >= min)
+            int(s, 1, 600_000).map(Duration::from_millis).filter(|d| *d >= min)
         })? {
             config.breaker.probe_max = v;
         }
@@ -497,11 +479,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     /// Parses the setting if it was given; a value the parser refuses becomes a ConfigError.
-    fn get<T>(
-        &self,
-        key: &'static str,
-        parse: impl FnOnce(&str) -> Option<T>,
-    ) -> Result<Option<T>, ConfigError> {
+    fn get<T>(&self, key: &'static str, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, ConfigError> {
         let Some(g) = self.given.get(key) else {
             return Ok(None);
         };
@@ -510,11 +488,7 @@ impl Parser<'_> {
             Some(v) => Ok(Some(v)),
             None => Err(ConfigError {
                 setting: key.to_string(),
-                value: if setting.secret {
-                    "***".into()
-                } else {
-                    g.value.clone()
-                },
+                value: if setting.secret { "***".into() } else { g.value.clone() },
                 origin: g.origin.clone(),
                 allowed: setting.allowed.to_string(),
             }),
@@ -527,18 +501,10 @@ fn find_setting(key: &str) -> Option<&'static Setting> {
 }
 
 fn known_keys() -> String {
-    SETTINGS
-        .iter()
-        .map(|s| s.key)
-        .collect::<Vec<_>>()
-        .join(", ")
+    SETTINGS.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
 }
 
-fn read_file(
-    path: &Path,
-    required: bool,
-    given: &mut BTreeMap<&'static str, Given>,
-) -> Result<(), ConfigError> {
+fn read_file(path: &Path, required: bool, given: &mut BTreeMap<&'static str, Given>) -> Result<(), ConfigError> {
     let origin = Origin::File(path.to_path_buf());
     let refuse = |setting: &str, value: String, allowed: String| ConfigError {
         setting: setting.to_string(),
@@ -557,13 +523,9 @@ fn read_file(
             ));
         }
     };
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        refuse(
-            "config",
-            path.display().to_string(),
-            format!("valid TOML: {e}"),
-        )
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| refuse("config", path.display().to_string(), format!("valid TOML: {e}")))?;
     let mut flat = Vec::new();
     flatten("", &table, &mut flat);
     for (key, value) in flat {
@@ -599,11 +561,7 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
                 key,
                 items
                     .iter()
-                    .map(|i| {
-                        i.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| i.to_string())
-                    })
+                    .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
                     .collect::<Vec<_>>()
                     .join(","),
             )),
@@ -621,16 +579,12 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 fn int(s: &str, min: u64, max: u64) -> Option<u64> {
-    s.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|v| (min..=max).contains(v))
+    s.trim().parse::<u64>().ok().filter(|v| (min..=max).contains(v))
 }
 
 fn secs(s: &str, max: f64, zero_ok: bool) -> Option<Duration> {
     let v = s.trim().parse::<f64>().ok()?;
-    (v.is_finite() && v <= max && (v > 0.0 || (zero_ok && v == 0.0)))
-        .then(|| Duration::from_secs_f64(v))
+    (v.is_finite() && v <= max && (v > 0.0 || (zero_ok && v == 0.0))).then(|| Duration::from_secs_f64(v))
 }
 
 /// Parses `REDIS_URL` into a target: one URL, a sentinel URL, or a comma-separated cluster.
@@ -671,11 +625,7 @@ fn parse_target(url: &str) -> Option<RedisTarget> {
                 None => format!("{scheme}://{h}"),
             })
             .collect();
-        if sentinels.is_empty()
-            || sentinels
-                .iter()
-                .any(|s| redis::parse_redis_url(s).is_none())
-        {
+        if sentinels.is_empty() || sentinels.iter().any(|s| redis::parse_redis_url(s).is_none()) {
             return None;
         }
         return Some(RedisTarget::Sentinel {
@@ -716,10 +666,7 @@ mod tests {
     fn env(pairs: &[(&str, &str)]) -> Sources {
         Sources {
             file: None,
-            env: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             flags: vec![],
         }
     }
@@ -743,10 +690,7 @@ mod tests {
         ]))
         .unwrap();
         let r = c.redis.unwrap();
-        assert_eq!(
-            r.target,
-            RedisTarget::Standalone("redis://localhost:6380/2".into())
-        );
+        assert_eq!(r.target, RedisTarget::Standalone("redis://localhost:6380/2".into()));
         assert_eq!(r.response_timeout, Duration::from_millis(500));
         assert_eq!(r.connect_timeout, Duration::from_secs(3));
         assert_eq!(r.max_connections, 7);
@@ -755,11 +699,7 @@ mod tests {
 
     #[test]
     fn redis_enabled_false_wins_over_url() {
-        let c = Config::load(env(&[
-            ("REDIS_URL", "redis://x:1"),
-            ("REDIS_ENABLED", "false"),
-        ]))
-        .unwrap();
+        let c = Config::load(env(&[("REDIS_URL", "redis://x:1"), ("REDIS_ENABLED", "false")])).unwrap();
         assert!(c.redis.is_none());
     }
 
@@ -788,11 +728,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_setting_value_origin_and_rule() {
-        let e = Config::load(env(&[
-            ("REDIS_URL", "redis://x:1"),
-            ("REDIS_SOCKET_TIMEOUT", "-1"),
-        ]))
-        .unwrap_err();
+        let e = Config::load(env(&[("REDIS_URL", "redis://x:1"), ("REDIS_SOCKET_TIMEOUT", "-1")])).unwrap_err();
         assert_eq!(e.setting, "redis.socket_timeout");
         assert_eq!(e.value, "-1");
         assert_eq!(e.origin, Origin::Env("REDIS_SOCKET_TIMEOUT".into()));
@@ -804,8 +740,7 @@ mod tests {
         assert_eq!(e.setting, "redis.enabled");
         let e = Config::load(env(&[("REDKIT_LISTEN", "localhost")])).unwrap_err();
         assert_eq!(e.setting, "listen");
-        let e =
-            Config::load(env(&[("REDIS_URL", "redis://x"), ("REDIS_PASSWORD", "")])).unwrap_err();
+        let e = Config::load(env(&[("REDIS_URL", "redis://x"), ("REDIS_PASSWORD", "")])).unwrap_err();
         assert_eq!(e.value, "***", "secrets are masked");
     }
 

@@ -140,7 +140,9 @@ impl Redkit {
                     ));
                 }
                 if info.as_ref().and_then(|i| i.persistence) == Some(false) {
-                    warnings.push("redis persistence (RDB and AOF) is off: a Redis restart loses queued jobs and sessions".into());
+                    warnings.push(
+                        "redis persistence (RDB and AOF) is off: a Redis restart loses queued jobs and sessions".into(),
+                    );
                 }
                 Some(RedisHealth {
                     deployment: core_deployment(core),

@@ -15,8 +15,8 @@ use serde::Serialize;
 
 /// Upper bounds (microseconds) of the latency buckets; the last bucket is open-ended.
 pub const LATENCY_BUCKETS_US: [u64; 16] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 5_000_000, 10_000_000,
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000,
+    10_000_000,
 ];
 
 #[derive(Default)]
@@ -77,21 +77,11 @@ impl OpStats {
         if let Some(s) = self.slots.read().expect("stats lock").get(op) {
             return s.clone();
         }
-        self.slots
-            .write()
-            .expect("stats lock")
-            .entry(op)
-            .or_default()
-            .clone()
+        self.slots.write().expect("stats lock").entry(op).or_default().clone()
     }
 
     /// Records one call of `op` that took `elapsed`; `error` is its failure, if it failed.
-    pub fn record(
-        &self,
-        op: &'static str,
-        elapsed: Duration,
-        error: Option<&dyn std::fmt::Display>,
-    ) {
+    pub fn record(&self, op: &'static str, elapsed: Duration, error: Option<&dyn std::fmt::Display>) {
         let slot = self.slot(op);
         let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
         slot.count.fetch_add(1, Ordering::Relaxed);
@@ -102,12 +92,10 @@ impl OpStats {
             .unwrap_or(LATENCY_BUCKETS_US.len());
         slot.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         metrics::counter!("redkit_op_total", "store" => self.store, "op" => op).increment(1);
-        metrics::histogram!("redkit_op_seconds", "store" => self.store, "op" => op)
-            .record(elapsed.as_secs_f64());
+        metrics::histogram!("redkit_op_seconds", "store" => self.store, "op" => op).record(elapsed.as_secs_f64());
         if let Some(e) = error {
             slot.errors.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("redkit_op_errors_total", "store" => self.store, "op" => op)
-                .increment(1);
+            metrics::counter!("redkit_op_errors_total", "store" => self.store, "op" => op).increment(1);
             *slot.last_error.lock().expect("stats lock") = Some(LastError {
                 message: e.to_string(),
                 at_ms: now_ms(),
@@ -121,11 +109,7 @@ impl OpStats {
         slots
             .iter()
             .map(|(op, s)| {
-                let buckets: Vec<u64> = s
-                    .buckets
-                    .iter()
-                    .map(|b| b.load(Ordering::Relaxed))
-                    .collect();
+                let buckets: Vec<u64> = s.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
                 let count = s.count.load(Ordering::Relaxed);
                 let histogram_us = buckets
                     .iter()
@@ -136,11 +120,7 @@ impl OpStats {
                 let snap = OpSnapshot {
                     count,
                     errors: s.errors.load(Ordering::Relaxed),
-                    mean_us: s
-                        .total_us
-                        .load(Ordering::Relaxed)
-                        .checked_div(count)
-                        .unwrap_or(0),
+                    mean_us: s.total_us.load(Ordering::Relaxed).checked_div(count).unwrap_or(0),
                     p50_us: quantile(&buckets, count, 0.50),
                     p99_us: quantile(&buckets, count, 0.99),
                     histogram_us,

@@ -24,29 +24,21 @@ async fn suite(kv: &Kv) {
     kv.set("big", &long).await.unwrap();
     assert_eq!(kv.get("big").await.unwrap().unwrap().len(), 100_000);
     kv.set("unicode ключ", "värde ✓").await.unwrap();
-    assert_eq!(
-        kv.get("unicode ключ").await.unwrap().as_deref(),
-        Some("värde ✓")
-    );
+    assert_eq!(kv.get("unicode ключ").await.unwrap().as_deref(), Some("värde ✓"));
 }
 
 #[tokio::test]
 async fn on_redis() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(Some(redis.url()), dir.path()))
-        .await
-        .unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
     assert_eq!(redkit.mode(), Mode::Redis);
     let kv = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);
     suite(&kv).await;
     // It really went to Redis.
     assert_eq!(redis.command(&["GET", "rk:test:n"]).unwrap(), "3");
     let ops = redkit.health().await.redis.unwrap().ops;
-    assert!(
-        ops["test_set"].count >= 3 && ops["test_incr"].count == 2,
-        "{ops:?}"
-    );
+    assert!(ops["test_set"].count >= 3 && ops["test_incr"].count == 2, "{ops:?}");
 }
 
 #[tokio::test]
@@ -62,9 +54,7 @@ async fn on_embedded() {
 async fn on_fallback() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(Some(redis.url()), dir.path()))
-        .await
-        .unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
     let kv = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);
     redis.kill();
     eventually(Duration::from_secs(5), "breaker opens", async || {
@@ -95,13 +85,7 @@ async fn unusable_data_dir_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
-    let err = Redkit::open(config(None, &file))
-        .await
-        .err()
-        .expect("must fail");
+    let err = Redkit::open(config(None, &file)).await.err().expect("must fail");
     let msg = err.to_string();
-    assert!(
-        msg.contains("not-a-dir") && msg.contains("data_dir"),
-        "{msg}"
-    );
+    assert!(msg.contains("not-a-dir") && msg.contains("data_dir"), "{msg}");
 }

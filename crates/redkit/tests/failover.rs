@@ -17,9 +17,7 @@ use redkit_testkit::RedisServer;
 const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 
 async fn open(redis: &RedisServer, dir: &tempfile::TempDir) -> Redkit {
-    Redkit::open(config(Some(redis.url()), dir.path()))
-        .await
-        .unwrap()
+    Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap()
 }
 
 async fn wait_mode(redkit: &Redkit, kv: &Kv, mode: Mode) {
@@ -52,8 +50,7 @@ impl Load {
         let acked = Arc::new(Mutex::new(BTreeMap::new()));
         let tasks = (0..writers)
             .map(|w| {
-                let (kv, stop, calls, acked) =
-                    (kv.clone(), stop.clone(), calls.clone(), acked.clone());
+                let (kv, stop, calls, acked) = (kv.clone(), stop.clone(), calls.clone(), acked.clone());
                 tokio::spawn(async move {
                     let mut n = 0u64;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -130,10 +127,7 @@ async fn sigkill_mid_load_opens_breaker_serves_fallback_and_loses_no_acknowledge
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     redis.restart();
-    eventually(RECOVERY_LIMIT, "back on redis", async || {
-        redkit.mode() == Mode::Redis
-    })
-    .await;
+    eventually(RECOVERY_LIMIT, "back on redis", async || redkit.mode() == Mode::Redis).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (calls, acked) = load.stop().await;
 
@@ -141,23 +135,13 @@ async fn sigkill_mid_load_opens_breaker_serves_fallback_and_loses_no_acknowledge
         .iter()
         .filter(|c| c.started > opened && c.started < opened + Duration::from_millis(250))
         .collect();
-    assert!(
-        !after_open.is_empty(),
-        "load kept running while the breaker was open"
-    );
+    assert!(!after_open.is_empty(), "load kept running while the breaker was open");
     for c in &after_open {
         assert!(c.ok, "a call made while the breaker was open failed");
-        assert!(
-            c.took < RESPONSE_TIMEOUT,
-            "a call made while open waited {:?}",
-            c.took
-        );
+        assert!(c.took < RESPONSE_TIMEOUT, "a call made while open waited {:?}", c.took);
     }
     let slowest = calls.iter().map(|c| c.took).max().unwrap();
-    assert!(
-        slowest < RESPONSE_TIMEOUT * 3,
-        "a call hung for {slowest:?}"
-    );
+    assert!(slowest < RESPONSE_TIMEOUT * 3, "a call hung for {slowest:?}");
     let failed = calls.iter().filter(|c| !c.ok).count();
     println!(
         "{} calls, {failed} refused during the transition, slowest {slowest:?}",
@@ -171,20 +155,13 @@ async fn sigkill_mid_load_opens_breaker_serves_fallback_and_loses_no_acknowledge
         assert_eq!(&stored, value, "acknowledged write of {key} lost");
     }
     let health = redkit.health().await;
-    assert!(
-        health.journal_pending.is_empty(),
-        "{:?}",
-        health.journal_pending
-    );
+    assert!(health.journal_pending.is_empty(), "{:?}", health.journal_pending);
     assert_eq!(health.breaker.unwrap().state, BreakerState::Closed);
 }
 
 #[tokio::test]
 async fn writes_and_deletes_made_in_fallback_are_replayed_in_order() {
-    let mut redis = RedisServer::options()
-        .arg("--appendonly")
-        .arg("yes")
-        .start();
+    let mut redis = RedisServer::options().arg("--appendonly").arg("yes").start();
     let dir = tempfile::tempdir().unwrap();
     let redkit = open(&redis, &dir).await;
     let kv = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);
@@ -239,27 +216,18 @@ async fn sigstop_times_out_opens_breaker_and_sigcont_recovers() {
     for c in calls {
         let (took, result) = c.await.unwrap();
         assert!(took < RESPONSE_TIMEOUT * 2, "a call waited {took:?}");
-        assert!(
-            matches!(result, Ok(()) | Err(ErrorKind::Unavailable)),
-            "{result:?}"
-        );
+        assert!(matches!(result, Ok(()) | Err(ErrorKind::Unavailable)), "{result:?}");
     }
     wait_mode(&redkit, &kv, Mode::Fallback).await;
     println!("breaker opened {:?} after SIGSTOP", frozen.elapsed());
 
     let started = Instant::now();
     kv.set("while_frozen", "y").await.unwrap();
-    assert!(
-        started.elapsed() < RESPONSE_TIMEOUT,
-        "no timeout is paid once open"
-    );
+    assert!(started.elapsed() < RESPONSE_TIMEOUT, "no timeout is paid once open");
 
     redis.thaw();
     wait_mode(&redkit, &kv, Mode::Redis).await;
-    assert_eq!(
-        redis.command(&["GET", "rk:test:while_frozen"]).unwrap(),
-        "y"
-    );
+    assert_eq!(redis.command(&["GET", "rk:test:while_frozen"]).unwrap(), "y");
     assert_eq!(kv.get("k").await.unwrap().as_deref(), Some("before"));
 }
 
@@ -269,11 +237,7 @@ async fn loading_at_start_is_waited_out_without_counting_failures() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let redkit = open(&redis, &dir).await;
-    assert_eq!(
-        redkit.mode(),
-        Mode::Redis,
-        "open returns once loading is over"
-    );
+    assert_eq!(redkit.mode(), Mode::Redis, "open returns once loading is over");
     println!("waited {:?} for LOADING", started.elapsed());
     let health = redkit.health().await;
     assert_eq!(health.redis.unwrap().info.unwrap().keys, Some(30_000));
@@ -306,10 +270,7 @@ async fn loading_after_restart_goes_to_fallback_and_back() {
     wait_mode(&redkit, &kv, Mode::Fallback).await;
     kv.set("during_loading", "x").await.unwrap();
     wait_mode(&redkit, &kv, Mode::Redis).await;
-    assert_eq!(
-        redis.command(&["GET", "rk:test:during_loading"]).unwrap(),
-        "x"
-    );
+    assert_eq!(redis.command(&["GET", "rk:test:during_loading"]).unwrap(), "x");
     assert_eq!(
         kv.get("k").await.unwrap().as_deref(),
         Some("v"),
@@ -329,11 +290,9 @@ async fn noscript_after_flush_and_restart_is_reloaded() {
 
     redis.restart();
     // The old connection is gone; traffic notices, the breaker opens and recovers.
-    eventually(
-        RECOVERY_LIMIT,
-        "script runs on the restarted redis",
-        async || kv.incr("m", 1).await.is_ok() && redkit.mode() == Mode::Redis,
-    )
+    eventually(RECOVERY_LIMIT, "script runs on the restarted redis", async || {
+        kv.incr("m", 1).await.is_ok() && redkit.mode() == Mode::Redis
+    })
     .await;
     redis.command(&["DEL", "rk:test:m"]).unwrap();
     assert_eq!(kv.incr("m", 7).await.unwrap(), 7);
@@ -353,10 +312,7 @@ async fn redis_down_at_start_runs_fallback_until_it_appears() {
     assert!(health.redis.unwrap().last_connect_error.is_some());
     redis.restart();
     wait_mode(&redkit, &kv, Mode::Redis).await;
-    assert_eq!(
-        redis.command(&["GET", "rk:test:k"]).unwrap(),
-        "from fallback"
-    );
+    assert_eq!(redis.command(&["GET", "rk:test:k"]).unwrap(), "from fallback");
 }
 
 #[tokio::test]
@@ -377,11 +333,7 @@ async fn fail_closed_capability_is_refused_and_health_is_unavailable() {
     serving.set("k", "v").await.unwrap();
     let health = redkit.health().await;
     assert_eq!(health.status, Status::Unavailable);
-    let closed_health = health
-        .capabilities
-        .iter()
-        .find(|c| c.name == "test_kv_closed")
-        .unwrap();
+    let closed_health = health.capabilities.iter().find(|c| c.name == "test_kv_closed").unwrap();
     assert!(!closed_health.available);
     redis.restart();
     wait_mode(&redkit, &serving, Mode::Redis).await;
@@ -403,10 +355,7 @@ async fn journal_left_by_a_previous_process_is_replayed_on_registration() {
     redis.restart();
     let redkit = open(&redis, &dir).await;
     assert_eq!(redkit.mode(), Mode::Redis);
-    assert_eq!(
-        redkit.health().await.journal_pending.get("test_kv"),
-        Some(&1)
-    );
+    assert_eq!(redkit.health().await.journal_pending.get("test_kv"), Some(&1));
     let _kv = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);
     eventually(RECOVERY_LIMIT, "journal replayed", async || {
         redis.command(&["GET", "rk:test:orphan"]).unwrap() == "kept"

@@ -24,18 +24,30 @@ async fn blocking_commands_get_their_block_time_plus_the_response_timeout() {
             tokio::time::sleep(RESPONSE_TIMEOUT * 2).await;
             let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
             let mut c = client.get_multiplexed_async_connection().await.unwrap();
-            let _: i64 = redis::cmd("RPUSH").arg("q").arg("job").query_async(&mut c).await.unwrap();
+            let _: i64 = redis::cmd("RPUSH")
+                .arg("q")
+                .arg("job")
+                .query_async(&mut c)
+                .await
+                .unwrap();
         })
     };
     let started = Instant::now();
     let got: Option<(String, String)> = core
         .blocking("blpop", block, |mut c| async move {
-            redis::cmd("BLPOP").arg("q").arg(block.as_secs_f64()).query_async(&mut c).await
+            redis::cmd("BLPOP")
+                .arg("q")
+                .arg(block.as_secs_f64())
+                .query_async(&mut c)
+                .await
         })
         .await
         .unwrap();
     assert_eq!(got, Some(("q".into(), "job".into())));
-    assert!(started.elapsed() > RESPONSE_TIMEOUT, "the call outlived the plain response timeout");
+    assert!(
+        started.elapsed() > RESPONSE_TIMEOUT,
+        "the call outlived the plain response timeout"
+    );
     pusher.await.unwrap();
 
     // An empty wait ends with Redis's own timeout, not ours, and is not a failure.
@@ -63,7 +75,11 @@ async fn blocking_pool_is_bounded() {
             let core = core.clone();
             tokio::spawn(async move {
                 core.blocking("blpop", Duration::from_secs(1), |mut c| async move {
-                    redis::cmd("BLPOP").arg("never").arg(1).query_async::<Option<(String, String)>>(&mut c).await
+                    redis::cmd("BLPOP")
+                        .arg("never")
+                        .arg(1)
+                        .query_async::<Option<(String, String)>>(&mut c)
+                        .await
                 })
                 .await
             })
@@ -72,7 +88,11 @@ async fn blocking_pool_is_bounded() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let third = core
         .blocking("blpop", Duration::from_secs(1), |mut c| async move {
-            redis::cmd("BLPOP").arg("never").arg(1).query_async::<Option<(String, String)>>(&mut c).await
+            redis::cmd("BLPOP")
+                .arg("never")
+                .arg(1)
+                .query_async::<Option<(String, String)>>(&mut c)
+                .await
         })
         .await;
     let err = third.unwrap_err();
@@ -98,7 +118,9 @@ async fn password_and_acl_user_credentials() {
     assert_eq!(redkit.mode(), Mode::Redis);
     drop(redkit);
 
-    let acl = Redkit::open(config(Some(redis.url_with("app", "apppw")), dir.path())).await.unwrap();
+    let acl = Redkit::open(config(Some(redis.url_with("app", "apppw")), dir.path()))
+        .await
+        .unwrap();
     assert_eq!(acl.mode(), Mode::Redis);
     let health = acl.health().await;
     assert!(health.redis.unwrap().info.is_some());
@@ -110,7 +132,10 @@ async fn password_and_acl_user_credentials() {
 
 #[tokio::test]
 async fn health_reports_redis_details_and_warns_about_eviction() {
-    let redis = RedisServer::options().arg("--maxmemory-policy").arg("allkeys-lru").start();
+    let redis = RedisServer::options()
+        .arg("--maxmemory-policy")
+        .arg("allkeys-lru")
+        .start();
     redis.command(&["SET", "x", "1"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
@@ -120,16 +145,29 @@ async fn health_reports_redis_details_and_warns_about_eviction() {
     assert_eq!(json["status"], "ok");
     assert_eq!(json["breaker"]["state"], "closed");
     let info = &json["redis"]["info"];
-    assert!(info["version"].as_str().unwrap().starts_with(|c: char| c.is_ascii_digit()));
+    assert!(
+        info["version"]
+            .as_str()
+            .unwrap()
+            .starts_with(|c: char| c.is_ascii_digit())
+    );
     assert_eq!(info["role"], "master");
     assert_eq!(info["keys"], 1);
     assert_eq!(info["maxmemory_policy"], "allkeys-lru");
     assert_eq!(info["persistence"], false);
     assert!(info["used_memory"].as_u64().unwrap() > 0);
     assert!(json["redis"]["ops"]["info"]["count"].as_u64().unwrap() >= 1);
-    assert!(json["embedded"]["path"].as_str().unwrap().contains(dir.path().to_str().unwrap()));
+    assert!(
+        json["embedded"]["path"]
+            .as_str()
+            .unwrap()
+            .contains(dir.path().to_str().unwrap())
+    );
     let warnings = health.warnings.join("\n");
-    assert!(warnings.contains("allkeys-lru") && warnings.contains("persistence"), "{warnings}");
+    assert!(
+        warnings.contains("allkeys-lru") && warnings.contains("persistence"),
+        "{warnings}"
+    );
 }
 
 #[tokio::test]

@@ -12,9 +12,7 @@ use redkit::health::Status;
 use redkit::{Health, Redkit};
 
 pub fn routes() -> Router<Redkit> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(health))
+    Router::new().route("/health", get(health)).route("/ready", get(health))
 }
 
 async fn health(State(redkit): State<Redkit>) -> (StatusCode, Json<Health>) {

@@ -145,11 +145,7 @@ impl Breaker {
     }
 
     pub(crate) fn begin_recovery(&self) -> bool {
-        self.transition(
-            BreakerState::Open,
-            BreakerState::Recovering,
-            "redis answered a probe",
-        )
+        self.transition(BreakerState::Open, BreakerState::Recovering, "redis answered a probe")
     }
 
     pub(crate) fn reopen(&self, reason: &str) {
@@ -157,11 +153,7 @@ impl Breaker {
     }
 
     pub(crate) fn close(&self) {
-        if self.transition(
-            BreakerState::Recovering,
-            BreakerState::Closed,
-            "recovery complete",
-        ) {
+        if self.transition(BreakerState::Recovering, BreakerState::Closed, "recovery complete") {
             self.consecutive.store(0, Ordering::Relaxed);
             self.closed_total.fetch_add(1, Ordering::Relaxed);
         }
@@ -201,11 +193,7 @@ impl Breaker {
             BreakerState::Recovering => "recovering",
         };
         metrics::counter!("redkit_breaker_transitions_total", "to" => to_label).increment(1);
-        metrics::gauge!("redkit_breaker_open").set(if to == BreakerState::Closed {
-            0.0
-        } else {
-            1.0
-        });
+        metrics::gauge!("redkit_breaker_open").set(if to == BreakerState::Closed { 0.0 } else { 1.0 });
         *self.last.lock().expect("breaker lock") = Some(Transition {
             from,
             to,

@@ -41,19 +41,12 @@ impl Journal {
     }
 
     /// The oldest `limit` entries of `capability`, as `(seq, entry)`.
-    pub async fn oldest(
-        &self,
-        capability: &'static str,
-        limit: usize,
-    ) -> Result<Vec<(i64, Vec<u8>)>> {
+    pub async fn oldest(&self, capability: &'static str, limit: usize) -> Result<Vec<(i64, Vec<u8>)>> {
         self.store
             .sql("journal_read", move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT seq, entry FROM journal WHERE capability = ?1 ORDER BY seq LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(params![capability, limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
+                let mut stmt =
+                    c.prepare_cached("SELECT seq, entry FROM journal WHERE capability = ?1 ORDER BY seq LIMIT ?2")?;
+                let rows = stmt.query_map(params![capability, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await
@@ -76,12 +69,8 @@ impl Journal {
     pub async fn pending(&self) -> Result<BTreeMap<String, u64>> {
         self.store
             .sql("journal_pending", |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT capability, COUNT(*) FROM journal GROUP BY capability",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })?;
+                let mut stmt = c.prepare_cached("SELECT capability, COUNT(*) FROM journal GROUP BY capability")?;
+                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
                 Ok(rows.collect::<rusqlite::Result<BTreeMap<_, _>>>()?)
             })
             .await

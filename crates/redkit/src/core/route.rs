@@ -108,11 +108,7 @@ const REPLAY_BATCH: usize = 512;
 const UNGATED_BATCHES: usize = 16;
 
 impl Route {
-    pub(crate) fn new(
-        redis: Option<Arc<RedisCore>>,
-        embedded: Arc<EmbeddedStore>,
-        breaker: Arc<Breaker>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(redis: Option<Arc<RedisCore>>, embedded: Arc<EmbeddedStore>, breaker: Arc<Breaker>) -> Arc<Self> {
         Arc::new(Route {
             journal: Journal::new(embedded.clone()),
             redis,
@@ -174,10 +170,7 @@ impl Route {
         redis: Option<Arc<B>>,
         embedded: Arc<B>,
     ) -> Routed<B> {
-        self.capabilities
-            .lock()
-            .expect("route lock")
-            .insert(capability, policy);
+        self.capabilities.lock().expect("route lock").insert(capability, policy);
         Routed {
             route: self.clone(),
             capability,
@@ -190,10 +183,7 @@ impl Route {
     /// Registers how `recovery.capability()` replays its journal. If Redis is serving and
     /// entries are left from an earlier run, they are replayed now, in the background.
     pub fn register_recovery(self: &Arc<Self>, recovery: Arc<dyn Recovery>) {
-        self.recoveries
-            .lock()
-            .expect("route lock")
-            .push(recovery.clone());
+        self.recoveries.lock().expect("route lock").push(recovery.clone());
         if self.mode() == Mode::Redis {
             let route = self.clone();
             tokio::spawn(async move {
@@ -360,8 +350,7 @@ impl<B: ?Sized + Send + Sync> Routed<B> {
             // Recovery finished while this call waited at the gate.
             return f(redis).await;
         }
-        metrics::counter!("redkit_fallback_calls_total", "capability" => self.capability)
-            .increment(1);
+        metrics::counter!("redkit_fallback_calls_total", "capability" => self.capability).increment(1);
         let value = f(&self.embedded).await?;
         if let Some(entry) = entry {
             self.route.journal.append(self.capability, entry()).await?;

@@ -72,36 +72,26 @@ pub struct RedisKv {
 impl KvBackend for RedisKv {
     async fn get(&self, key: &str) -> Result<Option<String>> {
         self.core
-            .query(
-                "test_get",
-                redis::cmd("GET").arg(format!("{KEY_PREFIX}{key}")),
-            )
+            .query("test_get", redis::cmd("GET").arg(format!("{KEY_PREFIX}{key}")))
             .await
     }
     async fn set(&self, key: &str, value: &str) -> Result<()> {
         self.core
             .query(
                 "test_set",
-                redis::cmd("SET")
-                    .arg(format!("{KEY_PREFIX}{key}"))
-                    .arg(value),
+                redis::cmd("SET").arg(format!("{KEY_PREFIX}{key}")).arg(value),
             )
             .await
     }
     async fn del(&self, key: &str) -> Result<bool> {
         let n: i64 = self
             .core
-            .query(
-                "test_del",
-                redis::cmd("DEL").arg(format!("{KEY_PREFIX}{key}")),
-            )
+            .query("test_del", redis::cmd("DEL").arg(format!("{KEY_PREFIX}{key}")))
             .await?;
         Ok(n > 0)
     }
     async fn incr(&self, key: &str, by: i64) -> Result<i64> {
-        self.core
-            .script(&INCR, &[&format!("{KEY_PREFIX}{key}")], &[&by])
-            .await
+        self.core.script(&INCR, &[&format!("{KEY_PREFIX}{key}")], &[&by]).await
     }
 }
 
@@ -115,13 +105,13 @@ impl KvBackend for EmbeddedKv {
         let key = key.to_string();
         self.store
             .sql("test_get", move |c| {
-                Ok(c.query_row(
-                    "SELECT value FROM kv WHERE space = 'test' AND key = ?1",
-                    [key],
-                    |r| r.get::<_, Vec<u8>>(0),
+                Ok(
+                    c.query_row("SELECT value FROM kv WHERE space = 'test' AND key = ?1", [key], |r| {
+                        r.get::<_, Vec<u8>>(0)
+                    })
+                    .optional()?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned()),
                 )
-                .optional()?
-                .map(|v| String::from_utf8_lossy(&v).into_owned()))
             })
             .await
     }
@@ -151,11 +141,9 @@ impl KvBackend for EmbeddedKv {
             .sql("test_incr", move |c| {
                 let tx = c.transaction()?;
                 let old: i64 = tx
-                    .query_row(
-                        "SELECT value FROM kv WHERE space = 'test' AND key = ?1",
-                        [&key],
-                        |r| r.get::<_, Vec<u8>>(0),
-                    )
+                    .query_row("SELECT value FROM kv WHERE space = 'test' AND key = ?1", [&key], |r| {
+                        r.get::<_, Vec<u8>>(0)
+                    })
                     .optional()?
                     .map_or(0, |v| String::from_utf8_lossy(&v).parse().unwrap_or(0));
                 let new = old + by;

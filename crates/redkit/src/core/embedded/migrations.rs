@@ -30,8 +30,7 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// Applies every migration newer than the database's `user_version`.
 pub fn apply(conn: &mut Connection) -> Result<()> {
-    let current: usize =
-        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
         return Err(Error::Storage(format!(
             "the data dir was written by a newer redkit (schema version {current}, this build knows {})",
@@ -57,16 +56,9 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         apply(&mut conn).unwrap();
         apply(&mut conn).unwrap();
-        let v: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
         conn.pragma_update(None, "user_version", 999).unwrap();
-        assert!(
-            apply(&mut conn)
-                .unwrap_err()
-                .to_string()
-                .contains("newer redkit")
-        );
+        assert!(apply(&mut conn).unwrap_err().to_string().contains("newer redkit"));
     }
 }

@@ -105,9 +105,7 @@ impl EmbeddedStore {
     pub fn snapshot(&self) -> EmbeddedSnapshot {
         let size_bytes = ["", "-wal", "-shm"]
             .iter()
-            .filter_map(|suffix| {
-                std::fs::metadata(self.dir.join(format!("{DB_FILE}{suffix}"))).ok()
-            })
+            .filter_map(|suffix| std::fs::metadata(self.dir.join(format!("{DB_FILE}{suffix}"))).ok())
             .map(|m| m.len())
             .sum();
         EmbeddedSnapshot {

@@ -30,12 +30,8 @@ impl Sqlite {
     /// Opens (creating if needed) the database at `path`, applies pending migrations and
     /// starts its thread.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut conn = Connection::open(path).map_err(|e| {
-            Error::Storage(format!(
-                "cannot open SQLite database {}: {e}",
-                path.display()
-            ))
-        })?;
+        let mut conn = Connection::open(path)
+            .map_err(|e| Error::Storage(format!("cannot open SQLite database {}: {e}", path.display())))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {

@@ -22,13 +22,7 @@ impl Expiry<Arc<str>, Entry> for PerEntryTtl {
         v.expires_at.map(|at| at.saturating_duration_since(now))
     }
 
-    fn expire_after_update(
-        &self,
-        _: &Arc<str>,
-        v: &Entry,
-        now: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
+    fn expire_after_update(&self, _: &Arc<str>, v: &Entry, now: Instant, _: Option<Duration>) -> Option<Duration> {
         v.expires_at.map(|at| at.saturating_duration_since(now))
     }
 }
@@ -44,11 +38,7 @@ impl Volatile {
     pub fn new(max_bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &Arc<str>, v: &Entry| {
-                (k.len() + v.value.len() + 64)
-                    .try_into()
-                    .unwrap_or(u32::MAX)
-            })
+            .weigher(|k: &Arc<str>, v: &Entry| (k.len() + v.value.len() + 64).try_into().unwrap_or(u32::MAX))
             .expire_after(PerEntryTtl)
             .build();
         Volatile { cache }

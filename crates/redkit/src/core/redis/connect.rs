@@ -8,17 +8,12 @@
 
 use std::time::Duration;
 
-use redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::{TcpSettings, socket2};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{
-    AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
-    Value,
-};
+use redis::{AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::config::{RedisConfig, RedisTarget};
 use crate::error::{Error, Result};
@@ -103,9 +98,7 @@ impl Connector {
             })
         };
         let kind = match &cfg.target {
-            RedisTarget::Standalone(url) => {
-                Kind::Standalone(Client::open(info(url)?).map_err(bad_url)?)
-            }
+            RedisTarget::Standalone(url) => Kind::Standalone(Client::open(info(url)?).map_err(bad_url)?),
             RedisTarget::Sentinel {
                 sentinels,
                 master,
@@ -122,17 +115,9 @@ impl Connector {
                 if *tls {
                     node = node.set_tls_mode(redis::TlsMode::Secure);
                 }
-                let infos = sentinels
-                    .iter()
-                    .map(|s| info(s))
-                    .collect::<Result<Vec<_>>>()?;
-                let client = SentinelClient::build(
-                    infos,
-                    master.clone(),
-                    Some(node),
-                    SentinelServerType::Master,
-                )
-                .map_err(bad_url)?;
+                let infos = sentinels.iter().map(|s| info(s)).collect::<Result<Vec<_>>>()?;
+                let client = SentinelClient::build(infos, master.clone(), Some(node), SentinelServerType::Master)
+                    .map_err(bad_url)?;
                 Kind::Sentinel(tokio::sync::Mutex::new(client))
             }
             RedisTarget::Cluster(nodes) => {
@@ -154,10 +139,7 @@ impl Connector {
                 }
             }
         };
-        Ok(Connector {
-            cfg: cfg.clone(),
-            kind,
-        })
+        Ok(Connector { cfg: cfg.clone(), kind })
     }
 
     /// A short description of the deployment, without credentials.

@@ -32,9 +32,7 @@ impl RedisCore {
         let started = Instant::now();
         let _: String = self.query("ping", &redis::cmd("PING")).await?;
         let latency_us = started.elapsed().as_micros() as u64;
-        let text: String = self
-            .query("info", redis::cmd("INFO").arg("everything"))
-            .await?;
+        let text: String = self.query("info", redis::cmd("INFO").arg("everything")).await?;
         let field = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
@@ -53,14 +51,10 @@ impl RedisCore {
             })
             .or(Some(0));
         let policy: Option<Vec<String>> = self
-            .query(
-                "config_get",
-                redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"),
-            )
+            .query("config_get", redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
             .await
             .ok();
-        let rdb =
-            field("rdb_changes_since_last_save").is_some() && field("rdb_last_save_time").is_some();
+        let rdb = field("rdb_changes_since_last_save").is_some() && field("rdb_last_save_time").is_some();
         let aof = field("aof_enabled").map(|v| v == "1");
         let save_configured: Option<Vec<String>> = self
             .query("config_get", redis::cmd("CONFIG").arg("GET").arg("save"))

@@ -62,14 +62,8 @@ fn classify(e: &RedisError) -> Health {
         K::Server(S::BusyLoading) => Health::Loading,
         K::Server(S::ClusterDown | S::MasterDown | S::TryAgain | S::ReadOnly) => Health::Failed,
         K::Io | K::AuthenticationFailed | K::ClusterConnectionNotFound => Health::Failed,
-        K::MasterNameNotFoundBySentinel
-        | K::NoValidReplicasFoundBySentinel
-        | K::EmptySentinelList => Health::Failed,
-        _ if e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal() =>
-        {
+        K::MasterNameNotFoundBySentinel | K::NoValidReplicasFoundBySentinel | K::EmptySentinelList => Health::Failed,
+        _ if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() => {
             Health::Failed
         }
         _ => Health::Alive,
@@ -132,8 +126,7 @@ impl RedisCore {
                         )));
                     }
                     tracing::warn!(%reason, "redis unreachable at start; starting in fallback mode");
-                    core.breaker
-                        .open(&format!("redis unreachable at start: {reason}"));
+                    core.breaker.open(&format!("redis unreachable at start: {reason}"));
                     return Ok(core);
                 }
             }
@@ -184,11 +177,7 @@ impl RedisCore {
     }
 
     /// Sends a pipeline (use `.atomic()` on it for MULTI/EXEC).
-    pub async fn pipeline<T: FromRedisValue>(
-        &self,
-        op: &'static str,
-        pipe: &Pipeline,
-    ) -> Result<T> {
+    pub async fn pipeline<T: FromRedisValue>(&self, op: &'static str, pipe: &Pipeline) -> Result<T> {
         self.call(op, |mut c| async move { pipe.query_async(&mut c).await })
             .await
     }
@@ -200,9 +189,10 @@ impl RedisCore {
         keys: &[&dyn ToRedisArgsDyn],
         args: &[&dyn ToRedisArgsDyn],
     ) -> Result<T> {
-        self.call(script.name(), |mut c| async move {
-            script.run(&mut c, keys, args).await
-        })
+        self.call(
+            script.name(),
+            |mut c| async move { script.run(&mut c, keys, args).await },
+        )
         .await
     }
 
@@ -217,27 +207,21 @@ impl RedisCore {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let permit =
-            tokio::time::timeout(self.cfg.response_timeout, self.dedicated_permits.acquire())
-                .await
-                .map_err(|_| {
-                    Error::Unavailable(format!(
-                        "all {} dedicated redis connections are busy ({op})",
-                        self.cfg.max_connections
-                    ))
-                })?
-                .expect("semaphore is never closed");
+        let permit = tokio::time::timeout(self.cfg.response_timeout, self.dedicated_permits.acquire())
+            .await
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "all {} dedicated redis connections are busy ({op})",
+                    self.cfg.max_connections
+                ))
+            })?
+            .expect("semaphore is never closed");
         let idle = self.idle_dedicated.lock().expect("lock").pop();
         let conn = match idle {
             Some(c) => c,
             None => {
                 let started = Instant::now();
-                match tokio::time::timeout(
-                    self.cfg.connect_timeout,
-                    self.connector.connect_dedicated(),
-                )
-                .await
-                {
+                match tokio::time::timeout(self.cfg.connect_timeout, self.connector.connect_dedicated()).await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => return Err(self.failed(op, started.elapsed(), e)),
                     Err(_) => {
@@ -247,9 +231,7 @@ impl RedisCore {
                 }
             }
         };
-        let result = self
-            .timed(op, block + self.cfg.response_timeout, f(conn.clone()))
-            .await;
+        let result = self.timed(op, block + self.cfg.response_timeout, f(conn.clone())).await;
         // A connection whose call failed may hold a half-read reply; never reuse it.
         if result.is_ok() {
             self.idle_dedicated.lock().expect("lock").push(conn);
@@ -312,34 +294,20 @@ impl RedisCore {
             });
             Probe::Down(reason)
         };
-        let mut conn =
-            match tokio::time::timeout(self.cfg.connect_timeout, self.connector.connect_main())
-                .await
-            {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) if matches!(classify(&e), Health::Loading) => return Probe::Loading,
-                Ok(Err(e)) => return down(format!("{:?}: {e}", e.kind())),
-                Err(_) => {
-                    return down(format!(
-                        "connect timed out after {:?}",
-                        self.cfg.connect_timeout
-                    ));
-                }
-            };
+        let mut conn = match tokio::time::timeout(self.cfg.connect_timeout, self.connector.connect_main()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) if matches!(classify(&e), Health::Loading) => return Probe::Loading,
+            Ok(Err(e)) => return down(format!("{:?}: {e}", e.kind())),
+            Err(_) => {
+                return down(format!("connect timed out after {:?}", self.cfg.connect_timeout));
+            }
+        };
         let ping = redis::cmd("PING");
-        match tokio::time::timeout(
-            self.cfg.response_timeout,
-            ping.query_async::<String>(&mut conn),
-        )
-        .await
-        {
+        match tokio::time::timeout(self.cfg.response_timeout, ping.query_async::<String>(&mut conn)).await {
             Ok(Ok(_)) => Probe::Ready(conn),
             Ok(Err(e)) if matches!(classify(&e), Health::Loading) => Probe::Loading,
             Ok(Err(e)) => down(format!("{:?}: {e}", e.kind())),
-            Err(_) => down(format!(
-                "PING timed out after {:?}",
-                self.cfg.response_timeout
-            )),
+            Err(_) => down(format!("PING timed out after {:?}", self.cfg.response_timeout)),
         }
     }
 
