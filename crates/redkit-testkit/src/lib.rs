@@ -23,6 +23,7 @@ pub struct Options {
     password: Option<String>,
     users: Vec<(String, String, String)>,
     extra: Vec<String>,
+    config_file: Option<String>,
 }
 
 impl Options {
@@ -41,6 +42,13 @@ impl Options {
     /// Any other `redis-server` arguments, e.g. `["--maxmemory-policy", "allkeys-lru"]`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_string());
+        self
+    }
+
+    /// A config file with these contents, written to the server's dir and passed first
+    /// (Sentinel needs one it can rewrite).
+    pub fn config_file(mut self, contents: &str) -> Self {
+        self.config_file = Some(contents.to_string());
         self
     }
 
@@ -117,8 +125,15 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(binary());
-        cmd.current_dir(self.dir.path())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
+        cmd.current_dir(self.dir.path());
+        if let Some(contents) = &self.options.config_file {
+            let path = self.dir.path().join("redis.conf");
+            if !path.exists() {
+                std::fs::write(&path, contents).map_err(|e| e.to_string())?;
+            }
+            cmd.arg(path);
+        }
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
             .arg(self.dir.path())
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--logfile", "redis.log", "--enable-debug-command", "local"])
@@ -351,6 +366,131 @@ fn read_reply(r: &mut impl BufRead) -> Result<String, String> {
             Ok(items.join("\n"))
         }
         _ => Err(format!("connection closed or unknown reply: {line:?}")),
+    }
+}
+
+/// A master, one replica and one Sentinel watching them (quorum 1, 500 ms down-after), so
+/// tests can kill the master and watch Sentinel promote the replica.
+pub struct SentinelSetup {
+    /// The initial master.
+    pub master: RedisServer,
+    /// Its replica (promoted when the master dies).
+    pub replica: RedisServer,
+    /// The Sentinel.
+    pub sentinel: RedisServer,
+}
+
+/// The master name Sentinel monitors in [`SentinelSetup`].
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+impl SentinelSetup {
+    /// Starts master, replica and Sentinel, and waits until Sentinel knows the replica.
+    pub fn start() -> Self {
+        let master = RedisServer::start();
+        let replica = RedisServer::options()
+            .arg("--replicaof")
+            .arg("127.0.0.1")
+            .arg(&master.port().to_string())
+            .start();
+        let conf = format!(
+            "sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds {SENTINEL_MASTER} 500\n\
+             sentinel failover-timeout {SENTINEL_MASTER} 3000\n",
+            master.port()
+        );
+        let sentinel = RedisServer::options().config_file(&conf).arg("--sentinel").start();
+        let setup = SentinelSetup {
+            master,
+            replica,
+            sentinel,
+        };
+        setup.wait_until(Duration::from_secs(20), "sentinel to see the replica", |s| {
+            s.sentinel
+                .command(&["SENTINEL", "REPLICAS", SENTINEL_MASTER])
+                .is_ok_and(|r| !r.is_empty())
+                && s.master
+                    .command(&["INFO", "replication"])
+                    .is_ok_and(|i| i.contains("connected_slaves:1"))
+        });
+        setup
+    }
+
+    /// `redis+sentinel://127.0.0.1:PORT/mymaster`
+    pub fn url(&self) -> String {
+        format!("redis+sentinel://127.0.0.1:{}/{SENTINEL_MASTER}", self.sentinel.port())
+    }
+
+    /// The port Sentinel currently names as master.
+    pub fn master_port(&self) -> Option<u16> {
+        let addr = self
+            .sentinel
+            .command(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER])
+            .ok()?;
+        addr.lines().nth(1)?.parse().ok()
+    }
+
+    /// Polls `check` every 50 ms until it holds, panicking after `limit`.
+    pub fn wait_until(&self, limit: Duration, what: &str, check: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !check(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A Redis Cluster of masters (no replicas), slots split evenly.
+pub struct RedisCluster {
+    /// The nodes.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` (>= 1) cluster nodes, assigns every slot, joins them and waits for
+    /// `cluster_state:ok` on every node.
+    pub fn start(masters: usize) -> Self {
+        assert!(masters >= 1);
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                RedisServer::options()
+                    .arg("--cluster-enabled")
+                    .arg("yes")
+                    .arg("--cluster-config-file")
+                    .arg("nodes.conf")
+                    .arg("--cluster-node-timeout")
+                    .arg("2000")
+                    .start()
+            })
+            .collect();
+        let per = 16384 / masters;
+        for (i, node) in nodes.iter().enumerate() {
+            let lo = i * per;
+            let hi = if i + 1 == masters { 16383 } else { lo + per - 1 };
+            node.command(&["CLUSTER", "ADDSLOTSRANGE", &lo.to_string(), &hi.to_string()])
+                .expect("CLUSTER ADDSLOTSRANGE");
+        }
+        for node in &nodes[1..] {
+            nodes[0]
+                .command(&["CLUSTER", "MEET", "127.0.0.1", &node.port().to_string()])
+                .expect("CLUSTER MEET");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !nodes.iter().all(|n| {
+            n.command(&["CLUSTER", "INFO"])
+                .is_ok_and(|i| i.contains("cluster_state:ok") && i.contains(&format!("cluster_known_nodes:{masters}")))
+        }) {
+            assert!(Instant::now() < deadline, "cluster did not reach cluster_state:ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RedisCluster { nodes }
+    }
+
+    /// Comma-separated node URLs, the form `REDIS_URL` takes for a cluster.
+    pub fn url(&self) -> String {
+        self.nodes.iter().map(RedisServer::url).collect::<Vec<_>>().join(",")
     }
 }
 

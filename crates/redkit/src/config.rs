@@ -138,10 +138,13 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// Settings for one standalone Redis at `url`, everything else default.
+    /// Settings for the Redis at `url` (any `REDIS_URL` form: standalone, sentinel or a
+    /// comma-separated cluster list), everything else default. A URL that does not parse
+    /// is refused when connecting.
     pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
         RedisConfig {
-            target: RedisTarget::Standalone(url.into()),
+            target: parse_target(&url).unwrap_or(RedisTarget::Standalone(url)),
             password: None,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),

@@ -1,0 +1,65 @@
+//! Scale-out deployments redkit must run on: Redis Sentinel (including a real failover)
+//! and Redis Cluster.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Kv, config, eventually};
+use redkit::{FallbackPolicy, Mode, Redkit};
+use redkit_testkit::{RedisCluster, SentinelSetup};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_resolves_the_master_and_follows_a_failover() {
+    let mut setup = SentinelSetup::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(setup.url()), dir.path())).await.unwrap();
+    assert_eq!(redkit.mode(), Mode::Redis);
+    let kv = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);
+    kv.set("before", "1").await.unwrap();
+    assert_eq!(setup.master.command(&["GET", "rk:test:before"]).unwrap(), "1");
+    let health = redkit.health().await;
+    assert_eq!(health.redis.unwrap().deployment, "sentinel");
+
+    let replica_port = setup.replica.port();
+    setup.master.kill();
+    // Writes keep being acknowledged throughout: by the fallback while Sentinel promotes.
+    let mut n = 0;
+    eventually(Duration::from_secs(30), "redkit on the promoted replica", async || {
+        n += 1;
+        kv.set(&format!("during{n}"), "x").await.is_ok()
+            && redkit.mode() == Mode::Redis
+            && setup.master_port() == Some(replica_port)
+    })
+    .await;
+    kv.set("after", "2").await.unwrap();
+    assert_eq!(setup.replica.command(&["GET", "rk:test:after"]).unwrap(), "2");
+    assert_eq!(setup.replica.command(&["ROLE"]).unwrap().lines().next(), Some("master"));
+}
+
+#[tokio::test]
+async fn cluster_routes_commands_and_scripts_by_slot() {
+    let cluster = RedisCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(cluster.url()), dir.path())).await.unwrap();
+    assert_eq!(redkit.mode(), Mode::Redis);
+    let kv = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);
+    for i in 0..50 {
+        kv.set(&format!("k{i}"), &i.to_string()).await.unwrap();
+        assert_eq!(kv.incr(&format!("n{i}"), i).await.unwrap(), i);
+    }
+    for i in 0..50 {
+        assert_eq!(kv.get(&format!("k{i}")).await.unwrap(), Some(i.to_string()));
+    }
+    let per_node: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.command(&["DBSIZE"]).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(per_node.iter().sum::<u64>(), 100);
+    assert!(
+        per_node.iter().all(|n| *n > 0),
+        "keys spread over every node: {per_node:?}"
+    );
+    assert_eq!(redkit.health().await.redis.unwrap().deployment, "cluster");
+}
