@@ -101,7 +101,7 @@ pub struct Backoff {
     pub min: Duration,
     /// Cap on any delay.
     pub max: Duration,
-    /// How many reconnect attempts one reconnect cycle makes.
+    /// How many times one reconnect retries after its first attempt fails.
     pub attempts: u32,
 }
 
@@ -149,10 +149,13 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             max_connections: 16,
+            // Calls made while the connection is being re-established wait for these
+            // attempts, so they are kept few: a longer outage is the breaker's job, whose
+            // prober keeps retrying with its own backoff without holding up any call.
             reconnect: Backoff {
                 min: Duration::from_millis(100),
-                max: Duration::from_secs(5),
-                attempts: 6,
+                max: Duration::from_secs(2),
+                attempts: 1,
             },
             loading_wait: Duration::from_secs(60),
             keepalive: Keepalive {

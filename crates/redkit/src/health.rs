@@ -5,13 +5,15 @@
 //! given up on: Redis details are only asked for while the breaker is closed.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::config::RedisTarget;
 use crate::core::breaker::BreakerSnapshot;
 use crate::core::embedded::EmbeddedSnapshot;
 use crate::core::redis::RedisInfo;
-use crate::core::route::{FallbackPolicy, Mode};
+use crate::core::route::{FallbackPolicy, Mode, Route};
 use crate::stats::{LastError, OpSnapshot};
 
 /// Overall verdict.
@@ -85,4 +87,88 @@ pub struct CapabilityHealth {
     pub fallback: FallbackPolicy,
     /// Whether it serves now.
     pub available: bool,
+}
+
+pub(crate) async fn collect(route: &Route, started: Instant) -> Health {
+    let mode = route.mode();
+    let capabilities: Vec<CapabilityHealth> = route
+        .capabilities()
+        .into_iter()
+        .map(|(name, fallback)| CapabilityHealth {
+            name,
+            fallback,
+            available: mode != Mode::Fallback || fallback == FallbackPolicy::Serve,
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    let redis = match route.redis() {
+        None => None,
+        Some(core) => {
+            let (info, error) = if mode == Mode::Redis {
+                match core.info().await {
+                    Ok(i) => (Some(i), None),
+                    Err(e) => (None, Some(e.to_string())),
+                }
+            } else {
+                (
+                    None,
+                    Some("the circuit breaker is open; redis is not asked".to_string()),
+                )
+            };
+            if let Some(info) = &info {
+                warnings.extend(redis_warnings(info));
+            }
+            Some(RedisHealth {
+                deployment: match &core.config().target {
+                    RedisTarget::Standalone(_) => "standalone",
+                    RedisTarget::Sentinel { .. } => "sentinel",
+                    RedisTarget::Cluster(_) => "cluster",
+                },
+                connected: info.is_some(),
+                info,
+                error,
+                last_connect_error: core.last_connect_error(),
+                ops: core.stats().snapshot(),
+            })
+        }
+    };
+    let journal_pending = route.journal().pending().await.unwrap_or_else(|e| {
+        warnings.push(format!("cannot read the journal: {e}"));
+        BTreeMap::new()
+    });
+    let status = match mode {
+        Mode::Fallback if capabilities.iter().any(|c| !c.available) => Status::Unavailable,
+        Mode::Fallback => Status::Degraded,
+        Mode::Redis | Mode::Embedded => Status::Ok,
+    };
+    Health {
+        status,
+        mode,
+        uptime_s: started.elapsed().as_secs(),
+        breaker: route.redis().map(|_| route.breaker().snapshot()),
+        redis,
+        embedded: EmbeddedHealth {
+            store: route.embedded().snapshot(),
+            ops: route.embedded().stats().snapshot(),
+        },
+        journal_pending,
+        capabilities,
+        warnings,
+    }
+}
+
+fn redis_warnings(info: &RedisInfo) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(policy) = info.maxmemory_policy.as_deref()
+        && policy != "noeviction"
+    {
+        warnings.push(format!(
+            "redis maxmemory-policy is {policy}: under memory pressure Redis may evict redkit's durable data \
+             (jobs, sessions); use noeviction"
+        ));
+    }
+    if info.persistence == Some(false) {
+        warnings.push("redis persistence (RDB and AOF) is off: a Redis restart loses queued jobs and sessions".into());
+    }
+    warnings
 }

@@ -43,7 +43,6 @@ pub use health::Health;
 use core::breaker::Breaker;
 use core::embedded::EmbeddedStore;
 use core::redis::RedisCore;
-use health::{CapabilityHealth, EmbeddedHealth, RedisHealth, Status};
 
 /// The handle an application builds once and clones freely.
 #[derive(Clone)]
@@ -106,84 +105,6 @@ impl Redkit {
 
     /// Mode, breaker, Redis, embedded store, journal, capabilities and statistics.
     pub async fn health(&self) -> Health {
-        let route = &self.inner.route;
-        let mode = route.mode();
-        let capabilities: Vec<CapabilityHealth> = route
-            .capabilities()
-            .into_iter()
-            .map(|(name, fallback)| CapabilityHealth {
-                name,
-                fallback,
-                available: mode != Mode::Fallback || fallback == FallbackPolicy::Serve,
-            })
-            .collect();
-        let mut warnings = Vec::new();
-        let redis = match route.redis() {
-            None => None,
-            Some(core) => {
-                let (info, error) = if mode == Mode::Redis {
-                    match core.info().await {
-                        Ok(i) => (Some(i), None),
-                        Err(e) => (None, Some(e.to_string())),
-                    }
-                } else {
-                    (
-                        None,
-                        Some("the circuit breaker is open; redis is not asked".to_string()),
-                    )
-                };
-                if let Some(policy) = info.as_ref().and_then(|i| i.maxmemory_policy.as_deref())
-                    && policy != "noeviction"
-                {
-                    warnings.push(format!(
-                        "redis maxmemory-policy is {policy}: under memory pressure Redis may evict redkit's durable data (jobs, sessions); use noeviction"
-                    ));
-                }
-                if info.as_ref().and_then(|i| i.persistence) == Some(false) {
-                    warnings.push(
-                        "redis persistence (RDB and AOF) is off: a Redis restart loses queued jobs and sessions".into(),
-                    );
-                }
-                Some(RedisHealth {
-                    deployment: core_deployment(core),
-                    connected: info.is_some(),
-                    info,
-                    error,
-                    last_connect_error: core.last_connect_error(),
-                    ops: core.stats().snapshot(),
-                })
-            }
-        };
-        let journal_pending = route.journal().pending().await.unwrap_or_else(|e| {
-            warnings.push(format!("cannot read the journal: {e}"));
-            Default::default()
-        });
-        let status = match mode {
-            Mode::Fallback if capabilities.iter().any(|c| !c.available) => Status::Unavailable,
-            Mode::Fallback => Status::Degraded,
-            _ => Status::Ok,
-        };
-        Health {
-            status,
-            mode,
-            uptime_s: self.inner.started.elapsed().as_secs(),
-            breaker: route.redis().map(|_| route.breaker().snapshot()),
-            redis,
-            embedded: EmbeddedHealth {
-                store: route.embedded().snapshot(),
-                ops: route.embedded().stats().snapshot(),
-            },
-            journal_pending,
-            capabilities,
-            warnings,
-        }
-    }
-}
-
-fn core_deployment(core: &RedisCore) -> &'static str {
-    match &core.config().target {
-        config::RedisTarget::Standalone(_) => "standalone",
-        config::RedisTarget::Sentinel { .. } => "sentinel",
-        config::RedisTarget::Cluster(_) => "cluster",
+        health::collect(&self.inner.route, self.inner.started).await
     }
 }

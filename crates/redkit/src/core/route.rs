@@ -100,6 +100,9 @@ pub struct Route {
     /// Serializes journal drains (recovery vs. late registration).
     draining: tokio::sync::Mutex<()>,
     recoveries_completed: AtomicU64,
+    /// The runtime redkit was opened on; background work goes there even when a method is
+    /// called from outside it.
+    runtime: tokio::runtime::Handle,
 }
 
 const REPLAY_BATCH: usize = 512;
@@ -108,6 +111,7 @@ const REPLAY_BATCH: usize = 512;
 const UNGATED_BATCHES: usize = 16;
 
 impl Route {
+    /// Must be called within a tokio runtime (it is, from `Redkit::open`).
     pub(crate) fn new(redis: Option<Arc<RedisCore>>, embedded: Arc<EmbeddedStore>, breaker: Arc<Breaker>) -> Arc<Self> {
         Arc::new(Route {
             journal: Journal::new(embedded.clone()),
@@ -119,6 +123,7 @@ impl Route {
             gate: tokio::sync::RwLock::new(()),
             draining: tokio::sync::Mutex::new(()),
             recoveries_completed: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -186,7 +191,7 @@ impl Route {
         self.recoveries.lock().expect("route lock").push(recovery.clone());
         if self.mode() == Mode::Redis {
             let route = self.clone();
-            tokio::spawn(async move {
+            self.runtime.spawn(async move {
                 if let Err(e) = route.drain(&recovery, None).await {
                     tracing::warn!(capability = recovery.capability(), error = %e, "replaying an earlier run's journal failed; will retry on the next recovery");
                 }
@@ -198,7 +203,7 @@ impl Route {
     pub(crate) fn spawn_prober(self: &Arc<Self>) -> Option<JoinHandle<()>> {
         let redis = self.redis.clone()?;
         let route = self.clone();
-        Some(tokio::spawn(async move {
+        Some(self.runtime.spawn(async move {
             loop {
                 route.breaker.wait_open().await;
                 route.probe_until_recovered(&redis).await;

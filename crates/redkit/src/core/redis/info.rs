@@ -54,25 +54,24 @@ impl RedisCore {
             .query("config_get", redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
             .await
             .ok();
-        let rdb = field("rdb_changes_since_last_save").is_some() && field("rdb_last_save_time").is_some();
-        let aof = field("aof_enabled").map(|v| v == "1");
-        let save_configured: Option<Vec<String>> = self
+        let aof_on = field("aof_enabled").map(|v| v == "1");
+        // `CONFIG GET save` is refused to ACL users without CONFIG; then persistence is unknown.
+        let save: Option<Vec<String>> = self
             .query("config_get", redis::cmd("CONFIG").arg("GET").arg("save"))
             .await
             .ok();
-        let save_on = save_configured.and_then(|v| v.get(1).map(|s| !s.trim().is_empty()));
+        let rdb_on = save.and_then(|v| v.get(1).map(|s| !s.trim().is_empty()));
         Ok(RedisInfo {
             version: field("redis_version"),
             role: field("role"),
             used_memory: field("used_memory").and_then(|v| v.parse().ok()),
             keys,
             maxmemory_policy: policy.and_then(|v| v.get(1).cloned()),
-            persistence: match (save_on, aof) {
-                (Some(s), Some(a)) => Some(s || a),
-                (None, Some(true)) => Some(true),
+            persistence: match (rdb_on, aof_on) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
                 _ => None,
-            }
-            .filter(|_| rdb || aof.is_some()),
+            },
             latency_us,
         })
     }
