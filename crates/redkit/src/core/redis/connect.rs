@@ -73,6 +73,8 @@ enum Kind {
     Cluster {
         main: Box<ClusterClient>,
         dedicated: Box<ClusterClient>,
+        /// A plain client to the first node, for pub/sub (cluster PUBLISH reaches every node).
+        first_node: Client,
     },
 }
 
@@ -136,6 +138,7 @@ impl Connector {
                 Kind::Cluster {
                     main: Box::new(builder(cfg.response_timeout)?),
                     dedicated: Box::new(builder(DEDICATED_CLUSTER_RESPONSE_TIMEOUT)?),
+                    first_node: Client::open(infos[0].clone()).map_err(bad_url)?,
                 }
             }
         };
@@ -155,10 +158,13 @@ impl Connector {
         match &self.kind {
             Kind::Standalone(c) => Ok(c.clone()),
             Kind::Sentinel(s) => s.lock().await.async_get_client().await,
-            Kind::Cluster { .. } => {
-                unreachable!("cluster connections are built from the cluster client")
-            }
+            Kind::Cluster { first_node, .. } => Ok(first_node.clone()),
         }
+    }
+
+    /// Opens a pub/sub connection (to the master, or to one cluster node).
+    pub(crate) async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
+        self.client().await?.get_async_pubsub().await
     }
 
     /// Opens the main multiplexed connection. Fails if Redis cannot be reached now.

@@ -182,6 +182,35 @@ impl RedisCore {
             .await
     }
 
+    /// Sends a keyless command (`SCAN`) to the node that owns `key`'s slot on Redis
+    /// Cluster; elsewhere it is an ordinary [`RedisCore::query`]. Keys that share a hash
+    /// tag live on one node, so scanning that node finds all of them.
+    pub async fn query_on_node_of<T: FromRedisValue>(&self, op: &'static str, key: &str, cmd: &Cmd) -> Result<T> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        self.call(op, |c| async move {
+            match c {
+                Conn::Cluster(mut cluster) => {
+                    let route = Route::with_key(key, SlotAddr::Master);
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                    let value = cluster.route_command(cmd.clone(), routing).await?;
+                    Ok(redis::from_redis_value(value)?)
+                }
+                mut other => cmd.query_async(&mut other).await,
+            }
+        })
+        .await
+    }
+
+    /// Opens a pub/sub connection within the connect timeout. Not counted against the
+    /// breaker: subscribers reconnect on their own schedule.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        match tokio::time::timeout(self.cfg.connect_timeout, self.connector.pubsub()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("redis pub/sub connection failed: {e}"))),
+            Err(_) => Err(Error::timeout("pubsub connect", self.cfg.connect_timeout)),
+        }
+    }
+
     /// Runs a Lua script by EVALSHA, loading it on NOSCRIPT.
     pub async fn script<T: FromRedisValue>(
         &self,
