@@ -46,6 +46,15 @@ pub enum Error {
     /// capability fails closed while Redis is away.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A cache factory (the caller's loader) failed or timed out and no stale value could
+    /// be served instead.
+    #[error("loading {key} failed: {reason}")]
+    Factory {
+        /// The cache key being loaded.
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A setting was refused at start-up.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -97,7 +106,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::LimitExceeded(_) => ErrorKind::LimitExceeded,
-            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Unavailable(_) | Error::Factory { .. } => ErrorKind::Unavailable,
             Error::Config(_) => ErrorKind::Config,
             Error::Redis { .. } | Error::Storage(_) | Error::Codec(_) => ErrorKind::Internal,
         }

@@ -47,6 +47,8 @@ pub struct Health {
     pub journal_pending: BTreeMap<String, u64>,
     /// Registered capabilities and whether they serve now.
     pub capabilities: Vec<CapabilityHealth>,
+    /// Each capability's own statistics (cache hit ratios, …), by capability.
+    pub stats: BTreeMap<&'static str, serde_json::Value>,
     /// Things an operator should look at.
     pub warnings: Vec<String>,
 }
@@ -153,6 +155,7 @@ pub(crate) async fn collect(route: &Route, started: Instant) -> Health {
         },
         journal_pending,
         capabilities,
+        stats: route.capability_stats(),
         warnings,
     }
 }

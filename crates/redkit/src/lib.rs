@@ -24,13 +24,14 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod core;
 pub mod error;
 pub mod health;
 pub mod stats;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio::task::JoinHandle;
@@ -53,6 +54,7 @@ pub struct Redkit {
 struct Inner {
     config: Config,
     route: Arc<Route>,
+    cache_hub: OnceLock<Arc<cache::CacheHub>>,
     prober: Option<JoinHandle<()>>,
     started: Instant,
 }
@@ -82,6 +84,7 @@ impl Redkit {
             inner: Arc::new(Inner {
                 config,
                 route,
+                cache_hub: OnceLock::new(),
                 prober,
                 started: Instant::now(),
             }),
@@ -101,6 +104,21 @@ impl Redkit {
     /// Who is serving now.
     pub fn mode(&self) -> Mode {
         self.inner.route.mode()
+    }
+
+    /// A cache of values of type `T` in `namespace` (1–64 of `A-Za-z0-9_.-`). Caches of
+    /// one `Redkit` share the backplane subscription and the recovery journal.
+    pub fn cache<T: cache::CacheValue>(
+        &self,
+        namespace: &str,
+        options: cache::CacheOptions,
+    ) -> Result<cache::Cache<T>> {
+        let hub = self
+            .inner
+            .cache_hub
+            .get_or_init(|| cache::CacheHub::new(&self.inner.route))
+            .clone();
+        cache::Cache::open(hub, namespace, options)
     }
 
     /// Mode, breaker, Redis, embedded store, journal, capabilities and statistics.

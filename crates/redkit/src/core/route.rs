@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rand::Rng;
@@ -86,6 +86,14 @@ pub trait Recovery: Send + Sync {
     }
 }
 
+/// A capability's statistics, shown in `health()` under its name.
+pub trait StatsProvider: Send + Sync {
+    /// The capability's name.
+    fn capability(&self) -> &'static str;
+    /// Its statistics as JSON.
+    fn snapshot(&self) -> serde_json::Value;
+}
+
 /// The failover router shared by every capability of one [`Redkit`](crate::Redkit).
 pub struct Route {
     redis: Option<Arc<RedisCore>>,
@@ -93,6 +101,7 @@ pub struct Route {
     breaker: Arc<Breaker>,
     journal: Journal,
     recoveries: Mutex<Vec<Arc<dyn Recovery>>>,
+    stats: Mutex<Vec<Weak<dyn StatsProvider>>>,
     capabilities: Mutex<BTreeMap<&'static str, FallbackPolicy>>,
     /// Held for reading by fallback calls; held for writing while the last of the journal
     /// is replayed and the breaker closes, so no fallback write slips in after the replay.
@@ -119,6 +128,7 @@ impl Route {
             embedded,
             breaker,
             recoveries: Mutex::default(),
+            stats: Mutex::default(),
             capabilities: Mutex::default(),
             gate: tokio::sync::RwLock::new(()),
             draining: tokio::sync::Mutex::new(()),
@@ -197,6 +207,31 @@ impl Route {
                 }
             });
         }
+    }
+
+    /// Adds a capability's statistics to `health()`; dropped providers disappear.
+    pub fn register_stats(&self, provider: Weak<dyn StatsProvider>) {
+        self.stats.lock().expect("route lock").push(provider);
+    }
+
+    /// Every live capability's statistics, by capability name.
+    pub fn capability_stats(&self) -> BTreeMap<&'static str, serde_json::Value> {
+        let mut providers = self.stats.lock().expect("route lock");
+        providers.retain(|p| p.strong_count() > 0);
+        providers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|p| (p.capability(), p.snapshot()))
+            .collect()
+    }
+
+    /// Spawns background work of a capability on redkit's runtime.
+    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(task)
     }
 
     /// Starts the recovery prober (only when Redis is configured).

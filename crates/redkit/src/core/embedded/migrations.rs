@@ -26,6 +26,21 @@ pub const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER,
         PRIMARY KEY (space, key)
     ) WITHOUT ROWID;",
+    // 3: the cache's L2 (see cache::embedded).
+    "CREATE TABLE cache_entries (
+        ns         TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        bytes      BLOB    NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (ns, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX cache_entries_by_expiry ON cache_entries (expires_ms);
+    CREATE TABLE cache_tags (
+        ns  TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (ns, tag, key)
+    ) WITHOUT ROWID;",
 ];
 
 /// Applies every migration newer than the database's `user_version`.

@@ -1,0 +1,220 @@
+//! The cache's L2 on the embedded store (SQLite): used when no Redis is configured, and
+//! as the fallback while Redis is away. Expired rows are skipped on read and purged in
+//! the background of writes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::backend::{CacheBackend, KeysPage, L2Record, SetItem};
+use super::glob;
+use crate::core::embedded::EmbeddedStore;
+use crate::error::Result;
+use crate::stats::now_ms;
+
+/// Writes between two purges of expired rows.
+const PURGE_EVERY: u64 = 1024;
+
+/// L2 on SQLite.
+pub struct EmbeddedCache {
+    store: Arc<EmbeddedStore>,
+    writes: AtomicU64,
+}
+
+impl EmbeddedCache {
+    pub(crate) fn new(store: Arc<EmbeddedStore>) -> Self {
+        EmbeddedCache {
+            store,
+            writes: AtomicU64::new(0),
+        }
+    }
+}
+
+fn purge_expired(c: &rusqlite::Connection, now: i64) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM cache_entries WHERE expires_ms <= ?1", [now])?;
+    c.execute(
+        "DELETE FROM cache_tags WHERE NOT EXISTS
+           (SELECT 1 FROM cache_entries e WHERE e.ns = cache_tags.ns AND e.key = cache_tags.key)",
+        [],
+    )?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl CacheBackend for EmbeddedCache {
+    async fn get_many(&self, ns: &str, keys: &[&str]) -> Result<Vec<Option<L2Record>>> {
+        let ns = ns.to_string();
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        self.store
+            .sql("cache_get", move |c| {
+                let now = now_ms() as i64;
+                let mut stmt =
+                    c.prepare_cached("SELECT bytes, expires_ms FROM cache_entries WHERE ns = ?1 AND key = ?2")?;
+                let mut out = Vec::with_capacity(keys.len());
+                for key in &keys {
+                    let row: Option<(Vec<u8>, i64)> =
+                        stmt.query_row(params![ns, key], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+                    out.push(row.filter(|(_, exp)| *exp > now).map(|(bytes, exp)| L2Record {
+                        bytes,
+                        remaining: Duration::from_millis((exp - now) as u64),
+                    }));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn set_many(&self, ns: &str, items: &[SetItem]) -> Result<()> {
+        let ns = ns.to_string();
+        let items = items.to_vec();
+        let purge = self.writes.fetch_add(items.len() as u64, Ordering::Relaxed) % PURGE_EVERY < items.len() as u64;
+        self.store
+            .sql("cache_set", move |c| {
+                let now = now_ms() as i64;
+                let tx = c.transaction()?;
+                {
+                    let mut set = tx.prepare_cached(
+                        "INSERT OR REPLACE INTO cache_entries (ns, key, bytes, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                    )?;
+                    let mut tag = tx.prepare_cached("INSERT OR IGNORE INTO cache_tags (ns, tag, key) VALUES (?1, ?2, ?3)")?;
+                    for item in &items {
+                        set.execute(params![ns, item.key, item.bytes, now + item.ttl_ms as i64])?;
+                        for t in &item.tags {
+                            tag.execute(params![ns, t, item.key])?;
+                        }
+                    }
+                }
+                if purge {
+                    purge_expired(&tx, now)?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete(&self, ns: &str, keys: &[String]) -> Result<u64> {
+        let ns = ns.to_string();
+        let keys = keys.to_vec();
+        self.store
+            .sql("cache_delete", move |c| {
+                let now = now_ms() as i64;
+                let tx = c.transaction()?;
+                let mut removed = 0;
+                {
+                    let mut del =
+                        tx.prepare_cached("DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2 AND expires_ms > ?3")?;
+                    let mut del_expired = tx.prepare_cached("DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2")?;
+                    for key in &keys {
+                        let n = del.execute(params![ns, key, now])?;
+                        if n == 0 {
+                            del_expired.execute(params![ns, key])?;
+                        }
+                        removed += n as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(removed)
+            })
+            .await
+    }
+
+    async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u64> {
+        let (ns, tag) = (ns.to_string(), tag.to_string());
+        self.store
+            .sql("cache_invalidate_tag", move |c| {
+                let now = now_ms() as i64;
+                let tx = c.transaction()?;
+                let live: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM cache_entries WHERE ns = ?1 AND expires_ms > ?3 AND key IN
+                       (SELECT key FROM cache_tags WHERE ns = ?1 AND tag = ?2)",
+                    params![ns, tag, now],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "DELETE FROM cache_entries WHERE ns = ?1 AND key IN
+                       (SELECT key FROM cache_tags WHERE ns = ?1 AND tag = ?2)",
+                    params![ns, tag],
+                )?;
+                tx.execute("DELETE FROM cache_tags WHERE ns = ?1 AND tag = ?2", params![ns, tag])?;
+                tx.commit()?;
+                Ok(live as u64)
+            })
+            .await
+    }
+
+    async fn invalidate_pattern(&self, ns: &str, pattern: &str) -> Result<u64> {
+        let (ns, pattern) = (ns.to_string(), pattern.to_string());
+        self.store
+            .sql("cache_invalidate_pattern", move |c| {
+                let now = now_ms() as i64;
+                let tx = c.transaction()?;
+                let matching: Vec<(String, bool)> = {
+                    let mut stmt = tx.prepare_cached("SELECT key, expires_ms > ?2 FROM cache_entries WHERE ns = ?1")?;
+                    let rows = stmt.query_map(params![ns, now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+                    rows.filter(|r| r.as_ref().map_or(true, |(k, _)| glob::matches(&pattern, k)))
+                        .collect::<rusqlite::Result<_>>()?
+                };
+                {
+                    let mut del = tx.prepare_cached("DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2")?;
+                    for (key, _) in &matching {
+                        del.execute(params![ns, key])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(matching.iter().filter(|(_, live)| *live).count() as u64)
+            })
+            .await
+    }
+
+    async fn keys(&self, ns: &str, pattern: &str, cursor: Option<&str>, limit: usize) -> Result<KeysPage> {
+        let (ns, pattern) = (ns.to_string(), pattern.to_string());
+        let after = cursor.unwrap_or("").to_string();
+        self.store
+            .sql("cache_keys", move |c| {
+                let now = now_ms() as i64;
+                let mut stmt = c.prepare_cached(
+                    "SELECT key FROM cache_entries WHERE ns = ?1 AND key > ?2 AND expires_ms > ?3 ORDER BY key LIMIT ?4",
+                )?;
+                let mut keys = Vec::new();
+                let mut last = after;
+                loop {
+                    let batch: Vec<String> = stmt
+                        .query_map(params![ns, last, now, 1000], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    let exhausted = batch.len() < 1000;
+                    for key in batch {
+                        last = key.clone();
+                        if glob::matches(&pattern, &key) {
+                            keys.push(key);
+                            if keys.len() == limit {
+                                return Ok(KeysPage {
+                                    keys,
+                                    next_cursor: Some(last),
+                                });
+                            }
+                        }
+                    }
+                    if exhausted {
+                        return Ok(KeysPage {
+                            keys,
+                            next_cursor: None,
+                        });
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn try_lock(&self, _ns: &str, _key: &str, _token: &str, _ttl: Duration) -> Result<bool> {
+        // The embedded store belongs to this process; the in-process single flight already
+        // guarantees one factory run per key here.
+        Ok(true)
+    }
+
+    async fn unlock(&self, _ns: &str, _key: &str, _token: &str) -> Result<()> {
+        Ok(())
+    }
+}

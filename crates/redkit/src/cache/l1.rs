@@ -1,0 +1,140 @@
+//! L1: decoded values in process memory (moka), bounded by their encoded size.
+//!
+//! An entry is *fresh* until its TTL, then *stale* until its stale window ends, when moka
+//! evicts it. With L1 turned off, only fail-safe throttle entries are kept here, so the
+//! throttle is honoured either way.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::sync::Cache as Moka;
+
+use super::backplane::Invalidation;
+use super::glob;
+
+/// One cached value.
+pub(crate) struct L1Entry<T> {
+    pub value: T,
+    pub fresh_until: Instant,
+    pub stale_until: Instant,
+    pub ttl: Duration,
+    pub tags: Arc<[String]>,
+    pub weight: u32,
+    /// A stale value re-served under the fail-safe throttle.
+    pub throttled: bool,
+}
+
+impl<T> L1Entry<T> {
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
+    }
+
+    pub fn is_usable_stale(&self, now: Instant) -> bool {
+        now < self.stale_until
+    }
+
+    /// Fraction of the TTL already used.
+    pub fn age_fraction(&self, now: Instant) -> f64 {
+        let left = self.fresh_until.saturating_duration_since(now);
+        1.0 - left.as_secs_f64() / self.ttl.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+struct UntilStaleEnds;
+
+impl<T> Expiry<Arc<str>, Arc<L1Entry<T>>> for UntilStaleEnds {
+    fn expire_after_create(&self, _: &Arc<str>, e: &Arc<L1Entry<T>>, now: Instant) -> Option<Duration> {
+        Some(e.stale_until.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Arc<str>,
+        e: &Arc<L1Entry<T>>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(e.stale_until.saturating_duration_since(now))
+    }
+}
+
+/// Per-entry bookkeeping moka does not see, added to the weight.
+const ENTRY_OVERHEAD: u32 = 96;
+
+/// The in-process level of one cache.
+pub(crate) struct L1<T> {
+    cache: Moka<Arc<str>, Arc<L1Entry<T>>>,
+    enabled: bool,
+}
+
+impl<T: Clone + Send + Sync + 'static> L1<T> {
+    pub fn new(max_bytes: u64, enabled: bool) -> Self {
+        let budget = if enabled { max_bytes } else { 1 << 20 };
+        let cache = Moka::builder()
+            .max_capacity(budget)
+            .weigher(|k: &Arc<str>, e: &Arc<L1Entry<T>>| {
+                (k.len() as u32).saturating_add(e.weight).saturating_add(ENTRY_OVERHEAD)
+            })
+            .expire_after(UntilStaleEnds)
+            .build();
+        L1 { cache, enabled }
+    }
+
+    /// The entry at `key` (fresh or stale), if L1 may serve it.
+    pub fn get(&self, key: &str) -> Option<Arc<L1Entry<T>>> {
+        let e = self.cache.get(key)?;
+        (self.enabled || e.throttled).then_some(e)
+    }
+
+    /// Stores an entry (only throttle entries when L1 is off).
+    pub fn insert(&self, key: &str, entry: L1Entry<T>) {
+        if self.enabled || entry.throttled {
+            self.cache.insert(Arc::from(key), Arc::new(entry));
+        }
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.cache.invalidate(key);
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+}
+
+/// What the backplane and recovery need from any L1, whatever its value type.
+pub(crate) trait L1Sink: Send + Sync {
+    fn apply(&self, what: &Invalidation);
+    fn clear(&self);
+}
+
+impl<T: Clone + Send + Sync + 'static> L1Sink for L1<T> {
+    fn apply(&self, what: &Invalidation) {
+        match what {
+            Invalidation::Keys(keys) => keys.iter().for_each(|k| self.cache.invalidate(k.as_str())),
+            Invalidation::Tag(tag) => {
+                for (k, e) in self.cache.iter() {
+                    if e.tags.iter().any(|t| t == tag) {
+                        self.cache.invalidate(&**k);
+                    }
+                }
+            }
+            Invalidation::Pattern(p) => {
+                for (k, _) in self.cache.iter() {
+                    if glob::matches(p, &k) {
+                        self.cache.invalidate(&**k);
+                    }
+                }
+            }
+        }
+    }
+
+    fn clear(&self) {
+        self.cache.invalidate_all();
+    }
+}

@@ -1,0 +1,197 @@
+//! The cache's L2 on Redis.
+//!
+//! Layout (one hash tag per namespace, so every script and pipeline of a namespace stays
+//! in one slot on Redis Cluster):
+//! - `rk:{c:NS}:k:KEY` — the record (string), `PX` = TTL + stale window;
+//! - `rk:{c:NS}:t:TAG` — set of the keys filed under a tag, expiring with its longest member;
+//! - `rk:{c:NS}:l:KEY` — the short stampede lock.
+//!
+//! Every change is announced on the backplane channel in the same round trip.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backend::{CacheBackend, KeysPage, L2Record, SetItem};
+use super::backplane::{CHANNEL, Invalidation, Message};
+use crate::core::redis::{LuaScript, RedisCore};
+use crate::error::Result;
+
+static GET_MANY: LuaScript = LuaScript::new("cache_get", include_str!("get_many.lua"));
+static INVALIDATE_TAG: LuaScript = LuaScript::new("cache_invalidate_tag", include_str!("invalidate_tag.lua"));
+static UNLOCK: LuaScript = LuaScript::new("cache_unlock", include_str!("unlock.lua"));
+
+/// How many keys one UNLINK or SCAN step handles.
+const BATCH: usize = 500;
+
+/// L2 on Redis.
+pub struct RedisCache {
+    core: Arc<RedisCore>,
+    instance: Arc<str>,
+}
+
+fn key_prefix(ns: &str) -> String {
+    format!("rk:{{c:{ns}}}:k:")
+}
+
+fn tag_key(ns: &str, tag: &str) -> String {
+    format!("rk:{{c:{ns}}}:t:{tag}")
+}
+
+fn lock_key(ns: &str, key: &str) -> String {
+    format!("rk:{{c:{ns}}}:l:{key}")
+}
+
+impl RedisCache {
+    pub(crate) fn new(core: Arc<RedisCore>, instance: Arc<str>) -> Self {
+        RedisCache { core, instance }
+    }
+
+    fn announce(&self, ns: &str, what: Invalidation) -> Vec<u8> {
+        Message::new(&self.instance, ns, what).encode()
+    }
+
+    async fn scan_page(&self, ns: &str, pattern: &str, cursor: &str, count: usize) -> Result<(String, Vec<String>)> {
+        let prefix = key_prefix(ns);
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}{pattern}"))
+            .arg("COUNT")
+            .arg(count);
+        let (next, keys): (String, Vec<String>) = self.core.query_on_node_of("cache_scan", &prefix, &scan).await?;
+        let keys = keys
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        Ok((next, keys))
+    }
+}
+
+#[async_trait::async_trait]
+impl CacheBackend for RedisCache {
+    async fn get_many(&self, ns: &str, keys: &[&str]) -> Result<Vec<Option<L2Record>>> {
+        let prefix = key_prefix(ns);
+        let full: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
+        let refs: Vec<&dyn crate::core::redis::ToRedisArgsDyn> = full.iter().map(|k| k as _).collect();
+        let rows: Vec<(Option<Vec<u8>>, i64)> = self.core.script(&GET_MANY, &refs, &[]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(bytes, pttl)| {
+                bytes.map(|bytes| L2Record {
+                    bytes,
+                    // -1 (no expiry) cannot happen for cache records; treat it as long-lived.
+                    remaining: if pttl < 0 { Duration::MAX } else { Duration::from_millis(pttl as u64) },
+                })
+            })
+            .collect())
+    }
+
+    async fn set_many(&self, ns: &str, items: &[SetItem]) -> Result<()> {
+        let prefix = key_prefix(ns);
+        let mut pipe = redis::pipe();
+        for item in items {
+            pipe.cmd("SET")
+                .arg(format!("{prefix}{}", item.key))
+                .arg(&item.bytes)
+                .arg("PX")
+                .arg(item.ttl_ms.max(1))
+                .ignore();
+            for tag in &item.tags {
+                let t = tag_key(ns, tag);
+                pipe.cmd("SADD").arg(&t).arg(&item.key).ignore();
+                // The tag set lives as long as its longest-lived member.
+                pipe.cmd("PEXPIRE").arg(&t).arg(item.ttl_ms.max(1)).arg("NX").ignore();
+                pipe.cmd("PEXPIRE").arg(&t).arg(item.ttl_ms.max(1)).arg("GT").ignore();
+            }
+        }
+        let keys = items.iter().map(|i| i.key.clone()).collect();
+        pipe.cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(self.announce(ns, Invalidation::Keys(keys)))
+            .ignore();
+        self.core.pipeline("cache_set", &pipe).await
+    }
+
+    async fn delete(&self, ns: &str, keys: &[String]) -> Result<u64> {
+        let prefix = key_prefix(ns);
+        let mut pipe = redis::pipe();
+        for chunk in keys.chunks(BATCH) {
+            let mut unlink = redis::cmd("UNLINK");
+            for k in chunk {
+                unlink.arg(format!("{prefix}{k}"));
+            }
+            pipe.add_command(unlink);
+        }
+        pipe.cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(self.announce(ns, Invalidation::Keys(keys.to_vec())))
+            .ignore();
+        let counts: Vec<u64> = self.core.pipeline("cache_delete", &pipe).await?;
+        Ok(counts.iter().sum())
+    }
+
+    async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u64> {
+        let message = self.announce(ns, Invalidation::Tag(tag.to_string()));
+        self.core
+            .script(&INVALIDATE_TAG, &[&tag_key(ns, tag)], &[&key_prefix(ns), &CHANNEL, &message])
+            .await
+    }
+
+    async fn invalidate_pattern(&self, ns: &str, pattern: &str) -> Result<u64> {
+        let prefix = key_prefix(ns);
+        let mut cursor = "0".to_string();
+        let mut removed = 0;
+        loop {
+            let (next, keys) = self.scan_page(ns, pattern, &cursor, BATCH * 2).await?;
+            for chunk in keys.chunks(BATCH) {
+                let mut unlink = redis::cmd("UNLINK");
+                for k in chunk {
+                    unlink.arg(format!("{prefix}{k}"));
+                }
+                removed += self.core.query::<u64>("cache_unlink", &unlink).await?;
+            }
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        let announce = self.announce(ns, Invalidation::Pattern(pattern.to_string()));
+        self.core
+            .query::<()>("cache_publish", redis::cmd("PUBLISH").arg(CHANNEL).arg(announce))
+            .await?;
+        Ok(removed)
+    }
+
+    async fn keys(&self, ns: &str, pattern: &str, cursor: Option<&str>, limit: usize) -> Result<KeysPage> {
+        let mut cursor = cursor.unwrap_or("0").to_string();
+        let mut keys = Vec::new();
+        loop {
+            let (next, mut page) = self.scan_page(ns, pattern, &cursor, limit.max(100)).await?;
+            keys.append(&mut page);
+            cursor = next;
+            if cursor == "0" || keys.len() >= limit {
+                break;
+            }
+        }
+        Ok(KeysPage {
+            keys,
+            next_cursor: (cursor != "0").then_some(cursor),
+        })
+    }
+
+    async fn try_lock(&self, ns: &str, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let mut set = redis::cmd("SET");
+        set.arg(lock_key(ns, key))
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        let reply: Option<String> = self.core.query("cache_lock", &set).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn unlock(&self, ns: &str, key: &str, token: &str) -> Result<()> {
+        let _: i64 = self.core.script(&UNLOCK, &[&lock_key(ns, key)], &[&token]).await?;
+        Ok(())
+    }
+}
