@@ -81,10 +81,23 @@ pub(crate) trait Member: Send + Sync {
 /// A write made in fallback mode, to be replayed to Redis.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum JournalOp {
-    Set { ns: String, items: Vec<SetItem>, at_ms: u64 },
-    Delete { ns: String, keys: Vec<String> },
-    Tag { ns: String, tag: String },
-    Pattern { ns: String, pattern: String },
+    Set {
+        ns: String,
+        items: Vec<SetItem>,
+        at_ms: u64,
+    },
+    Delete {
+        ns: String,
+        keys: Vec<String>,
+    },
+    Tag {
+        ns: String,
+        tag: String,
+    },
+    Pattern {
+        ns: String,
+        pattern: String,
+    },
 }
 
 impl JournalOp {
@@ -147,7 +160,12 @@ impl CacheHub {
     }
 
     fn members(&self) -> Vec<Arc<dyn Member>> {
-        self.members.lock().expect("hub lock").iter().filter_map(Weak::upgrade).collect()
+        self.members
+            .lock()
+            .expect("hub lock")
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     /// Whether the backplane subscription is live (always false without Redis).

@@ -94,6 +94,9 @@ mod tests {
         assert_eq!(rotated.decrypt(b"ns/k", &sealed).unwrap(), b"secret");
         assert_eq!(rotated.encrypt(b"ns/k", b"x").unwrap()[0], 2);
         assert!(rotated.decrypt(b"ns/other", &sealed).is_err(), "bound to its key");
-        assert!(Keyring::new(2, [9; 32]).decrypt(b"ns/k", &sealed).is_err(), "dropped key");
+        assert!(
+            Keyring::new(2, [9; 32]).decrypt(b"ns/k", &sealed).is_err(),
+            "dropped key"
+        );
     }
 }

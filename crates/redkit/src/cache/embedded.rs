@@ -54,8 +54,9 @@ impl CacheBackend for EmbeddedCache {
                     c.prepare_cached("SELECT bytes, expires_ms FROM cache_entries WHERE ns = ?1 AND key = ?2")?;
                 let mut out = Vec::with_capacity(keys.len());
                 for key in &keys {
-                    let row: Option<(Vec<u8>, i64)> =
-                        stmt.query_row(params![ns, key], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+                    let row: Option<(Vec<u8>, i64)> = stmt
+                        .query_row(params![ns, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
                     out.push(row.filter(|(_, exp)| *exp > now).map(|(bytes, exp)| L2Record {
                         bytes,
                         remaining: Duration::from_millis((exp - now) as u64),
@@ -78,7 +79,8 @@ impl CacheBackend for EmbeddedCache {
                     let mut set = tx.prepare_cached(
                         "INSERT OR REPLACE INTO cache_entries (ns, key, bytes, expires_ms) VALUES (?1, ?2, ?3, ?4)",
                     )?;
-                    let mut tag = tx.prepare_cached("INSERT OR IGNORE INTO cache_tags (ns, tag, key) VALUES (?1, ?2, ?3)")?;
+                    let mut tag =
+                        tx.prepare_cached("INSERT OR IGNORE INTO cache_tags (ns, tag, key) VALUES (?1, ?2, ?3)")?;
                     for item in &items {
                         set.execute(params![ns, item.key, item.bytes, now + item.ttl_ms as i64])?;
                         for t in &item.tags {
@@ -153,7 +155,8 @@ impl CacheBackend for EmbeddedCache {
                 let tx = c.transaction()?;
                 let matching: Vec<(String, bool)> = {
                     let mut stmt = tx.prepare_cached("SELECT key, expires_ms > ?2 FROM cache_entries WHERE ns = ?1")?;
-                    let rows = stmt.query_map(params![ns, now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+                    let rows =
+                        stmt.query_map(params![ns, now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
                     rows.filter(|r| r.as_ref().map_or(true, |(k, _)| glob::matches(&pattern, k)))
                         .collect::<rusqlite::Result<_>>()?
                 };

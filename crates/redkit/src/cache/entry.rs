@@ -109,7 +109,9 @@ impl Packer {
                 opened = k.decrypt(aad, rest)?;
                 &opened
             }
-            (FORMAT_SEALED, None) => return Err(Error::Codec("value is encrypted but the cache has no keyring".into())),
+            (FORMAT_SEALED, None) => {
+                return Err(Error::Codec("value is encrypted but the cache has no keyring".into()));
+            }
             _ => return Err(bad()),
         };
         Ok(Unpacked {
@@ -137,7 +139,13 @@ mod tests {
                 };
                 let enc = p.encode(&vec!["a".to_string(), "b".to_string()]).unwrap();
                 let rec = p
-                    .pack(b"aad", &enc, Duration::from_secs(3), Duration::from_secs(9), &["t1".into()])
+                    .pack(
+                        b"aad",
+                        &enc,
+                        Duration::from_secs(3),
+                        Duration::from_secs(9),
+                        &["t1".into()],
+                    )
                     .unwrap();
                 let u: Unpacked<Vec<String>> = p.unpack(b"aad", &rec).unwrap();
                 assert_eq!(u.value, vec!["a", "b"]);

@@ -74,7 +74,11 @@ fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
             matched |= p[i + 1] == c;
             i += 2;
         } else if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
-            let (lo, hi) = if p[i] <= p[i + 2] { (p[i], p[i + 2]) } else { (p[i + 2], p[i]) };
+            let (lo, hi) = if p[i] <= p[i + 2] {
+                (p[i], p[i + 2])
+            } else {
+                (p[i + 2], p[i])
+            };
             matched |= lo <= c && c <= hi;
             i += 3;
         } else {

@@ -46,7 +46,7 @@ impl<T: CacheValue> Cache<T> {
         if let Some(e) = &l1
             && e.is_fresh(now)
         {
-            self.inner.stats.l1_hits.add(1);
+            self.inner.stats.count_l1_hit(e);
             let value = e.value.clone();
             self.maybe_refresh_early(key, e, &r, factory);
             return Ok(value);
@@ -104,7 +104,11 @@ impl<T: CacheValue> Cache<T> {
             }
             Ok(value)
         });
-        let limit = if stale.is_some() { r.soft_timeout } else { r.hard_timeout };
+        let limit = if stale.is_some() {
+            r.soft_timeout
+        } else {
+            r.hard_timeout
+        };
         let outcome = match limit {
             Some(t) => tokio::time::timeout(t, task).await.map_err(|_| t),
             None => Ok(task.await),
@@ -133,7 +137,9 @@ impl<T: CacheValue> Cache<T> {
                     self.inner.stats.factory_errors.add(1);
                     Err(Error::Factory {
                         key: key.to_string(),
-                        reason: format!("no value within the hard timeout of {after:?}; it continues in the background"),
+                        reason: format!(
+                            "no value within the hard timeout of {after:?}; it continues in the background"
+                        ),
                     })
                 }
             },

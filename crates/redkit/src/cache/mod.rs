@@ -127,11 +127,16 @@ pub const MAX_KEYS_PAGE: usize = 10_000;
 fn check_namespace(ns: &str) -> Result<()> {
     let ok = !ns.is_empty()
         && ns.len() <= 64
-        && ns.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid("namespace", "1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.'"))
+        Err(Error::invalid(
+            "namespace",
+            "1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.'",
+        ))
     }
 }
 
@@ -154,7 +159,10 @@ impl<T: CacheValue> Cache<T> {
         check_namespace(namespace)?;
         Resolved::new(&opts.entry, &EntryOptions::default())?;
         if opts.l1_max_bytes == 0 {
-            return Err(Error::invalid("l1_max_bytes", "must be > 0 (turn L1 off with .l1(false))"));
+            return Err(Error::invalid(
+                "l1_max_bytes",
+                "must be > 0 (turn L1 off with .l1(false))",
+            ));
         }
         if !(1..=65_536).contains(&opts.max_key_bytes) {
             return Err(Error::invalid("max_key_bytes", "must be 1 to 65536"));
@@ -234,7 +242,10 @@ impl<T: CacheValue> Cache<T> {
         self.check_key(key)?;
         let encoded = self.inner.packer.encode(value)?;
         let ttl = r.jittered_ttl();
-        let bytes = self.inner.packer.pack(&self.aad(key), &encoded, ttl, r.stale_for, &r.tags)?;
+        let bytes = self
+            .inner
+            .packer
+            .pack(&self.aad(key), &encoded, ttl, r.stale_for, &r.tags)?;
         let now = Instant::now();
         let item = SetItem {
             key: key.to_string(),
@@ -278,16 +289,19 @@ impl<T: CacheValue> Cache<T> {
         Ok(())
     }
 
-    /// Decodes an L2 record into an L1 entry; a record that does not decode (changed
-    /// type, other key, corruption) counts as missing.
-    fn decode(&self, key: &str, record: L2Record) -> Option<L1Entry<T>> {
+    /// Decodes an L2 record into an L1 entry and whether it is fresh, judged by the
+    /// store's remaining time against the entry's stale window. A record that does not
+    /// decode (changed type, other key, corruption) counts as missing.
+    fn decode(&self, key: &str, record: L2Record) -> Option<(L1Entry<T>, bool)> {
         match self.inner.packer.unpack::<T>(&self.aad(key), &record.bytes) {
             Ok(u) => {
                 let now = Instant::now();
                 let far = now + Duration::from_secs(10 * 365 * 24 * 3600);
                 let stale_until = now.checked_add(record.remaining).unwrap_or(far).min(far);
-                let fresh_until = stale_until.checked_sub(u.stale_window).unwrap_or(now).max(now);
-                Some(L1Entry {
+                let fresh_left = record.remaining.saturating_sub(u.stale_window);
+                let fresh = !fresh_left.is_zero();
+                let fresh_until = if fresh { now + fresh_left } else { now };
+                let entry = L1Entry {
                     value: u.value,
                     fresh_until,
                     stale_until,
@@ -295,7 +309,8 @@ impl<T: CacheValue> Cache<T> {
                     tags: u.tags.into(),
                     weight: u.encoded_len.min(u32::MAX as usize) as u32,
                     throttled: false,
-                })
+                };
+                Some((entry, fresh))
             }
             Err(e) => {
                 tracing::warn!(ns = %self.inner.ns, key, error = %e, "unreadable cache record treated as missing");
@@ -308,18 +323,17 @@ impl<T: CacheValue> Cache<T> {
     async fn l2_lookup_many(&self, keys: &[&str]) -> Result<Vec<L2Lookup<T>>> {
         let ns = &self.inner.ns;
         let records = self.inner.routed.call(|b| b.get_many(ns, keys)).await?;
-        let now = Instant::now();
         Ok(keys
             .iter()
             .zip(records)
             .map(|(key, record)| match record.and_then(|r| self.decode(key, r)) {
-                Some(e) if e.is_fresh(now) => {
+                Some((e, true)) => {
                     let e = Arc::new(e);
                     // L1 keeps what L2 said, so the next read is local.
                     self.inner.l1.insert(key, clone_entry(&e));
                     L2Lookup::Fresh(e)
                 }
-                Some(e) => L2Lookup::Stale(Arc::new(e)),
+                Some((e, false)) => L2Lookup::Stale(Arc::new(e)),
                 None => L2Lookup::Missing,
             })
             .collect())
@@ -337,7 +351,7 @@ impl<T: CacheValue> Cache<T> {
         if let Some(e) = &l1
             && e.is_fresh(Instant::now())
         {
-            self.inner.stats.l1_hits.add(1);
+            self.inner.stats.count_l1_hit(e);
             return Ok(Some(e.value.clone()));
         }
         match self.l2_lookup(key).await {
@@ -371,7 +385,7 @@ impl<T: CacheValue> Cache<T> {
             self.check_key(key)?;
             match self.inner.l1.get(key).filter(|e| e.is_fresh(now)) {
                 Some(e) => {
-                    self.inner.stats.l1_hits.add(1);
+                    self.inner.stats.count_l1_hit(&e);
                     out.push(Some(e.value.clone()));
                 }
                 None => {

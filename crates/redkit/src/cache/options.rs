@@ -224,7 +224,10 @@ impl Resolved {
         use crate::Error;
         let ttl = call.ttl.or(defaults.ttl).unwrap_or(Duration::from_secs(300));
         if ttl.is_zero() || ttl > MAX_TTL {
-            return Err(Error::invalid("ttl", format!("must be > 0 and <= {} s", MAX_TTL.as_secs())));
+            return Err(Error::invalid(
+                "ttl",
+                format!("must be > 0 and <= {} s", MAX_TTL.as_secs()),
+            ));
         }
         let jitter = call.jitter.or(defaults.jitter).unwrap_or(0.0);
         if !(0.0..=0.5).contains(&jitter) {
@@ -234,11 +237,17 @@ impl Resolved {
         if let Some(f) = eager_refresh
             && !(f > 0.0 && f < 1.0)
         {
-            return Err(Error::invalid("eager_refresh", "must be between 0.0 and 1.0 (exclusive)"));
+            return Err(Error::invalid(
+                "eager_refresh",
+                "must be between 0.0 and 1.0 (exclusive)",
+            ));
         }
         let stale_for = call.stale_for.or(defaults.stale_for).unwrap_or(Duration::ZERO);
         if stale_for > MAX_TTL {
-            return Err(Error::invalid("fail_safe max_stale", format!("must be <= {} s", MAX_TTL.as_secs())));
+            return Err(Error::invalid(
+                "fail_safe max_stale",
+                format!("must be <= {} s", MAX_TTL.as_secs()),
+            ));
         }
         let mut tags = defaults.tags.clone();
         tags.extend(call.tags.iter().cloned());

@@ -80,7 +80,11 @@ impl CacheBackend for RedisCache {
                 bytes.map(|bytes| L2Record {
                     bytes,
                     // -1 (no expiry) cannot happen for cache records; treat it as long-lived.
-                    remaining: if pttl < 0 { Duration::MAX } else { Duration::from_millis(pttl as u64) },
+                    remaining: if pttl < 0 {
+                        Duration::MAX
+                    } else {
+                        Duration::from_millis(pttl as u64)
+                    },
                 })
             })
             .collect())
@@ -133,7 +137,11 @@ impl CacheBackend for RedisCache {
     async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u64> {
         let message = self.announce(ns, Invalidation::Tag(tag.to_string()));
         self.core
-            .script(&INVALIDATE_TAG, &[&tag_key(ns, tag)], &[&key_prefix(ns), &CHANNEL, &message])
+            .script(
+                &INVALIDATE_TAG,
+                &[&tag_key(ns, tag)],
+                &[&key_prefix(ns), &CHANNEL, &message],
+            )
             .await
     }
 

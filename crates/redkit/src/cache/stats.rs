@@ -58,6 +58,15 @@ impl CacheStats {
         }
     }
 
+    /// A hit on a throttled fail-safe entry is a stale value served, not a fresh hit.
+    pub fn count_l1_hit<T>(&self, entry: &super::l1::L1Entry<T>) {
+        if entry.throttled {
+            self.stale_served.add(1);
+        } else {
+            self.l1_hits.add(1);
+        }
+    }
+
     pub fn snapshot(&self, namespace: &str, l1_entries: u64, l1_bytes: u64) -> CacheStatsSnapshot {
         let (l1, l2, miss) = (self.l1_hits.get(), self.l2_hits.get(), self.misses.get());
         let lookups = l1 + l2 + miss;
@@ -66,7 +75,11 @@ impl CacheStats {
             l1_hits: l1,
             l2_hits: l2,
             misses: miss,
-            hit_ratio: if lookups == 0 { 0.0 } else { (l1 + l2) as f64 / lookups as f64 },
+            hit_ratio: if lookups == 0 {
+                0.0
+            } else {
+                (l1 + l2) as f64 / lookups as f64
+            },
             factory_calls: self.factory_calls.get(),
             factory_errors: self.factory_errors.get(),
             stale_served: self.stale_served.get(),

@@ -1,0 +1,315 @@
+//! Every cache API call behaves the same on Redis, on the embedded store, and on the
+//! embedded store serving as fallback while Redis is down: one test body, three backends.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::{config, eventually};
+use redkit::cache::{CacheOptions, Codec, EntryOptions, Keyring};
+use redkit::{ErrorKind, Mode, Redkit};
+use redkit_testkit::RedisServer;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    roles: Vec<String>,
+}
+
+fn user(id: u64) -> User {
+    User {
+        id,
+        name: format!("user {id}"),
+        roles: vec!["reader".into()],
+    }
+}
+
+async fn suite(redkit: &Redkit) {
+    for (ns, opts) in [
+        ("plain", CacheOptions::default()),
+        ("nol1", CacheOptions::default().l1(false)),
+        ("msgpack", CacheOptions::default().codec(Codec::MessagePack)),
+        ("sealed", CacheOptions::default().encryption(Keyring::new(1, [42; 32]))),
+    ] {
+        basic_calls(redkit, ns, opts).await;
+    }
+    expiry_and_fail_safe(redkit).await;
+    tags_patterns_and_listing(redkit).await;
+    bad_input(redkit).await;
+}
+
+async fn basic_calls(redkit: &Redkit, ns: &str, opts: CacheOptions) {
+    let cache = redkit.cache::<User>(ns, opts).unwrap();
+    assert_eq!(cache.get("u1").await.unwrap(), None, "{ns}");
+    cache.set("u1", &user(1)).await.unwrap();
+    assert_eq!(cache.get("u1").await.unwrap(), Some(user(1)), "{ns}");
+    assert!(cache.exists("u1").await.unwrap());
+    let ttl = cache.ttl("u1").await.unwrap().unwrap();
+    assert!(
+        ttl > Duration::from_secs(290) && ttl <= Duration::from_secs(300),
+        "{ns}: {ttl:?}"
+    );
+    cache.set("u1", &user(11)).await.unwrap();
+    assert_eq!(cache.get("u1").await.unwrap(), Some(user(11)), "{ns}: overwrite");
+    assert!(cache.delete("u1").await.unwrap());
+    assert!(!cache.delete("u1").await.unwrap());
+    assert_eq!(cache.get("u1").await.unwrap(), None);
+    assert!(!cache.exists("u1").await.unwrap());
+    assert_eq!(cache.ttl("u1").await.unwrap(), None);
+
+    cache
+        .set_many(
+            &[("a", user(1)), ("b", user(2))],
+            &EntryOptions::new().ttl(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get_many(&["a", "missing", "b"]).await.unwrap(),
+        vec![Some(user(1)), None, Some(user(2))]
+    );
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let v = cache
+        .get_or_set_with("lazy", &EntryOptions::new(), move || async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(user(7))
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, user(7));
+    let again = cache
+        .get_or_set_with("lazy", &EntryOptions::new(), || async {
+            Err::<User, _>("must not run")
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, user(7));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let err = cache
+        .get_or_set_with("broken", &EntryOptions::new(), || async { Err::<User, _>("db down") })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(
+        err.to_string().contains("db down") && err.to_string().contains("broken"),
+        "{err}"
+    );
+
+    assert_eq!(
+        cache
+            .warm(
+                ["w1".to_string(), "w2".to_string(), "a".to_string()],
+                &EntryOptions::new(),
+                |k: String| async move {
+                    Ok::<_, String>(User {
+                        id: 0,
+                        name: k,
+                        roles: vec![],
+                    })
+                }
+            )
+            .await
+            .unwrap(),
+        2,
+        "already-fresh keys are not reloaded"
+    );
+    assert_eq!(cache.get("w2").await.unwrap().unwrap().name, "w2");
+
+    let stats = cache.stats();
+    assert!(
+        stats.sets >= 5 && stats.factory_calls == 2 && stats.factory_errors == 1,
+        "{stats:?}"
+    );
+    assert!(stats.hit_ratio > 0.0);
+}
+
+async fn expiry_and_fail_safe(redkit: &Redkit) {
+    let cache = redkit
+        .cache::<String>(
+            "expiry",
+            CacheOptions::default().fail_safe(Duration::from_secs(30), Duration::from_millis(300)),
+        )
+        .unwrap();
+    let short = EntryOptions::new().ttl(Duration::from_millis(150));
+    cache.set_with("k", &"v1".to_string(), &short).await.unwrap();
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("v1"));
+    eventually(Duration::from_secs(5), "entry goes stale", async || {
+        cache.get("k").await.unwrap().is_none()
+    })
+    .await;
+
+    // The factory fails: the stale value is served, and the factory is throttled.
+    let calls = Arc::new(AtomicU32::new(0));
+    let failing = |calls: Arc<AtomicU32>| {
+        move || async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<String, _>("source down")
+        }
+    };
+    let v = cache
+        .get_or_set_with("k", &short, failing(calls.clone()))
+        .await
+        .unwrap();
+    assert_eq!(v, "v1");
+    let v = cache
+        .get_or_set_with("k", &short, failing(calls.clone()))
+        .await
+        .unwrap();
+    assert_eq!(v, "v1");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "throttled: the factory is not retried at once"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let v = cache
+        .get_or_set_with("k", &short, failing(calls.clone()))
+        .await
+        .unwrap();
+    assert_eq!(v, "v1");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "after the throttle the factory is tried again"
+    );
+    let ok = cache
+        .get_or_set_with("k", &EntryOptions::new(), || async {
+            Ok::<_, String>("v2".to_string())
+        })
+        .await;
+    // Still throttled right after the second failure: the stale value answers.
+    assert_eq!(ok.unwrap(), "v1");
+    assert!(cache.stats().stale_served >= 3);
+
+    // Without fail-safe, an expired entry is simply gone.
+    let plain = redkit.cache::<String>("expiry_plain", CacheOptions::default()).unwrap();
+    plain.set_with("k", &"x".to_string(), &short).await.unwrap();
+    eventually(Duration::from_secs(5), "expires", async || {
+        plain.get("k").await.unwrap().is_none()
+    })
+    .await;
+    let err = plain
+        .get_or_set_with("k", &short, || async { Err::<String, _>("down") })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+}
+
+async fn tags_patterns_and_listing(redkit: &Redkit) {
+    let cache = redkit.cache::<u32>("lists", CacheOptions::default()).unwrap();
+    let red = EntryOptions::new().tags(["red"]);
+    let blue = EntryOptions::new().tags(["blue", "sky"]);
+    let reds: Vec<(String, u32)> = (0..30).map(|i| (format!("users:{i:02}"), i)).collect();
+    let refs: Vec<(&str, u32)> = reds.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    cache.set_many(&refs, &red).await.unwrap();
+    cache.set_with("orders:1", &1, &blue).await.unwrap();
+    cache.set_with("orders:2", &2, &blue).await.unwrap();
+    cache.set("misc", &9).await.unwrap();
+
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = cache.keys("*", cursor.as_deref(), 10).await.unwrap();
+        all.extend(page.keys);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 33, "{all:?}");
+    let orders = cache.keys("orders:*", None, 100).await.unwrap();
+    assert_eq!(orders.keys.len(), 2);
+
+    assert_eq!(cache.invalidate_tag("sky").await.unwrap(), 2);
+    assert_eq!(cache.get("orders:1").await.unwrap(), None);
+    assert_eq!(cache.invalidate_tag("sky").await.unwrap(), 0);
+    assert_eq!(cache.invalidate_pattern("users:1?").await.unwrap(), 10);
+    assert_eq!(cache.get("users:15").await.unwrap(), None);
+    assert_eq!(cache.get("users:05").await.unwrap(), Some(5));
+    assert_eq!(cache.invalidate_tag("red").await.unwrap(), 20);
+    assert_eq!(cache.get("users:05").await.unwrap(), None);
+    assert_eq!(cache.clear().await.unwrap(), 1);
+    assert_eq!(cache.get("misc").await.unwrap(), None);
+    assert!(cache.keys("*", None, 10).await.unwrap().keys.is_empty());
+}
+
+async fn bad_input(redkit: &Redkit) {
+    let err = redkit.cache::<u32>("bad ns!", CacheOptions::default()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("namespace"));
+    let cache = redkit
+        .cache::<String>("limits", CacheOptions::default().max_key_bytes(8).max_value_bytes(16))
+        .unwrap();
+    cache.set("ok", &"kept".to_string()).await.unwrap();
+    let err = cache.set("way-too-long-key", &"v".into()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    assert!(
+        err.to_string().contains("key") && err.to_string().contains('8'),
+        "{err}"
+    );
+    let err = cache.set("ok", &"x".repeat(100)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    assert!(err.to_string().contains("value"), "{err}");
+    assert_eq!(
+        cache.get("ok").await.unwrap().as_deref(),
+        Some("kept"),
+        "a refused write damages nothing"
+    );
+    assert_eq!(cache.get("").await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    let err = cache
+        .set_with("ok", &"v".into(), &EntryOptions::new().ttl(Duration::ZERO))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ttl"), "{err}");
+    let err = cache.keys("*", None, 0).await.unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    let err = redkit
+        .cache::<u32>("jit", CacheOptions::default().jitter(0.9))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("jitter"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    suite(&redkit).await;
+    assert_eq!(redkit.mode(), Mode::Redis);
+    // The records really are in Redis, under one hash tag per namespace.
+    let cache = redkit.cache::<u32>("probe", CacheOptions::default()).unwrap();
+    cache.set("k", &1).await.unwrap();
+    assert!(redis.command(&["EXISTS", "rk:{c:probe}:k:k"]).unwrap() == "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+    suite(&redkit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_fallback() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let probe = redkit.cache::<u32>("probe", CacheOptions::default().l1(false)).unwrap();
+    redis.kill();
+    eventually(Duration::from_secs(5), "fallback", async || {
+        let _ = probe.get("x").await;
+        redkit.mode() == Mode::Fallback
+    })
+    .await;
+    suite(&redkit).await;
+}
