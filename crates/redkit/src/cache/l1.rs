@@ -98,7 +98,9 @@ impl<T: Clone + Send + Sync + 'static> L1<T> {
         self.cache.invalidate(key);
     }
 
+    /// Entries held; settles moka's pending bookkeeping first (not for hot paths).
     pub fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
         self.cache.entry_count()
     }
 

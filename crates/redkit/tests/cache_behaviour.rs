@@ -1,0 +1,427 @@
+//! The cache across instances and through faults: backplane coherence, stampede
+//! protection, timeouts, eager refresh, outages, and scale.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{config, eventually};
+use redkit::cache::{Cache, CacheOptions, EntryOptions};
+use redkit::{Mode, Redkit};
+use redkit_testkit::RedisServer;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn two_instances(redis: &RedisServer) -> (Redkit, Redkit, tempfile::TempDir, tempfile::TempDir) {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Redkit::open(config(Some(redis.url()), da.path())).await.unwrap();
+    let b = Redkit::open(config(Some(redis.url()), db.path())).await.unwrap();
+    (a, b, da, db)
+}
+
+async fn subscribed<T: redkit::cache::CacheValue>(cache: &Cache<T>) {
+    eventually(LIMIT, "backplane subscribed", async || cache.backplane_connected()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backplane_keeps_l1_coherent_across_instances() {
+    let redis = RedisServer::start();
+    let (a, b, _da, _db) = two_instances(&redis).await;
+    let ca = a.cache::<String>("coherent", CacheOptions::default()).unwrap();
+    let cb = b.cache::<String>("coherent", CacheOptions::default()).unwrap();
+    subscribed(&ca).await;
+    subscribed(&cb).await;
+
+    ca.set("k", &"v1".into()).await.unwrap();
+    assert_eq!(
+        cb.get("k").await.unwrap().as_deref(),
+        Some("v1"),
+        "set on A is read on B"
+    );
+    assert_eq!(cb.stats().l1_entries, 1, "B holds it in L1 now");
+
+    ca.set("k", &"v2".into()).await.unwrap();
+    eventually(LIMIT, "B sees the overwrite", async || {
+        cb.get("k").await.unwrap().as_deref() == Some("v2")
+    })
+    .await;
+    ca.delete("k").await.unwrap();
+    eventually(LIMIT, "B's L1 drops the deleted key", async || {
+        cb.get("k").await.unwrap().is_none()
+    })
+    .await;
+
+    cb.set_with("t1", &"x".into(), &EntryOptions::new().tags(["grp"]))
+        .await
+        .unwrap();
+    cb.set("p:1", &"y".into()).await.unwrap();
+    assert!(ca.get("t1").await.unwrap().is_some() && ca.get("p:1").await.unwrap().is_some());
+    cb.invalidate_tag("grp").await.unwrap();
+    cb.invalidate_pattern("p:*").await.unwrap();
+    eventually(LIMIT, "A drops tag and pattern invalidations", async || {
+        ca.get("t1").await.unwrap().is_none() && ca.get("p:1").await.unwrap().is_none()
+    })
+    .await;
+
+    // A lost subscription clears L1: invalidations may have been missed meanwhile.
+    ca.set("kept", &"v".into()).await.unwrap();
+    assert!(ca.stats().l1_entries >= 1);
+    redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).unwrap();
+    eventually(LIMIT, "L1 cleared after the subscription broke", async || {
+        ca.stats().l1_entries == 0
+    })
+    .await;
+    subscribed(&ca).await;
+    assert_eq!(ca.get("kept").await.unwrap().as_deref(), Some("v"), "L2 still has it");
+}
+
+async fn one_factory_run_for_a_cold_key(redkit: &Redkit) {
+    let cache = redkit.cache::<u64>("stampede", CacheOptions::default()).unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_set_with("cold", &EntryOptions::new(), move || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, String>(42)
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 42);
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "1,000 concurrent loads, one factory run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stampede_runs_the_factory_once_on_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    one_factory_run_for_a_cold_key(&redkit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stampede_runs_the_factory_once_on_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+    one_factory_run_for_a_cold_key(&redkit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_lock_runs_the_factory_once_across_instances() {
+    let redis = RedisServer::start();
+    let (a, b, _da, _db) = two_instances(&redis).await;
+    let opts = CacheOptions::default().distributed_lock(Duration::from_secs(5));
+    let calls = Arc::new(AtomicU32::new(0));
+    let load = |redkit: &Redkit| {
+        let cache = redkit.cache::<u64>("dlock", opts.clone()).unwrap();
+        let calls = calls.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_set_with("cold", &EntryOptions::new(), move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, String>(7)
+                })
+                .await
+                .unwrap()
+        })
+    };
+    let (x, y) = (load(&a), load(&b));
+    assert_eq!((x.await.unwrap(), y.await.unwrap()), (7, 7));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the second instance waited for the first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_and_hard_timeouts_and_eager_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+    let cache = redkit
+        .cache::<String>(
+            "timeouts",
+            CacheOptions::default()
+                .fail_safe(Duration::from_secs(60), Duration::from_millis(100))
+                .soft_timeout(Duration::from_millis(50))
+                .hard_timeout(Duration::from_millis(200)),
+        )
+        .unwrap();
+    let slow = |value: &'static str, ms: u64| {
+        move || async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, String>(value.to_string())
+        }
+    };
+    let short = EntryOptions::new().ttl(Duration::from_millis(100));
+
+    // Hard timeout: nothing stale, the caller gets an error after ~200 ms; the factory
+    // finishes in the background and fills the cache.
+    let started = Instant::now();
+    let err = cache.get_or_set_with("h", &short, slow("late", 600)).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("hard timeout"), "{err}");
+    eventually(LIMIT, "background completion stored the value", async || {
+        cache.get("h").await.unwrap().as_deref() == Some("late")
+    })
+    .await;
+
+    // Soft timeout: a stale value answers after ~50 ms; the slow factory updates later.
+    cache.set_with("s", &"old".into(), &short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = Instant::now();
+    let v = cache
+        .get_or_set_with("s", &EntryOptions::new(), slow("new", 400))
+        .await
+        .unwrap();
+    assert_eq!(v, "old");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    eventually(LIMIT, "background completion replaced the stale value", async || {
+        cache.get("s").await.unwrap().as_deref() == Some("new")
+    })
+    .await;
+
+    // Eager refresh: a hit past 50 % of the TTL reloads in the background.
+    let eager = EntryOptions::new().ttl(Duration::from_millis(400)).eager_refresh(0.5);
+    let calls = Arc::new(AtomicU32::new(0));
+    let counting = |calls: Arc<AtomicU32>| {
+        move || async move {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok::<_, String>(format!("gen{n}"))
+        }
+    };
+    assert_eq!(
+        cache
+            .get_or_set_with("e", &eager, counting(calls.clone()))
+            .await
+            .unwrap(),
+        "gen1"
+    );
+    assert_eq!(
+        cache
+            .get_or_set_with("e", &eager, counting(calls.clone()))
+            .await
+            .unwrap(),
+        "gen1"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "young entries are not refreshed");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        cache
+            .get_or_set_with("e", &eager, counting(calls.clone()))
+            .await
+            .unwrap(),
+        "gen1",
+        "the current value answers at once"
+    );
+    eventually(LIMIT, "refreshed in the background", async || {
+        cache.get("e").await.unwrap().as_deref() == Some("gen2")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_l2_serves_stale_from_l1() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Some(redis.url()), dir.path());
+    cfg.breaker.failure_threshold = 1000; // keep the breaker closed: L2 stays "Redis"
+    let redkit = Redkit::open(cfg).await.unwrap();
+    let cache = redkit
+        .cache::<String>(
+            "unreach",
+            CacheOptions::default().fail_safe(Duration::from_secs(60), Duration::from_secs(1)),
+        )
+        .unwrap();
+    // The first subscription clears L1 (by design), so let it happen before filling L1.
+    subscribed(&cache).await;
+    cache
+        .set_with(
+            "k",
+            &"stale".into(),
+            &EntryOptions::new().ttl(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    redis.freeze();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let v = cache
+        .get_or_set_with("k", &EntryOptions::new(), move || async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>("fresh".into())
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, "stale");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "L2 unreachable: stale served, source spared"
+    );
+    assert_eq!(
+        cache.get("k").await.unwrap().as_deref(),
+        Some("stale"),
+        "throttled copy answers"
+    );
+    redis.thaw();
+    assert_eq!(redkit.mode(), Mode::Redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_invalidations_are_replayed_and_other_instances_do_not_read_old_values() {
+    let mut redis = RedisServer::options()
+        .arg("--appendonly")
+        .arg("yes")
+        .arg("--appendfsync")
+        .arg("always")
+        .start();
+    let (a, b, _da, _db) = two_instances(&redis).await;
+    let ca = a.cache::<String>("outage", CacheOptions::default()).unwrap();
+    let cb = b.cache::<String>("outage", CacheOptions::default()).unwrap();
+    subscribed(&ca).await;
+    subscribed(&cb).await;
+    ca.set("doomed", &"old".into()).await.unwrap();
+    ca.set("changed", &"old".into()).await.unwrap();
+    ca.set_with("tagged", &"old".into(), &EntryOptions::new().tags(["t"]))
+        .await
+        .unwrap();
+    for k in ["doomed", "changed", "tagged"] {
+        assert_eq!(cb.get(k).await.unwrap().as_deref(), Some("old"), "B holds {k} in L1");
+    }
+
+    // Traffic on both instances while Redis is killed.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic: Vec<_> = [ca.clone(), cb.clone()]
+        .into_iter()
+        .map(|c| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                let mut failures = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let key = format!("busy{}", n % 20);
+                    if c.set(&key, &n.to_string()).await.is_err() || c.get(&key).await.is_err() {
+                        failures += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                (n, failures)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    redis.kill();
+    eventually(LIMIT, "A in fallback", async || {
+        let _ = ca.get("probe").await;
+        a.mode() == Mode::Fallback
+    })
+    .await;
+    eventually(LIMIT, "B in fallback", async || {
+        let _ = cb.get("probe").await;
+        b.mode() == Mode::Fallback
+    })
+    .await;
+
+    // Reads and writes keep working from L1 / the embedded store.
+    ca.set("during", &"x".into()).await.unwrap();
+    assert_eq!(ca.get("during").await.unwrap().as_deref(), Some("x"));
+    assert!(ca.delete("doomed").await.is_ok());
+    ca.set("changed", &"new".into()).await.unwrap();
+    ca.invalidate_tag("t").await.unwrap();
+
+    redis.restart();
+    eventually(LIMIT, "both back on redis", async || {
+        a.mode() == Mode::Redis && b.mode() == Mode::Redis
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for t in traffic {
+        let (calls, failures) = t.await.unwrap();
+        assert!(calls > 10, "traffic ran");
+        assert!(
+            failures <= 6,
+            "only calls before the breaker opened may fail: {failures} of {calls}"
+        );
+    }
+    assert!(a.health().await.journal_pending.is_empty());
+    assert_eq!(
+        cb.get("doomed").await.unwrap(),
+        None,
+        "the delete made during the outage reached B"
+    );
+    assert_eq!(
+        cb.get("changed").await.unwrap().as_deref(),
+        Some("new"),
+        "so did the overwrite"
+    );
+    assert_eq!(cb.get("tagged").await.unwrap(), None, "and the tag invalidation");
+    assert_eq!(redis.command(&["EXISTS", "rk:{c:outage}:k:doomed"]).unwrap(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_keys_by_tag_pattern_clear_and_pages() {
+    let redis = RedisServer::start();
+    let (a, b, _da, _db) = two_instances(&redis).await;
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Redkit::open(config(None, dir.path())).await.unwrap();
+    for redkit in [&a, &embedded] {
+        let cache = redkit
+            .cache::<u32>("big", CacheOptions::default().l1_max_bytes(1 << 20))
+            .unwrap();
+        for chunk in (0..10_000u32).collect::<Vec<_>>().chunks(1000) {
+            let keys: Vec<(String, u32)> = chunk.iter().map(|i| (format!("item:{}:{i}", i % 2), *i)).collect();
+            let refs: Vec<(&str, u32)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let tag = if chunk[0] < 5000 { "low" } else { "high" };
+            cache.set_many(&refs, &EntryOptions::new().tags([tag])).await.unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = cache.keys("*", cursor.as_deref(), 1000).await.unwrap();
+            pages += 1;
+            seen.extend(page.keys);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 10_000);
+        assert!(pages >= 5, "paged: {pages}");
+        assert_eq!(cache.invalidate_tag("low").await.unwrap(), 5000);
+        assert_eq!(cache.invalidate_pattern("item:1:*").await.unwrap(), 2500);
+        assert_eq!(cache.get("item:0:9998").await.unwrap(), Some(9998));
+        assert_eq!(cache.get("item:1:9999").await.unwrap(), None);
+        assert_eq!(cache.clear().await.unwrap(), 2500);
+        assert!(cache.keys("*", None, 100).await.unwrap().keys.is_empty());
+    }
+    // B never saw the keys, but had it read any, the backplane would have dropped them.
+    let cb = b.cache::<u32>("big", CacheOptions::default()).unwrap();
+    assert_eq!(cb.get("item:0:9998").await.unwrap(), None);
+}
