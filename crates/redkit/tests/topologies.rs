@@ -63,3 +63,43 @@ async fn cluster_routes_commands_and_scripts_by_slot() {
     );
     assert_eq!(redkit.health().await.redis.unwrap().deployment, "cluster");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_runs_on_cluster_with_tags_patterns_and_backplane() {
+    use redkit::cache::{CacheOptions, EntryOptions};
+    let cluster = RedisCluster::start(3);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Redkit::open(config(Some(cluster.url()), da.path())).await.unwrap();
+    let b = Redkit::open(config(Some(cluster.url()), db.path())).await.unwrap();
+    for ns in ["alpha", "beta", "gamma", "delta"] {
+        let ca = a.cache::<u32>(ns, CacheOptions::default()).unwrap();
+        let cb = b.cache::<u32>(ns, CacheOptions::default()).unwrap();
+        eventually(Duration::from_secs(10), "subscribed", async || {
+            ca.backplane_connected() && cb.backplane_connected()
+        })
+        .await;
+        let items: Vec<(String, u32)> = (0..200).map(|i| (format!("k{i}"), i)).collect();
+        let refs: Vec<(&str, u32)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        ca.set_many(&refs[..100], &EntryOptions::new().tags(["first"])).await.unwrap();
+        ca.set_many(&refs[100..], &EntryOptions::new()).await.unwrap();
+        assert_eq!(cb.get("k5").await.unwrap(), Some(5));
+        let mut listed = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = ca.keys("*", cursor.as_deref(), 50).await.unwrap();
+            listed += page.keys.len();
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(listed, 200, "{ns}: SCAN runs on the namespace's node");
+        assert_eq!(ca.invalidate_tag("first").await.unwrap(), 100);
+        assert_eq!(ca.invalidate_pattern("k1??").await.unwrap(), 100);
+        eventually(Duration::from_secs(10), "B's L1 follows on the cluster", async || {
+            cb.get("k5").await.unwrap().is_none()
+        })
+        .await;
+        assert_eq!(ca.clear().await.unwrap(), 0);
+    }
+}

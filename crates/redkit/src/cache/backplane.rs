@@ -238,6 +238,18 @@ struct CacheRecovery {
     hub: Weak<CacheHub>,
 }
 
+/// Records per replayed set script call.
+const REPLAY_SET_BATCH: usize = 256;
+
+impl CacheRecovery {
+    async fn flush(&self, sets: &mut Option<(String, Vec<SetItem>)>) -> Result<()> {
+        match sets.take() {
+            Some((ns, items)) => self.redis.set_many(&ns, &items).await,
+            None => Ok(()),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Recovery for CacheRecovery {
     fn capability(&self) -> &'static str {
@@ -245,41 +257,46 @@ impl Recovery for CacheRecovery {
     }
 
     async fn replay(&self, entries: &[Vec<u8>]) -> Result<()> {
+        // Consecutive sets of one namespace go to Redis in one script call; anything else
+        // flushes them first, so the order of writes is kept.
+        let mut sets: Option<(String, Vec<SetItem>)> = None;
         for entry in entries {
             let op: JournalOp = rmp_serde::from_slice(entry).map_err(|e| Error::Codec(e.to_string()))?;
             match op {
                 JournalOp::Set { ns, items, at_ms } => {
                     let elapsed = now_ms().saturating_sub(at_ms);
-                    let (live, expired): (Vec<SetItem>, Vec<SetItem>) =
-                        items.into_iter().partition(|i| i.ttl_ms > elapsed);
-                    if !live.is_empty() {
-                        let live: Vec<SetItem> = live
-                            .into_iter()
-                            .map(|i| SetItem {
-                                ttl_ms: i.ttl_ms - elapsed,
-                                ..i
-                            })
-                            .collect();
-                        self.redis.set_many(&ns, &live).await?;
-                    }
-                    if !expired.is_empty() {
-                        // Written and expired during the outage: what Redis holds is older.
-                        let keys: Vec<String> = expired.into_iter().map(|i| i.key).collect();
-                        self.redis.delete(&ns, &keys).await?;
+                    for item in items {
+                        if item.ttl_ms <= elapsed {
+                            // Written and expired during the outage: what Redis holds is older.
+                            self.flush(&mut sets).await?;
+                            self.redis.delete(&ns, &[item.key]).await?;
+                            continue;
+                        }
+                        if sets.as_ref().is_some_and(|(n, batch)| *n != ns || batch.len() >= REPLAY_SET_BATCH) {
+                            self.flush(&mut sets).await?;
+                        }
+                        let item = SetItem {
+                            ttl_ms: item.ttl_ms - elapsed,
+                            ..item
+                        };
+                        sets.get_or_insert_with(|| (ns.clone(), Vec::new())).1.push(item);
                     }
                 }
                 JournalOp::Delete { ns, keys } => {
+                    self.flush(&mut sets).await?;
                     self.redis.delete(&ns, &keys).await?;
                 }
                 JournalOp::Tag { ns, tag } => {
+                    self.flush(&mut sets).await?;
                     self.redis.invalidate_tag(&ns, &tag).await?;
                 }
                 JournalOp::Pattern { ns, pattern } => {
+                    self.flush(&mut sets).await?;
                     self.redis.invalidate_pattern(&ns, &pattern).await?;
                 }
             }
         }
-        Ok(())
+        self.flush(&mut sets).await
     }
 
     async fn after_replay(&self) -> Result<()> {

@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use super::backend::{CacheBackend, KeysPage, L2Record, SetItem};
 use super::backplane::{CHANNEL, Invalidation, Message};
-use crate::core::redis::{LuaScript, RedisCore};
+use crate::core::redis::{LuaScript, RedisCore, ToRedisArgsDyn};
 use crate::error::Result;
 
 static GET_MANY: LuaScript = LuaScript::new("cache_get", include_str!("get_many.lua"));
 static INVALIDATE_TAG: LuaScript = LuaScript::new("cache_invalidate_tag", include_str!("invalidate_tag.lua"));
+static SET_MANY: LuaScript = LuaScript::new("cache_set", include_str!("set_many.lua"));
+static DELETE: LuaScript = LuaScript::new("cache_delete", include_str!("delete.lua"));
 static UNLOCK: LuaScript = LuaScript::new("cache_unlock", include_str!("unlock.lua"));
 
 /// How many keys one UNLINK or SCAN step handles.
@@ -72,7 +74,7 @@ impl CacheBackend for RedisCache {
     async fn get_many(&self, ns: &str, keys: &[&str]) -> Result<Vec<Option<L2Record>>> {
         let prefix = key_prefix(ns);
         let full: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
-        let refs: Vec<&dyn crate::core::redis::ToRedisArgsDyn> = full.iter().map(|k| k as _).collect();
+        let refs: Vec<&dyn ToRedisArgsDyn> = full.iter().map(|k| k as _).collect();
         let rows: Vec<(Option<Vec<u8>>, i64)> = self.core.script(&GET_MANY, &refs, &[]).await?;
         Ok(rows
             .into_iter()
@@ -92,46 +94,28 @@ impl CacheBackend for RedisCache {
 
     async fn set_many(&self, ns: &str, items: &[SetItem]) -> Result<()> {
         let prefix = key_prefix(ns);
-        let mut pipe = redis::pipe();
+        let mut keys: Vec<String> = items.iter().map(|i| format!("{prefix}{}", i.key)).collect();
+        keys.extend(items.iter().flat_map(|i| i.tags.iter().map(|t| tag_key(ns, t))));
+        let message = self.announce(ns, Invalidation::Keys(items.iter().map(|i| i.key.clone()).collect()));
+        let mut args: Vec<Vec<u8>> = vec![CHANNEL.into(), message, items.len().to_string().into()];
         for item in items {
-            pipe.cmd("SET")
-                .arg(format!("{prefix}{}", item.key))
-                .arg(&item.bytes)
-                .arg("PX")
-                .arg(item.ttl_ms.max(1))
-                .ignore();
-            for tag in &item.tags {
-                let t = tag_key(ns, tag);
-                pipe.cmd("SADD").arg(&t).arg(&item.key).ignore();
-                // The tag set lives as long as its longest-lived member.
-                pipe.cmd("PEXPIRE").arg(&t).arg(item.ttl_ms.max(1)).arg("NX").ignore();
-                pipe.cmd("PEXPIRE").arg(&t).arg(item.ttl_ms.max(1)).arg("GT").ignore();
-            }
+            args.push(item.bytes.clone());
+            args.push(item.ttl_ms.max(1).to_string().into());
+            args.push(item.key.clone().into());
+            args.push(item.tags.len().to_string().into());
         }
-        let keys = items.iter().map(|i| i.key.clone()).collect();
-        pipe.cmd("PUBLISH")
-            .arg(CHANNEL)
-            .arg(self.announce(ns, Invalidation::Keys(keys)))
-            .ignore();
-        self.core.pipeline("cache_set", &pipe).await
+        let key_refs: Vec<&dyn ToRedisArgsDyn> = keys.iter().map(|k| k as _).collect();
+        let arg_refs: Vec<&dyn ToRedisArgsDyn> = args.iter().map(|a| a as _).collect();
+        let _: u64 = self.core.script(&SET_MANY, &key_refs, &arg_refs).await?;
+        Ok(())
     }
 
     async fn delete(&self, ns: &str, keys: &[String]) -> Result<u64> {
         let prefix = key_prefix(ns);
-        let mut pipe = redis::pipe();
-        for chunk in keys.chunks(BATCH) {
-            let mut unlink = redis::cmd("UNLINK");
-            for k in chunk {
-                unlink.arg(format!("{prefix}{k}"));
-            }
-            pipe.add_command(unlink);
-        }
-        pipe.cmd("PUBLISH")
-            .arg(CHANNEL)
-            .arg(self.announce(ns, Invalidation::Keys(keys.to_vec())))
-            .ignore();
-        let counts: Vec<u64> = self.core.pipeline("cache_delete", &pipe).await?;
-        Ok(counts.iter().sum())
+        let full: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
+        let message = self.announce(ns, Invalidation::Keys(keys.to_vec()));
+        let key_refs: Vec<&dyn ToRedisArgsDyn> = full.iter().map(|k| k as _).collect();
+        self.core.script(&DELETE, &key_refs, &[&CHANNEL, &message]).await
     }
 
     async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u64> {
