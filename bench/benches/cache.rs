@@ -23,9 +23,13 @@ fn cache_benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let redkit = rt.block_on(Redkit::open(config(Some(redis.url()), dir.path()))).unwrap();
+    let redkit = rt
+        .block_on(Redkit::open(config(Some(redis.url()), dir.path())))
+        .unwrap();
     let with_l1 = redkit.cache::<String>("bench_l1", CacheOptions::default()).unwrap();
-    let without_l1 = redkit.cache::<String>("bench_l2", CacheOptions::default().l1(false)).unwrap();
+    let without_l1 = redkit
+        .cache::<String>("bench_l2", CacheOptions::default().l1(false))
+        .unwrap();
     rt.block_on(async {
         with_l1.set("k", &value()).await.unwrap();
         without_l1.set("k", &value()).await.unwrap();
@@ -59,7 +63,9 @@ fn cache_benches(c: &mut Criterion) {
                     }
                     set.join_all().await;
                     // Time per get, across all tasks.
-                    started.elapsed().mul_f64(iters as f64 / (per_task * tasks as u64) as f64)
+                    started
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_task * tasks as u64) as f64)
                 }
             })
         });
@@ -69,9 +75,8 @@ fn cache_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("get_or_set_with_hot");
     let opts = EntryOptions::new();
     group.bench_function("redkit", |b| {
-        b.to_async(&rt).iter(|| {
-            with_l1.get_or_set_with("k", &opts, || async { Ok::<_, String>(value()) })
-        })
+        b.to_async(&rt)
+            .iter(|| with_l1.get_or_set_with("k", &opts, || async { Ok::<_, String>(value()) }))
     });
     group.finish();
 }

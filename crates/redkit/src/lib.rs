@@ -126,3 +126,8 @@ impl Redkit {
         health::collect(&self.inner.route, self.inner.started).await
     }
 }
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

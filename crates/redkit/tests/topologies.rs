@@ -80,7 +80,9 @@ async fn cache_runs_on_cluster_with_tags_patterns_and_backplane() {
         .await;
         let items: Vec<(String, u32)> = (0..200).map(|i| (format!("k{i}"), i)).collect();
         let refs: Vec<(&str, u32)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        ca.set_many(&refs[..100], &EntryOptions::new().tags(["first"])).await.unwrap();
+        ca.set_many(&refs[..100], &EntryOptions::new().tags(["first"]))
+            .await
+            .unwrap();
         ca.set_many(&refs[100..], &EntryOptions::new()).await.unwrap();
         assert_eq!(cb.get("k5").await.unwrap(), Some(5));
         let mut listed = 0;

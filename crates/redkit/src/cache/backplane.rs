@@ -272,7 +272,10 @@ impl Recovery for CacheRecovery {
                             self.redis.delete(&ns, &[item.key]).await?;
                             continue;
                         }
-                        if sets.as_ref().is_some_and(|(n, batch)| *n != ns || batch.len() >= REPLAY_SET_BATCH) {
+                        if sets
+                            .as_ref()
+                            .is_some_and(|(n, batch)| *n != ns || batch.len() >= REPLAY_SET_BATCH)
+                        {
                             self.flush(&mut sets).await?;
                         }
                         let item = SetItem {
