@@ -41,6 +41,11 @@ async fn backplane_keeps_l1_coherent_across_instances() {
         "set on A is read on B"
     );
     assert_eq!(cb.stats().l1_entries, 1, "B holds it in L1 now");
+    let health = serde_json::to_value(b.health().await).unwrap();
+    let caches = &health["stats"]["cache"];
+    assert_eq!(caches["backplane_subscribed"], true);
+    assert_eq!(caches["caches"][0]["namespace"], "coherent");
+    assert_eq!(caches["caches"][0]["l2_hits"], 1);
 
     ca.set("k", &"v2".into()).await.unwrap();
     eventually(LIMIT, "B sees the overwrite", async || {
