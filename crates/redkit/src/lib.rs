@@ -29,6 +29,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod health;
+pub mod ratelimit;
 pub mod stats;
 
 use std::sync::{Arc, OnceLock};
@@ -55,6 +56,7 @@ struct Inner {
     config: Config,
     route: Arc<Route>,
     cache_hub: OnceLock<Arc<cache::CacheHub>>,
+    rate_limiter: OnceLock<ratelimit::RateLimiter>,
     prober: Option<JoinHandle<()>>,
     started: Instant,
 }
@@ -85,6 +87,7 @@ impl Redkit {
                 config,
                 route,
                 cache_hub: OnceLock::new(),
+                rate_limiter: OnceLock::new(),
                 prober,
                 started: Instant::now(),
             }),
@@ -119,6 +122,14 @@ impl Redkit {
             .get_or_init(|| cache::CacheHub::new(&self.inner.route))
             .clone();
         cache::Cache::open(hub, namespace, options)
+    }
+
+    /// The rate limiter (one per `Redkit`; define policies on it).
+    pub fn rate_limiter(&self) -> ratelimit::RateLimiter {
+        self.inner
+            .rate_limiter
+            .get_or_init(|| ratelimit::RateLimiter::new(&self.inner.route))
+            .clone()
     }
 
     /// Mode, breaker, Redis, embedded store, journal, capabilities and statistics.

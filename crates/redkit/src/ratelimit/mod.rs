@@ -1,0 +1,476 @@
+//! # Rate limits: exact decisions, shared across instances, kept during outages
+//!
+//! A [`RateLimiter`] holds named [`Policy`]s and answers [`RateLimiter::check`] with a
+//! [`Decision`]: allowed, limit, remaining, reset after, retry after — computed by the
+//! algorithm, not estimated. On Redis each algorithm is one atomic Lua script clocked by
+//! Redis `TIME`, so every instance shares one count per key exactly. Algorithms: GCRA (the
+//! default), token bucket, sliding-window counter, sliding log, fixed window, and a
+//! concurrency limiter ([`RateLimiter::acquire`], permits released on drop and reclaimed
+//! when their lease runs out).
+//!
+//! Per policy: allow-list (never limited), deny-list (always refused), shadow mode (decide
+//! and count, never refuse), and a per-call cost. Keys known to be blocked are remembered
+//! in process until their retry time, so a client hammering a refused key costs no Redis
+//! round trip.
+//!
+//! **Fallback.** While Redis is away an in-process limiter decides, enforcing each policy's
+//! `fallback_share` of its limits (e.g. `1 / instances`); decisions say so, and
+//! `health()` shows it. Nothing is replayed: counts simply restart on Redis.
+//!
+//! [`layer::RateLimitLayer`] puts a policy in front of any tower/axum service with the IETF
+//! `RateLimit-Policy` / `RateLimit` fields and `Retry-After`.
+//!
+//! ```no_run
+//! # async fn demo(redkit: redkit::Redkit) -> redkit::Result<()> {
+//! use std::time::Duration;
+//! use redkit::ratelimit::{Algorithm, Policy};
+//! let limits = redkit.rate_limiter();
+//! limits.define(Policy::new("login", Algorithm::Gcra, 5, Duration::from_secs(60)))?;
+//! let d = limits.check("login", "user:42", 1).await?;
+//! if !d.allowed {
+//!     println!("retry in {:?}", d.retry_after);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod algorithms;
+mod backend;
+pub mod embedded;
+pub mod layer;
+mod policy;
+mod redis;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use backend::{Outcome, RateLimitBackend, Step};
+pub use embedded::{Clock, EmbeddedRateLimits, ManualClock, SystemClock};
+pub use policy::{Algorithm, MAX_LIMIT, MAX_LOG_LIMIT, MAX_PERIOD, Policy};
+
+use crate::core::route::{FallbackPolicy, Mode, Route, Routed, StatsProvider};
+use crate::error::{Error, Result};
+use algorithms::Verdict;
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// The shared limiter (Redis, or the embedded store when no Redis is configured).
+    Limiter,
+    /// The in-process fallback limiter, while Redis is away.
+    Fallback,
+    /// Remembered refusal: the key is blocked until its retry time.
+    Blocked,
+    /// The key is on the allow list.
+    AllowList,
+    /// The key is on the deny list.
+    DenyList,
+}
+
+/// The answer to one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// Whether to let the request through.
+    pub allowed: bool,
+    /// The policy.
+    pub policy: String,
+    /// The policy's limit (per period; permits for concurrency).
+    pub limit: u64,
+    /// The policy's period in seconds (for the `RateLimit-Policy` field).
+    pub window_s: u64,
+    /// Units still allowed now.
+    pub remaining: u64,
+    /// Time until the limiter is back to full capacity.
+    #[serde(serialize_with = "as_ms")]
+    pub reset_after: Duration,
+    /// When refused: time until a request of the same cost will be allowed.
+    #[serde(serialize_with = "opt_as_ms")]
+    pub retry_after: Option<Duration>,
+    /// Shadow mode: the limiter would have refused, but the request was allowed.
+    pub shadow_denied: bool,
+    /// What decided.
+    pub basis: Basis,
+}
+
+fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+fn opt_as_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Counters of one policy.
+#[derive(Debug, Default, Serialize)]
+pub struct PolicyStats {
+    /// Requests allowed.
+    pub allowed: u64,
+    /// Requests refused.
+    pub denied: u64,
+    /// Refusals not enforced (shadow mode).
+    pub shadow_denied: u64,
+    /// Decisions made by the in-process fallback limiter.
+    pub fallback_decisions: u64,
+    /// Refusals answered from the blocked-key cache (no round trip).
+    pub blocked_cache_hits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    allowed: AtomicU64,
+    denied: AtomicU64,
+    shadow_denied: AtomicU64,
+    fallback: AtomicU64,
+    blocked: AtomicU64,
+}
+
+struct Defined {
+    policy: Policy,
+    counters: Counters,
+}
+
+/// Rate limiting of one `Redkit`. Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    routed: Routed<dyn RateLimitBackend>,
+    policies: RwLock<BTreeMap<String, Arc<Defined>>>,
+    /// (policy, key) → the refusal, until its retry time.
+    blocked: moka::sync::Cache<(String, String), (Decision, Instant)>,
+}
+
+/// Keys remembered as blocked, at most.
+const BLOCKED_CAPACITY: u64 = 100_000;
+
+impl RateLimiter {
+    pub(crate) fn new(route: &Arc<Route>) -> Self {
+        Self::with_clock(route, Arc::new(SystemClock))
+    }
+
+    /// A limiter whose embedded backend runs on `clock` (tests).
+    pub(crate) fn with_clock(route: &Arc<Route>, clock: Arc<dyn Clock>) -> Self {
+        let redis = route
+            .redis()
+            .map(|core| Arc::new(redis::RedisRateLimits::new(core.clone())) as Arc<dyn RateLimitBackend>);
+        let embedded = Arc::new(EmbeddedRateLimits::new(clock, redis.is_some())) as Arc<dyn RateLimitBackend>;
+        let inner = Arc::new(Inner {
+            routed: route.routed("ratelimit", FallbackPolicy::Serve, redis, embedded),
+            policies: RwLock::new(BTreeMap::new()),
+            blocked: moka::sync::Cache::builder()
+                .max_capacity(BLOCKED_CAPACITY)
+                .expire_after(UntilRetry)
+                .build(),
+        });
+        let provider: Weak<dyn StatsProvider> = Arc::downgrade(&inner) as _;
+        route.register_stats(provider);
+        RateLimiter { inner }
+    }
+
+    /// Adds or replaces a policy.
+    pub fn define(&self, policy: Policy) -> Result<()> {
+        policy.validate()?;
+        let name = policy.name.clone();
+        let defined = Arc::new(Defined {
+            policy,
+            counters: Counters::default(),
+        });
+        self.inner.policies.write().expect("policies lock").insert(name.clone(), defined);
+        self.inner.blocked.invalidate_entries_if(move |(p, _), _| *p == name).ok();
+        Ok(())
+    }
+
+    /// The policy called `name`.
+    pub fn policy(&self, name: &str) -> Option<Policy> {
+        self.defined(name).ok().map(|d| d.policy.clone())
+    }
+
+    /// Every policy.
+    pub fn policies(&self) -> Vec<Policy> {
+        self.inner.policies.read().expect("policies lock").values().map(|d| d.policy.clone()).collect()
+    }
+
+    /// Counters per policy.
+    pub fn stats(&self) -> BTreeMap<String, PolicyStats> {
+        self.inner.stats()
+    }
+
+    fn defined(&self, name: &str) -> Result<Arc<Defined>> {
+        self.inner
+            .policies
+            .read()
+            .expect("policies lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("rate-limit policy {name:?}")))
+    }
+
+    fn step<'a>(policy: &'a Policy) -> Step<'a> {
+        Step {
+            policy: &policy.name,
+            algorithm: policy.algorithm,
+            spec: policy.spec(1.0),
+            fallback_spec: policy.spec(policy.fallback_share),
+        }
+    }
+
+    /// Counts `cost` units against `key` under `policy` and decides.
+    pub async fn check(&self, policy: &str, key: &str, cost: u64) -> Result<Decision> {
+        let defined = self.defined(policy)?;
+        let p = &defined.policy;
+        check_key(key)?;
+        if p.algorithm == Algorithm::Concurrency {
+            return Err(Error::invalid("policy", format!("{policy} is a concurrency policy: use acquire")));
+        }
+        p.check_cost(cost)?;
+        if let Some(d) = self.listed(p, key) {
+            return Ok(self.count(&defined, d));
+        }
+        let cache_key = (p.name.clone(), key.to_string());
+        if !p.shadow
+            && let Some((decision, until)) = self.inner.blocked.get(&cache_key)
+        {
+            let now = Instant::now();
+            if now < until {
+                defined.counters.blocked.fetch_add(1, Ordering::Relaxed);
+                let left = until - now;
+                let d = Decision {
+                    retry_after: Some(left),
+                    reset_after: decision
+                        .reset_after
+                        .saturating_sub(decision.retry_after.unwrap_or_default().saturating_sub(left)),
+                    basis: Basis::Blocked,
+                    ..decision
+                };
+                return Ok(self.count(&defined, d));
+            }
+        }
+        let step = Self::step(p);
+        let outcome = self.inner.routed.call(|b| b.check(&step, key, cost)).await?;
+        let d = self.decide(p, outcome);
+        if !d.allowed && cost == 1 && !p.shadow {
+            let retry = d.retry_after.unwrap_or_default();
+            self.inner.blocked.insert(cache_key, (d.clone(), Instant::now() + retry));
+        }
+        Ok(self.count(&defined, d))
+    }
+
+    /// Takes a permit of a concurrency policy. The permit is released when dropped (or by
+    /// [`Permit::release`]), and reclaimed by the limiter when its lease (the policy's
+    /// period) runs out — e.g. because its holder died.
+    pub async fn acquire(&self, policy: &str, key: &str) -> Result<Acquired> {
+        let defined = self.defined(policy)?;
+        let p = &defined.policy;
+        check_key(key)?;
+        if p.algorithm != Algorithm::Concurrency {
+            return Err(Error::invalid("policy", format!("{policy} is not a concurrency policy: use check")));
+        }
+        if let Some(d) = self.listed(p, key) {
+            let d = self.count(&defined, d);
+            return Ok(if d.allowed { Acquired::Unlimited(d) } else { Acquired::Denied(d) });
+        }
+        let id = format!("{:032x}", rand::random::<u128>());
+        let step = Self::step(p);
+        let outcome = self.inner.routed.call(|b| b.acquire(&step, key, &id)).await?;
+        let d = self.count(&defined, self.decide(p, outcome));
+        Ok(if outcome.verdict.allowed {
+            Acquired::Granted(Permit {
+                limiter: self.clone(),
+                policy: p.clone(),
+                key: key.to_string(),
+                id: Some(id),
+                decision: d,
+            })
+        } else if d.allowed {
+            // Shadow mode: let it through without holding a permit.
+            Acquired::Unlimited(d)
+        } else {
+            Acquired::Denied(d)
+        })
+    }
+
+    fn listed(&self, p: &Policy, key: &str) -> Option<Decision> {
+        let basis = if p.allow.contains(key) {
+            Basis::AllowList
+        } else if p.deny.contains(key) {
+            Basis::DenyList
+        } else {
+            return None;
+        };
+        let allowed = basis == Basis::AllowList;
+        Some(Decision {
+            allowed,
+            policy: p.name.clone(),
+            limit: p.limit,
+            window_s: p.period.as_secs().max(1),
+            remaining: if allowed { p.limit } else { 0 },
+            reset_after: Duration::ZERO,
+            retry_after: (!allowed).then_some(p.period),
+            shadow_denied: false,
+            basis,
+        })
+    }
+
+    fn decide(&self, p: &Policy, outcome: Outcome) -> Decision {
+        let Verdict {
+            allowed,
+            remaining,
+            reset_after_us,
+            retry_after_us,
+        } = outcome.verdict;
+        let shadow_denied = !allowed && p.shadow;
+        let limit = if outcome.local_fallback { p.spec(p.fallback_share).limit } else { p.limit };
+        Decision {
+            allowed: allowed || p.shadow,
+            policy: p.name.clone(),
+            limit,
+            window_s: p.period.as_secs().max(1),
+            remaining,
+            reset_after: Duration::from_micros(reset_after_us),
+            retry_after: (!allowed).then(|| Duration::from_micros(retry_after_us)),
+            shadow_denied,
+            basis: if outcome.local_fallback { Basis::Fallback } else { Basis::Limiter },
+        }
+    }
+
+    fn count(&self, defined: &Defined, d: Decision) -> Decision {
+        let c = &defined.counters;
+        let name = defined.policy.name.clone();
+        let outcome = if d.shadow_denied {
+            c.shadow_denied.fetch_add(1, Ordering::Relaxed);
+            "shadow_denied"
+        } else if d.allowed {
+            c.allowed.fetch_add(1, Ordering::Relaxed);
+            "allowed"
+        } else {
+            c.denied.fetch_add(1, Ordering::Relaxed);
+            "denied"
+        };
+        if d.basis == Basis::Fallback {
+            c.fallback.fetch_add(1, Ordering::Relaxed);
+        }
+        metrics::counter!("redkit_ratelimit_decisions_total", "policy" => name, "outcome" => outcome).increment(1);
+        d
+    }
+
+    async fn release(&self, policy: &Policy, key: &str, id: &str) -> Result<bool> {
+        let step = Self::step(policy);
+        self.inner.routed.call(|b| b.release(&step, key, id)).await
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 512 {
+        return Err(Error::invalid("key", "1 to 512 bytes"));
+    }
+    Ok(())
+}
+
+struct UntilRetry;
+
+impl moka::Expiry<(String, String), (Decision, Instant)> for UntilRetry {
+    fn expire_after_create(&self, _: &(String, String), v: &(Decision, Instant), now: Instant) -> Option<Duration> {
+        Some(v.1.saturating_duration_since(now))
+    }
+}
+
+impl Inner {
+    fn stats(&self) -> BTreeMap<String, PolicyStats> {
+        self.policies
+            .read()
+            .expect("policies lock")
+            .iter()
+            .map(|(name, d)| {
+                let c = &d.counters;
+                (
+                    name.clone(),
+                    PolicyStats {
+                        allowed: c.allowed.load(Ordering::Relaxed),
+                        denied: c.denied.load(Ordering::Relaxed),
+                        shadow_denied: c.shadow_denied.load(Ordering::Relaxed),
+                        fallback_decisions: c.fallback.load(Ordering::Relaxed),
+                        blocked_cache_hits: c.blocked.load(Ordering::Relaxed),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+impl StatsProvider for Inner {
+    fn capability(&self) -> &'static str {
+        "ratelimit"
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "fallback_limiter_active": self.routed.route().mode() == Mode::Fallback,
+            "policies": self.stats(),
+        })
+    }
+}
+
+/// The answer to [`RateLimiter::acquire`].
+#[derive(Debug)]
+pub enum Acquired {
+    /// A permit is held until dropped or released.
+    Granted(Permit),
+    /// Allowed without a permit (allow list, or shadow mode).
+    Unlimited(Decision),
+    /// Refused.
+    Denied(Decision),
+}
+
+/// A held permit of a concurrency policy.
+pub struct Permit {
+    limiter: RateLimiter,
+    policy: Policy,
+    key: String,
+    id: Option<String>,
+    decision: Decision,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("policy", &self.policy.name)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Permit {
+    /// The decision that granted it.
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// Gives the permit back now; returns whether it was still held.
+    pub async fn release(mut self) -> Result<bool> {
+        let id = self.id.take().expect("released once");
+        self.limiter.release(&self.policy, &self.key, &id).await
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let (limiter, policy, key) = (self.limiter.clone(), self.policy.clone(), std::mem::take(&mut self.key));
+            let route = limiter.inner.routed.route().clone();
+            route.spawn(async move {
+                if let Err(e) = limiter.release(&policy, &key, &id).await {
+                    tracing::warn!(policy = %policy.name, error = %e, "permit release failed; its lease will reclaim it");
+                }
+            });
+        }
+    }
+}
