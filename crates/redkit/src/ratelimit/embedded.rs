@@ -83,7 +83,7 @@ impl EmbeddedRateLimits {
         let now = self.clock.now_us();
         let stripe = &self.stripes[stripe_of(&key)];
         let mut map = stripe.lock().expect("limiter lock");
-        if self.ops.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+        if self.ops.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
             map.retain(|_, (_, until)| *until > now);
         }
         let current = map.get(&key).filter(|(_, until)| *until > now).map(|(s, _)| s.clone());

@@ -285,7 +285,7 @@ impl RateLimiter {
         Ok(if outcome.verdict.allowed {
             Acquired::Granted(Permit {
                 limiter: self.clone(),
-                policy: p.clone(),
+                policy: defined.clone(),
                 key: key.to_string(),
                 id: Some(id),
                 decision: d,
@@ -433,7 +433,7 @@ pub enum Acquired {
 /// A held permit of a concurrency policy.
 pub struct Permit {
     limiter: RateLimiter,
-    policy: Policy,
+    policy: Arc<Defined>,
     key: String,
     id: Option<String>,
     decision: Decision,
@@ -442,7 +442,7 @@ pub struct Permit {
 impl std::fmt::Debug for Permit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Permit")
-            .field("policy", &self.policy.name)
+            .field("policy", &self.policy.policy.name)
             .field("key", &self.key)
             .finish()
     }
@@ -457,7 +457,7 @@ impl Permit {
     /// Gives the permit back now; returns whether it was still held.
     pub async fn release(mut self) -> Result<bool> {
         let id = self.id.take().expect("released once");
-        self.limiter.release(&self.policy, &self.key, &id).await
+        self.limiter.release(&self.policy.policy, &self.key, &id).await
     }
 }
 
@@ -467,8 +467,8 @@ impl Drop for Permit {
             let (limiter, policy, key) = (self.limiter.clone(), self.policy.clone(), std::mem::take(&mut self.key));
             let route = limiter.inner.routed.route().clone();
             route.spawn(async move {
-                if let Err(e) = limiter.release(&policy, &key, &id).await {
-                    tracing::warn!(policy = %policy.name, error = %e, "permit release failed; its lease will reclaim it");
+                if let Err(e) = limiter.release(&policy.policy, &key, &id).await {
+                    tracing::warn!(policy = %policy.policy.name, error = %e, "permit release failed; its lease will reclaim it");
                 }
             });
         }
