@@ -143,8 +143,16 @@ async fn embedded_backend_runs_the_algorithms_on_its_clock_and_fallback_share() 
     let step = Step {
         policy: "p",
         algorithm: policy.algorithm,
-        spec: Spec { limit: 10, period_us: 1_000_000, burst: 10 },
-        fallback_spec: Spec { limit: 3, period_us: 1_000_000, burst: 3 },
+        spec: Spec {
+            limit: 10,
+            period_us: 1_000_000,
+            burst: 10,
+        },
+        fallback_spec: Spec {
+            limit: 3,
+            period_us: 1_000_000,
+            burst: 3,
+        },
     };
     for (fallback, expected) in [(false, 10), (true, 3)] {
         let limiter = EmbeddedRateLimits::new(clock.clone(), fallback);
@@ -156,6 +164,9 @@ async fn embedded_backend_runs_the_algorithms_on_its_clock_and_fallback_share() 
         }
         assert_eq!(allowed, expected);
         clock.advance_us(1_000_000);
-        assert!(limiter.check(&step, "k", 1).await.unwrap().verdict.allowed, "a new window");
+        assert!(
+            limiter.check(&step, "k", 1).await.unwrap().verdict.allowed,
+            "a new window"
+        );
     }
 }

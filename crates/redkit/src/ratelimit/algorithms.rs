@@ -120,13 +120,15 @@ pub fn token_bucket(state: Option<&State>, now: u64, spec: &Spec, cost: u64) -> 
     let tokens = tokens.saturating_add(gained).min(capacity);
     let need = cost * MICRO;
     // time to gain `n` micro-tokens, rounded up
-    let time_for = |n: u64| -> u64 {
-        ((n as u128 * spec.period_us as u128).div_ceil(spec.limit as u128 * MICRO as u128)) as u64
-    };
+    let time_for =
+        |n: u64| -> u64 { ((n as u128 * spec.period_us as u128).div_ceil(spec.limit as u128 * MICRO as u128)) as u64 };
     if tokens >= need {
         let left = tokens - need;
         (
-            Some(State::Bucket { micro_tokens: left, at: now }),
+            Some(State::Bucket {
+                micro_tokens: left,
+                at: now,
+            }),
             Verdict {
                 allowed: true,
                 remaining: left / MICRO,
@@ -136,7 +138,10 @@ pub fn token_bucket(state: Option<&State>, now: u64, spec: &Spec, cost: u64) -> 
         )
     } else {
         (
-            Some(State::Bucket { micro_tokens: tokens, at: now }),
+            Some(State::Bucket {
+                micro_tokens: tokens,
+                at: now,
+            }),
             Verdict {
                 allowed: false,
                 remaining: tokens / MICRO,
@@ -165,7 +170,11 @@ pub fn sliding_window(state: Option<&State>, now: u64, spec: &Spec, cost: u64) -
     // weighted previous count, rounded up so the estimate never under-counts
     let weighted = (previous as u128 * (period - elapsed) as u128).div_ceil(period as u128) as u64;
     let used = weighted + current;
-    let reset_after_us = if current > 0 { 2 * period - elapsed } else { period - elapsed };
+    let reset_after_us = if current > 0 {
+        2 * period - elapsed
+    } else {
+        period - elapsed
+    };
     if used + cost <= spec.limit {
         let current = current + cost;
         (
@@ -287,7 +296,11 @@ pub fn acquire(state: Option<&State>, now: u64, spec: &Spec, id: &str) -> (Optio
         _ => Vec::new(),
     };
     let held = leases.len() as u64;
-    let soonest = leases.iter().map(|(_, until)| until - now).min().unwrap_or(spec.period_us);
+    let soonest = leases
+        .iter()
+        .map(|(_, until)| until - now)
+        .min()
+        .unwrap_or(spec.period_us);
     if held < spec.limit {
         leases.push((id.to_string(), now + spec.period_us));
         (

@@ -147,6 +147,8 @@ impl RateLimitBackend for EmbeddedRateLimits {
 
     async fn release(&self, step: &Step<'_>, key: &str, id: &str) -> Result<bool> {
         let spec = self.spec(step);
-        Ok(self.with_state(full_key(step.policy, key), &spec, |state, _| algorithms::release(state, id)))
+        Ok(self.with_state(full_key(step.policy, key), &spec, |state, _| {
+            algorithms::release(state, id)
+        }))
     }
 }

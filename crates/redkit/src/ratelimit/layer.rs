@@ -45,7 +45,8 @@ pub struct TrustedProxies(Vec<(IpAddr, u8)>);
 impl TrustedProxies {
     /// Parses addresses and CIDR ranges (`10.0.0.0/8`, `::1`).
     pub fn parse(ranges: &[&str]) -> crate::Result<Self> {
-        let bad = |r: &str| crate::Error::invalid("trusted_proxies", format!("{r:?} is not an IP address or CIDR range"));
+        let bad =
+            |r: &str| crate::Error::invalid("trusted_proxies", format!("{r:?} is not an IP address or CIDR range"));
         let mut out = Vec::new();
         for r in ranges {
             let (ip, bits) = match r.split_once('/') {
@@ -129,7 +130,13 @@ fn client_ip(req: &RequestInfo<'_>, trusted: &TrustedProxies) -> Option<IpAddr> 
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    Some(forwarded.into_iter().rev().find(|ip| !trusted.contains(*ip)).unwrap_or(peer))
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.contains(*ip))
+            .unwrap_or(peer),
+    )
 }
 
 /// Rate-limits the wrapped service with one policy.
@@ -199,7 +206,10 @@ pub fn set_headers(headers: &mut HeaderMap, d: &Decision, legacy: bool) {
             headers.insert(HeaderName::from_static(name), v);
         }
     };
-    put("ratelimit-policy", format!("\"{}\";q={};w={}", d.policy, d.limit, d.window_s));
+    put(
+        "ratelimit-policy",
+        format!("\"{}\";q={};w={}", d.policy, d.limit, d.window_s),
+    );
     put("ratelimit", format!("\"{}\";r={};t={}", d.policy, d.remaining, reset_s));
     if let Some(retry) = d.retry_after.filter(|_| !d.allowed) {
         put("retry-after", (retry.as_secs_f64().ceil() as u64).max(1).to_string());

@@ -184,8 +184,15 @@ impl RateLimiter {
             policy,
             counters: Counters::default(),
         });
-        self.inner.policies.write().expect("policies lock").insert(name.clone(), defined);
-        self.inner.blocked.invalidate_entries_if(move |(p, _), _| *p == name).ok();
+        self.inner
+            .policies
+            .write()
+            .expect("policies lock")
+            .insert(name.clone(), defined);
+        self.inner
+            .blocked
+            .invalidate_entries_if(move |(p, _), _| *p == name)
+            .ok();
         Ok(())
     }
 
@@ -196,7 +203,13 @@ impl RateLimiter {
 
     /// Every policy.
     pub fn policies(&self) -> Vec<Policy> {
-        self.inner.policies.read().expect("policies lock").values().map(|d| d.policy.clone()).collect()
+        self.inner
+            .policies
+            .read()
+            .expect("policies lock")
+            .values()
+            .map(|d| d.policy.clone())
+            .collect()
     }
 
     /// Counters per policy.
@@ -229,7 +242,10 @@ impl RateLimiter {
         let p = &defined.policy;
         check_key(key)?;
         if p.algorithm == Algorithm::Concurrency {
-            return Err(Error::invalid("policy", format!("{policy} is a concurrency policy: use acquire")));
+            return Err(Error::invalid(
+                "policy",
+                format!("{policy} is a concurrency policy: use acquire"),
+            ));
         }
         p.check_cost(cost)?;
         if let Some(d) = self.listed(p, key) {
@@ -259,7 +275,9 @@ impl RateLimiter {
         let d = self.decide(p, outcome);
         if !d.allowed && cost == 1 && !p.shadow {
             let retry = d.retry_after.unwrap_or_default();
-            self.inner.blocked.insert(cache_key, (d.clone(), Instant::now() + retry));
+            self.inner
+                .blocked
+                .insert(cache_key, (d.clone(), Instant::now() + retry));
         }
         Ok(self.count(&defined, d))
     }
@@ -272,11 +290,18 @@ impl RateLimiter {
         let p = &defined.policy;
         check_key(key)?;
         if p.algorithm != Algorithm::Concurrency {
-            return Err(Error::invalid("policy", format!("{policy} is not a concurrency policy: use check")));
+            return Err(Error::invalid(
+                "policy",
+                format!("{policy} is not a concurrency policy: use check"),
+            ));
         }
         if let Some(d) = self.listed(p, key) {
             let d = self.count(&defined, d);
-            return Ok(if d.allowed { Acquired::Unlimited(d) } else { Acquired::Denied(d) });
+            return Ok(if d.allowed {
+                Acquired::Unlimited(d)
+            } else {
+                Acquired::Denied(d)
+            });
         }
         let id = format!("{:032x}", rand::random::<u128>());
         let step = Self::step(p);
@@ -328,7 +353,11 @@ impl RateLimiter {
             retry_after_us,
         } = outcome.verdict;
         let shadow_denied = !allowed && p.shadow;
-        let limit = if outcome.local_fallback { p.spec(p.fallback_share).limit } else { p.limit };
+        let limit = if outcome.local_fallback {
+            p.spec(p.fallback_share).limit
+        } else {
+            p.limit
+        };
         Decision {
             allowed: allowed || p.shadow,
             policy: p.name.clone(),
@@ -338,7 +367,11 @@ impl RateLimiter {
             reset_after: Duration::from_micros(reset_after_us),
             retry_after: (!allowed).then(|| Duration::from_micros(retry_after_us)),
             shadow_denied,
-            basis: if outcome.local_fallback { Basis::Fallback } else { Basis::Limiter },
+            basis: if outcome.local_fallback {
+                Basis::Fallback
+            } else {
+                Basis::Limiter
+            },
         }
     }
 

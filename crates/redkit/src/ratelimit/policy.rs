@@ -138,11 +138,13 @@ impl Policy {
     /// Checks every field; the error names the field and the rule.
     pub fn validate(&self) -> Result<()> {
         let n = &self.name;
-        let name_ok = !n.is_empty()
-            && n.len() <= 64
-            && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        let name_ok =
+            !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
         if !name_ok {
-            return Err(Error::invalid("name", "1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.', ':'"));
+            return Err(Error::invalid(
+                "name",
+                "1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.', ':'",
+            ));
         }
         if self.limit == 0 {
             return Err(Error::invalid(
@@ -165,7 +167,10 @@ impl Policy {
             }
             (Algorithm::Gcra | Algorithm::TokenBucket, _) => {}
             (_, Some(_)) => {
-                return Err(Error::invalid("burst", "applies only to the gcra and token_bucket algorithms"));
+                return Err(Error::invalid(
+                    "burst",
+                    "applies only to the gcra and token_bucket algorithms",
+                ));
             }
             _ => {}
         }
@@ -185,7 +190,10 @@ impl Policy {
             return Err(Error::invalid("fallback_share", "must be > 0 and <= 1"));
         }
         if let Some(k) = self.allow.intersection(&self.deny).next() {
-            return Err(Error::invalid("allow", format!("key {k:?} is on both the allow and the deny list")));
+            return Err(Error::invalid(
+                "allow",
+                format!("key {k:?} is on both the allow and the deny list"),
+            ));
         }
         Ok(())
     }
@@ -199,7 +207,10 @@ impl Policy {
         if cost > most {
             return Err(Error::invalid(
                 "cost",
-                format!("{cost} can never be allowed by policy {}: it exceeds the burst of {most}", self.name),
+                format!(
+                    "{cost} can never be allowed by policy {}: it exceeds the burst of {most}",
+                    self.name
+                ),
             ));
         }
         Ok(())

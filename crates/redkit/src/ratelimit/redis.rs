@@ -73,7 +73,11 @@ impl RateLimitBackend for RedisRateLimits {
         let s = step.spec;
         let reply = self
             .core
-            .script(&ACQUIRE, &[&key_of(step.policy, key)], &[&s.limit, &s.period_us, &s.burst, &1u64, &id])
+            .script(
+                &ACQUIRE,
+                &[&key_of(step.policy, key)],
+                &[&s.limit, &s.period_us, &s.burst, &1u64, &id],
+            )
             .await?;
         Ok(verdict(reply))
     }

@@ -1,0 +1,361 @@
+//! Rate limits on Redis and on the embedded store with the same scenarios; shared limits
+//! across instances; permits; lists, shadow and the blocked-key cache; the fallback
+//! limiter through a Redis SIGKILL; the tower layer's headers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{RESPONSE_TIMEOUT, config, eventually};
+use redkit::ratelimit::layer::{KeyBy, PeerAddr, RateLimitLayer, TrustedProxies};
+use redkit::ratelimit::{Acquired, Algorithm, Basis, Policy};
+use redkit::{ErrorKind, Mode, Redkit};
+use redkit_testkit::RedisServer;
+
+const COUNTING: [Algorithm; 5] = [
+    Algorithm::Gcra,
+    Algorithm::TokenBucket,
+    Algorithm::SlidingWindow,
+    Algorithm::SlidingLog,
+    Algorithm::FixedWindow,
+];
+
+async fn suite(redkit: &Redkit) {
+    let limits = redkit.rate_limiter();
+    let minute = Duration::from_secs(60);
+    for a in COUNTING {
+        let name = format!("p-{a:?}");
+        limits.define(Policy::new(&name, a, 100, minute)).unwrap();
+        let started = Instant::now();
+        for i in 0..100 {
+            let d = limits.check(&name, "user:1", 1).await.unwrap();
+            assert!(d.allowed, "{a:?}: request {i} refused");
+            assert_eq!(d.remaining, 99 - i, "{a:?}: remaining is exact");
+        }
+        let d = limits.check(&name, "user:1", 1).await.unwrap();
+        let elapsed = started.elapsed();
+        assert!(!d.allowed, "{a:?}: the 101st is refused");
+        assert_eq!((d.limit, d.remaining, d.window_s), (100, 0, 60));
+        let retry = d.retry_after.expect("a refusal says when to retry");
+        match a {
+            // One unit comes back every 600 ms.
+            Algorithm::Gcra | Algorithm::TokenBucket => {
+                assert!(
+                    retry <= Duration::from_millis(600) && retry + elapsed >= Duration::from_millis(590),
+                    "{a:?}: {retry:?}"
+                )
+            }
+            // The oldest entry leaves the log 60 s after it was made.
+            Algorithm::SlidingLog => assert!(
+                retry <= minute && retry + elapsed >= minute - Duration::from_millis(5),
+                "{retry:?}"
+            ),
+            Algorithm::FixedWindow => assert_eq!(Some(d.reset_after), d.retry_after, "the window's end"),
+            Algorithm::SlidingWindow => assert!(retry > Duration::ZERO && retry <= 2 * minute, "{retry:?}"),
+            Algorithm::Concurrency => unreachable!(),
+        }
+        assert_eq!(
+            limits.check(&name, "user:2", 1).await.unwrap().remaining,
+            99,
+            "keys are separate"
+        );
+        if matches!(a, Algorithm::Gcra | Algorithm::TokenBucket) {
+            tokio::time::sleep(retry + Duration::from_millis(20)).await;
+            assert!(
+                limits.check(&name, "user:1", 1).await.unwrap().allowed,
+                "{a:?}: allowed after retry_after"
+            );
+        }
+    }
+
+    // Cost, burst and bad input.
+    limits
+        .define(Policy::new("burst", Algorithm::Gcra, 10, minute).burst(4))
+        .unwrap();
+    assert!(limits.check("burst", "k", 4).await.unwrap().allowed);
+    assert!(!limits.check("burst", "k", 1).await.unwrap().allowed);
+    let err = limits.check("burst", "k", 5).await.unwrap_err();
+    assert!(
+        err.to_string().contains("cost") && err.to_string().contains("burst of 4"),
+        "{err}"
+    );
+    assert_eq!(
+        limits.check("burst", "k", 0).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        limits.check("nope", "k", 1).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    for (bad, field) in [
+        (Policy::new("z", Algorithm::Gcra, 0, minute), "limit"),
+        (Policy::new("z", Algorithm::Gcra, 10, Duration::ZERO), "period"),
+        (
+            Policy::new("z", Algorithm::FixedWindow, 10, Duration::from_secs(400 * 86_400)),
+            "period",
+        ),
+        (Policy::new("z", Algorithm::FixedWindow, 10, minute).burst(3), "burst"),
+        (Policy::new("z", Algorithm::Gcra, 10, minute).burst(0), "burst"),
+        (Policy::new("z", Algorithm::SlidingLog, 1_000_000, minute), "limit"),
+        (
+            Policy::new("z", Algorithm::Gcra, 10, minute).fallback_share(0.0),
+            "fallback_share",
+        ),
+        (Policy::new("bad name", Algorithm::Gcra, 10, minute), "name"),
+        (
+            Policy::new("z", Algorithm::Gcra, 10, minute).allow(["a"]).deny(["a"]),
+            "allow",
+        ),
+    ] {
+        let err = limits.define(bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+    assert!(
+        limits.policy("burst").is_some(),
+        "refused definitions leave existing ones alone"
+    );
+
+    // Lists, shadow mode, the blocked-key cache.
+    limits
+        .define(
+            Policy::new("lists", Algorithm::FixedWindow, 1, minute)
+                .allow(["admin"])
+                .deny(["abuser"]),
+        )
+        .unwrap();
+    for _ in 0..5 {
+        let d = limits.check("lists", "admin", 1).await.unwrap();
+        assert!(d.allowed && d.basis == Basis::AllowList);
+    }
+    let d = limits.check("lists", "abuser", 1).await.unwrap();
+    assert!(!d.allowed && d.basis == Basis::DenyList);
+    assert!(limits.check("lists", "someone", 1).await.unwrap().allowed);
+    let first = limits.check("lists", "someone", 1).await.unwrap();
+    assert!(!first.allowed && first.basis != Basis::Blocked);
+    let again = limits.check("lists", "someone", 1).await.unwrap();
+    assert!(
+        !again.allowed && again.basis == Basis::Blocked,
+        "answered without a round trip"
+    );
+    assert!(again.retry_after.unwrap() <= first.retry_after.unwrap());
+
+    limits
+        .define(Policy::new("shadow", Algorithm::Gcra, 1, minute).shadow(true))
+        .unwrap();
+    assert!(limits.check("shadow", "k", 1).await.unwrap().allowed);
+    let d = limits.check("shadow", "k", 1).await.unwrap();
+    assert!(d.allowed && d.shadow_denied, "shadow mode never refuses");
+    let stats = limits.stats();
+    assert_eq!((stats["shadow"].allowed, stats["shadow"].shadow_denied), (1, 1));
+    assert_eq!(stats["lists"].blocked_cache_hits, 1);
+
+    // Concurrency: permits released on drop, reclaimed after the lease.
+    limits
+        .define(Policy::new(
+            "jobs",
+            Algorithm::Concurrency,
+            2,
+            Duration::from_millis(500),
+        ))
+        .unwrap();
+    let Acquired::Granted(one) = limits.acquire("jobs", "worker").await.unwrap() else {
+        panic!("first permit")
+    };
+    let Acquired::Granted(two) = limits.acquire("jobs", "worker").await.unwrap() else {
+        panic!("second permit")
+    };
+    let Acquired::Denied(d) = limits.acquire("jobs", "worker").await.unwrap() else {
+        panic!("third must wait")
+    };
+    assert!(d.retry_after.unwrap() <= Duration::from_millis(500));
+    drop(one);
+    let mut third = None;
+    eventually(Duration::from_secs(5), "dropped permit released", async || match limits
+        .acquire("jobs", "worker")
+        .await
+        .unwrap()
+    {
+        Acquired::Granted(p) => {
+            third = Some(p);
+            true
+        }
+        _ => false,
+    })
+    .await;
+    // A holder that vanishes without releasing: its lease runs out.
+    std::mem::forget(two);
+    std::mem::forget(third);
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    let Acquired::Granted(p) = limits.acquire("jobs", "worker").await.unwrap() else {
+        panic!("lease reclaimed")
+    };
+    assert!(p.release().await.unwrap());
+    assert_eq!(
+        limits.check("jobs", "w", 1).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    suite(&redkit).await;
+    assert!(redis.command(&["EXISTS", "rk:{rl:p-Gcra:user:1}"]).unwrap() == "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+    suite(&redkit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_limit_exactly() {
+    let redis = RedisServer::start();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Redkit::open(config(Some(redis.url()), da.path())).await.unwrap();
+    let b = Redkit::open(config(Some(redis.url()), db.path())).await.unwrap();
+    for a_algo in COUNTING {
+        let name = format!("shared-{a_algo:?}");
+        let mut tasks = Vec::new();
+        for redkit in [&a, &b] {
+            let limits = redkit.rate_limiter();
+            limits
+                .define(Policy::new(&name, a_algo, 100, Duration::from_secs(3600)))
+                .unwrap();
+            for _ in 0..100 {
+                let (limits, name) = (limits.clone(), name.clone());
+                tasks.push(tokio::spawn(async move {
+                    limits.check(&name, "tenant", 1).await.unwrap().allowed
+                }));
+            }
+        }
+        let mut allowed = 0;
+        for t in tasks {
+            allowed += u32::from(t.await.unwrap());
+        }
+        assert_eq!(
+            allowed, 100,
+            "{a_algo:?}: 200 requests from two instances, 100 allowed in total"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_switches_to_the_fallback_share_and_back() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let limits = redkit.rate_limiter();
+    limits
+        .define(Policy::new("api", Algorithm::FixedWindow, 100, Duration::from_secs(3600)).fallback_share(0.5))
+        .unwrap();
+    assert_eq!(limits.check("api", "warmup", 1).await.unwrap().basis, Basis::Limiter);
+    redis.kill();
+    eventually(Duration::from_secs(5), "fallback", async || {
+        let _ = limits.check("api", "probe", 1).await;
+        redkit.mode() == Mode::Fallback
+    })
+    .await;
+    let mut allowed = 0;
+    for _ in 0..100 {
+        let started = Instant::now();
+        let d = limits.check("api", "user", 1).await.unwrap();
+        assert!(started.elapsed() < RESPONSE_TIMEOUT, "no timeout is paid once open");
+        if d.allowed {
+            assert_eq!(
+                (d.basis, d.limit),
+                (Basis::Fallback, 50),
+                "decided locally on the share"
+            );
+        }
+        allowed += u32::from(d.allowed);
+    }
+    assert_eq!(allowed, 50, "the local limiter enforces its share");
+    let health = serde_json::to_value(redkit.health().await).unwrap();
+    assert_eq!(health["stats"]["ratelimit"]["fallback_limiter_active"], true);
+    // 50 allowed + the first refusal; later refusals come from the blocked-key cache.
+    let api = &health["stats"]["ratelimit"]["policies"]["api"];
+    assert!(api["fallback_decisions"].as_u64().unwrap() >= 51, "{api}");
+    assert!(api["blocked_cache_hits"].as_u64().unwrap() >= 40, "{api}");
+
+    redis.restart();
+    eventually(Duration::from_secs(10), "back on redis", async || {
+        redkit.mode() == Mode::Redis
+    })
+    .await;
+    let d = limits.check("api", "user2", 1).await.unwrap();
+    assert_eq!((d.basis, d.limit), (Basis::Limiter, 100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tower_layer_sets_headers_on_allowed_and_refused_responses() {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+    let limits = redkit.rate_limiter();
+    limits
+        .define(Policy::new("web", Algorithm::FixedWindow, 2, Duration::from_secs(60)))
+        .unwrap();
+    let app = axum::Router::new().route("/", get(|| async { "hello" })).layer(
+        RateLimitLayer::new(limits.clone(), "web")
+            .key_by(KeyBy::ClientIp(TrustedProxies::parse(&["10.0.0.0/8"]).unwrap()))
+            .legacy_headers(true)
+            .bypass(|req| req.headers.contains_key("x-admin")),
+    );
+    let request = |peer: &str, forwarded: Option<&str>, admin: bool| {
+        let mut r = http::Request::builder().uri("/");
+        if let Some(f) = forwarded {
+            r = r.header("x-forwarded-for", f);
+        }
+        if admin {
+            r = r.header("x-admin", "1");
+        }
+        let mut r = r.body(Body::empty()).unwrap();
+        r.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+        r
+    };
+    let ok = app.clone().oneshot(request("1.2.3.4:1000", None, false)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["ratelimit-policy"], "\"web\";q=2;w=60");
+    let rl = ok.headers()["ratelimit"].to_str().unwrap();
+    assert!(rl.starts_with("\"web\";r=1;t="), "{rl}");
+    assert_eq!(ok.headers()["x-ratelimit-limit"], "2");
+    assert_eq!(ok.headers()["x-ratelimit-remaining"], "1");
+    assert!(!ok.headers().contains_key("retry-after"));
+
+    // Behind a trusted proxy the forwarded client is the key: 1.2.3.4 again.
+    let ok = app
+        .clone()
+        .oneshot(request("10.1.1.1:80", Some("9.9.9.9, 1.2.3.4"), false))
+        .await
+        .unwrap();
+    assert_eq!(ok.headers()["x-ratelimit-remaining"], "0");
+    let refused = app.clone().oneshot(request("1.2.3.4:1000", None, false)).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    assert!(refused.headers()["ratelimit"].to_str().unwrap().contains(";r=0;"));
+    let body = axum::body::to_bytes(refused.into_body(), 1 << 16).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"]["code"], "limit_exceeded");
+
+    let admin = app.clone().oneshot(request("1.2.3.4:1000", None, true)).await.unwrap();
+    assert_eq!(admin.status(), 200, "bypass predicate");
+    assert!(!admin.headers().contains_key("ratelimit"));
+    let other = app.clone().oneshot(request("5.6.7.8:1000", None, false)).await.unwrap();
+    assert_eq!(other.status(), 200, "other clients have their own limit");
+    // An untrusted peer cannot pick its key with X-Forwarded-For.
+    let spoof = app
+        .oneshot(request("1.2.3.4:1000", Some("7.7.7.7"), false))
+        .await
+        .unwrap();
+    assert_eq!(spoof.status(), 429);
+}
