@@ -359,3 +359,46 @@ async fn tower_layer_sets_headers_on_allowed_and_refused_responses() {
         .unwrap();
     assert_eq!(spoof.status(), 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_scripts_and_embedded_algorithms_decide_alike() {
+    let redis = RedisServer::start();
+    let (dr, de) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let on_redis = Redkit::open(config(Some(redis.url()), dr.path())).await.unwrap();
+    let embedded = Redkit::open(config(None, de.path())).await.unwrap();
+    // A period of an hour: the few milliseconds this takes refill nothing and cross no
+    // window boundary (except with negligible probability), so decisions must be identical.
+    for a in COUNTING {
+        let mut seq = Vec::new();
+        for redkit in [&on_redis, &embedded] {
+            let limits = redkit.rate_limiter();
+            let name = format!("same-{a:?}");
+            limits
+                .define(Policy::new(&name, a, 40, Duration::from_secs(3600)).burst_if_applicable(a, 50))
+                .unwrap();
+            let mut decisions = Vec::new();
+            let mut x: u64 = 7;
+            for _ in 0..80 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let cost = 1 + (x >> 33) % 5;
+                let d = limits.check(&name, "k", cost).await.unwrap();
+                decisions.push((cost, d.allowed, d.remaining));
+            }
+            seq.push(decisions);
+        }
+        assert_eq!(seq[0], seq[1], "{a:?}: Redis and embedded disagree");
+    }
+}
+
+trait BurstIfApplicable {
+    fn burst_if_applicable(self, a: Algorithm, burst: u64) -> Self;
+}
+
+impl BurstIfApplicable for Policy {
+    fn burst_if_applicable(self, a: Algorithm, burst: u64) -> Self {
+        match a {
+            Algorithm::Gcra | Algorithm::TokenBucket => self.burst(burst),
+            _ => self,
+        }
+    }
+}
