@@ -29,6 +29,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod health;
+pub mod lock;
 pub mod ratelimit;
 pub mod stats;
 
@@ -57,6 +58,7 @@ struct Inner {
     route: Arc<Route>,
     cache_hub: OnceLock<Arc<cache::CacheHub>>,
     rate_limiter: OnceLock<ratelimit::RateLimiter>,
+    locks: OnceLock<lock::Locks>,
     prober: Option<JoinHandle<()>>,
     started: Instant,
 }
@@ -88,6 +90,7 @@ impl Redkit {
                 route,
                 cache_hub: OnceLock::new(),
                 rate_limiter: OnceLock::new(),
+                locks: OnceLock::new(),
                 prober,
                 started: Instant::now(),
             }),
@@ -129,6 +132,14 @@ impl Redkit {
         self.inner
             .rate_limiter
             .get_or_init(|| ratelimit::RateLimiter::new(&self.inner.route))
+            .clone()
+    }
+
+    /// Distributed locks and semaphores.
+    pub fn locks(&self) -> lock::Locks {
+        self.inner
+            .locks
+            .get_or_init(|| lock::Locks::new(&self.inner.route))
             .clone()
     }
 

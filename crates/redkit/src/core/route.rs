@@ -349,7 +349,7 @@ impl<B: ?Sized + Send + Sync> Routed<B> {
     ///
     /// `f` calls one backend method: `routed.call(|b| b.get(key))`.
     pub async fn call<'a, T>(&'a self, f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>) -> Result<T> {
-        self.run(None::<fn() -> Vec<u8>>, f).await
+        self.run(None::<fn(&T) -> Option<Vec<u8>>>, f).await
     }
 
     /// Runs a write that Redis must see after an outage. In fallback, `entry` (built only
@@ -360,12 +360,22 @@ impl<B: ?Sized + Send + Sync> Routed<B> {
         entry: impl FnOnce() -> Vec<u8>,
         f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>,
     ) -> Result<T> {
+        self.run(Some(|_: &T| Some(entry())), f).await
+    }
+
+    /// Like [`Routed::write`], but the journal entry is built from the write's result (and
+    /// may be `None`: nothing to replay).
+    pub async fn write_with<'a, T>(
+        &'a self,
+        entry: impl FnOnce(&T) -> Option<Vec<u8>>,
+        f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>,
+    ) -> Result<T> {
         self.run(Some(entry), f).await
     }
 
     async fn run<'a, T>(
         &'a self,
-        entry: Option<impl FnOnce() -> Vec<u8>>,
+        entry: Option<impl FnOnce(&T) -> Option<Vec<u8>>>,
         f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>,
     ) -> Result<T> {
         let Some(redis) = &self.redis else {
@@ -392,8 +402,8 @@ impl<B: ?Sized + Send + Sync> Routed<B> {
         }
         metrics::counter!("redkit_fallback_calls_total", "capability" => self.capability).increment(1);
         let value = f(&self.embedded).await?;
-        if let Some(entry) = entry {
-            self.route.journal.append(self.capability, entry()).await?;
+        if let Some(entry) = entry.and_then(|build| build(&value)) {
+            self.route.journal.append(self.capability, entry).await?;
         }
         Ok(value)
     }

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[&str] = &[
         key TEXT NOT NULL,
         PRIMARY KEY (ns, tag, key)
     ) WITHOUT ROWID;",
+    // 4: fencing counters of host-local locks (see lock::embedded).
+    "CREATE TABLE lock_fences (
+        name  TEXT    NOT NULL PRIMARY KEY,
+        fence INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// Applies every migration newer than the database's `user_version`.

@@ -1,0 +1,147 @@
+//! Host-local locks: an in-process table of leases, plus — for single-permit locks — an
+//! OS file lock (`flock`) in a host-wide directory, so other processes on this host are
+//! excluded too (and a crashed holder's lock is freed by the OS). Fences come from a
+//! durable SQLite counter, so they keep increasing across restarts.
+//!
+//! Used when no Redis is configured, and — only for locks that opt in — while Redis is
+//! away. A host-local lock does not exclude other hosts.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::params;
+
+use super::backend::{Grant, LockBackend};
+use crate::core::embedded::EmbeddedStore;
+use crate::error::{Error, Result};
+
+struct Lease {
+    token: String,
+    until: Instant,
+    /// Held while the lease lives (single-permit locks only).
+    _file: Option<File>,
+}
+
+/// Host-local locks.
+pub struct LocalLocks {
+    store: Arc<EmbeddedStore>,
+    dir: PathBuf,
+    leases: Mutex<HashMap<String, Vec<Lease>>>,
+}
+
+impl LocalLocks {
+    pub(crate) fn new(store: Arc<EmbeddedStore>, dir: PathBuf) -> Self {
+        LocalLocks {
+            store,
+            dir,
+            leases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_file(&self, name: &str) -> Result<Option<File>> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::Storage(format!("cannot create the lock dir {}: {e}", self.dir.display())))?;
+        // Names are hashed: any lock name becomes a safe file name.
+        let path = self.dir.join(format!("{:016x}.lock", fnv1a(name.as_bytes())));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::Storage(format!("cannot open lock file {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::Storage(format!("flock {}: {e}", path.display()))),
+        }
+    }
+
+    async fn next_fence(&self, name: &str, min_fence: u64) -> Result<u64> {
+        let name = name.to_string();
+        self.store
+            .sql("lock_fence", move |c| {
+                let fence: i64 = c.query_row(
+                    "INSERT INTO lock_fences (name, fence) VALUES (?1, ?2 + 1)
+                     ON CONFLICT (name) DO UPDATE SET fence = MAX(fence, ?2) + 1
+                     RETURNING fence",
+                    params![name, min_fence as i64],
+                    |r| r.get(0),
+                )?;
+                Ok(fence as u64)
+            })
+            .await
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+#[async_trait::async_trait]
+impl LockBackend for LocalLocks {
+    async fn acquire(&self, name: &str, token: &str, permits: u32, lease: Duration, min_fence: u64) -> Result<Grant> {
+        {
+            let now = Instant::now();
+            let mut all = self.leases.lock().expect("locks lock");
+            let held = all.entry(name.to_string()).or_default();
+            held.retain(|l| l.until > now);
+            if held.len() >= permits as usize {
+                let soonest = held.iter().map(|l| l.until - now).min().unwrap_or(lease);
+                return Ok(Grant::Busy(soonest.max(Duration::from_millis(1))));
+            }
+            let file = if permits == 1 {
+                match self.lock_file(name)? {
+                    Some(f) => Some(f),
+                    // Another process on this host holds it.
+                    None => return Ok(Grant::Busy(Duration::from_millis(10))),
+                }
+            } else {
+                None
+            };
+            held.push(Lease {
+                token: token.to_string(),
+                until: now + lease,
+                _file: file,
+            });
+        }
+        let fence = self.next_fence(name, min_fence).await?;
+        Ok(Grant::Acquired { fence, lease })
+    }
+
+    async fn extend(&self, name: &str, token: &str, lease: Duration) -> Result<bool> {
+        let now = Instant::now();
+        let mut all = self.leases.lock().expect("locks lock");
+        let Some(held) = all.get_mut(name) else {
+            return Ok(false);
+        };
+        held.retain(|l| l.until > now);
+        Ok(match held.iter_mut().find(|l| l.token == token) {
+            Some(l) => {
+                l.until = now + lease;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn release(&self, name: &str, token: &str) -> Result<bool> {
+        let now = Instant::now();
+        let mut all = self.leases.lock().expect("locks lock");
+        let Some(held) = all.get_mut(name) else {
+            return Ok(false);
+        };
+        held.retain(|l| l.until > now);
+        let before = held.len();
+        held.retain(|l| l.token != token);
+        Ok(held.len() != before)
+    }
+
+    async fn raise_fence(&self, name: &str, fence: u64) -> Result<()> {
+        self.next_fence(name, fence.saturating_sub(1)).await.map(drop)
+    }
+}
