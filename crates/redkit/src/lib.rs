@@ -31,6 +31,7 @@ pub mod error;
 pub mod health;
 pub mod lock;
 pub mod ratelimit;
+pub mod session;
 pub mod stats;
 
 use std::sync::{Arc, OnceLock};
@@ -141,6 +142,11 @@ impl Redkit {
             .locks
             .get_or_init(|| lock::Locks::new(&self.inner.route))
             .clone()
+    }
+
+    /// A session store with these defaults and limits.
+    pub fn sessions(&self, options: session::SessionOptions) -> Result<session::Sessions> {
+        session::Sessions::new(&self.inner.route, options)
     }
 
     /// Mode, breaker, Redis, embedded store, journal, capabilities and statistics.

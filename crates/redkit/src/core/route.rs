@@ -197,8 +197,15 @@ impl Route {
 
     /// Registers how `recovery.capability()` replays its journal. If Redis is serving and
     /// entries are left from an earlier run, they are replayed now, in the background.
+    /// One recovery per capability: later registrations of the same capability only
+    /// trigger the replay of leftovers.
     pub fn register_recovery(self: &Arc<Self>, recovery: Arc<dyn Recovery>) {
-        self.recoveries.lock().expect("route lock").push(recovery.clone());
+        {
+            let mut recoveries = self.recoveries.lock().expect("route lock");
+            if !recoveries.iter().any(|r| r.capability() == recovery.capability()) {
+                recoveries.push(recovery.clone());
+            }
+        }
         if self.mode() == Mode::Redis {
             let route = self.clone();
             self.runtime.spawn(async move {

@@ -46,6 +46,17 @@ pub const MIGRATIONS: &[&str] = &[
         name  TEXT    NOT NULL PRIMARY KEY,
         fence INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 5: sessions (see session::embedded); data is a JSON object.
+    "CREATE TABLE sessions (
+        id         TEXT    NOT NULL PRIMARY KEY,
+        user       TEXT,
+        data       TEXT    NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_ms    INTEGER NOT NULL,
+        idle_ms    INTEGER NOT NULL,
+        abs_ms     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_user ON sessions (user);",
 ];
 
 /// Applies every migration newer than the database's `user_version`.

@@ -1,0 +1,74 @@
+//! The atomic session operations, on Redis and on SQLite.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Its id (≥ 256 random bits, URL-safe base64).
+    pub id: String,
+    /// The user it belongs to, if any.
+    pub user: Option<String>,
+    /// Its data.
+    pub data: Map<String, Value>,
+    /// Created, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Last touched, ms since the Unix epoch.
+    pub last_seen_ms: u64,
+    /// Idle timeout in ms: the session dies this long after `last_seen_ms`.
+    pub idle_ms: u64,
+    /// Absolute deadline, ms since the Unix epoch, whatever the activity.
+    pub absolute_deadline_ms: u64,
+}
+
+impl Session {
+    /// When it expires if left idle (ms since the Unix epoch).
+    pub fn expires_ms(&self) -> u64 {
+        (self.last_seen_ms + self.idle_ms).min(self.absolute_deadline_ms)
+    }
+}
+
+/// What `update` does to fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Patch {
+    /// Fields to set (serialized JSON values).
+    pub set: Vec<(String, String)>,
+    /// Fields to remove.
+    pub remove: Vec<String>,
+}
+
+/// The result of an update.
+#[derive(Debug, Clone)]
+pub enum Updated {
+    /// Applied; the session after it.
+    Done(Session),
+    /// No such (live) session.
+    Missing,
+    /// The session would grow to this many bytes, over the limit; nothing changed.
+    TooLarge(usize),
+}
+
+/// Session operations; each is atomic per session.
+#[async_trait::async_trait]
+pub trait SessionBackend: Send + Sync {
+    /// Stores a new session and returns it as stored (the store's clock stamps its
+    /// times); `None` if the id is taken.
+    async fn create(&self, session: &Session) -> Result<Option<Session>>;
+    /// Writes a whole session (recovery, rotation).
+    async fn put(&self, session: &Session) -> Result<()>;
+    /// Reads a live session, optionally touching its idle timer.
+    async fn get(&self, id: &str, touch: bool) -> Result<Option<Session>>;
+    /// Merges fields into a live session (touching it), refusing growth past `max_bytes`.
+    async fn update(&self, id: &str, patch: &Patch, max_bytes: usize) -> Result<Updated>;
+    /// Reads and deletes a session in one step (rotation).
+    async fn take(&self, id: &str) -> Result<Option<Session>>;
+    /// Deletes a session; false if there was none.
+    async fn delete(&self, id: &str, user: Option<&str>) -> Result<bool>;
+    /// The live sessions of `user`.
+    async fn list(&self, user: &str) -> Result<Vec<Session>>;
+    /// Deletes every session of `user`; returns how many.
+    async fn revoke_all(&self, user: &str) -> Result<u64>;
+}
