@@ -105,3 +105,69 @@ async fn cache_runs_on_cluster_with_tags_patterns_and_backplane() {
         assert_eq!(ca.clear().await.unwrap(), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_rate_limits_and_sessions_run_on_cluster() {
+    use redkit::lock::LockOptions;
+    use redkit::ratelimit::{Algorithm, Policy};
+    use redkit::session::SessionOptions;
+    let cluster = RedisCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(cluster.url()), dir.path())).await.unwrap();
+
+    let locks = redkit.locks();
+    for i in 0..20 {
+        let g = locks
+            .acquire(&format!("lock{i}"), &LockOptions::new().watchdog(false))
+            .await
+            .unwrap();
+        assert!(
+            locks
+                .try_acquire(&format!("lock{i}"), &LockOptions::new())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(g.release().await.unwrap());
+    }
+    let limits = redkit.rate_limiter();
+    for a in [
+        Algorithm::Gcra,
+        Algorithm::TokenBucket,
+        Algorithm::SlidingWindow,
+        Algorithm::SlidingLog,
+        Algorithm::FixedWindow,
+    ] {
+        let name = format!("c-{a:?}");
+        limits
+            .define(Policy::new(&name, a, 3, Duration::from_secs(60)))
+            .unwrap();
+        for key in 0..10 {
+            let allowed = futures_allowed(&limits, &name, &format!("k{key}")).await;
+            assert_eq!(allowed, 3, "{a:?}");
+        }
+    }
+    let sessions = redkit.sessions(SessionOptions::default()).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let s = sessions.create(serde_json::Map::new(), Some("u")).await.unwrap();
+        sessions
+            .update(&s.id, serde_json::json!({"k": 1}).as_object().unwrap().clone())
+            .await
+            .unwrap();
+        ids.push(sessions.rotate(&s.id).await.unwrap().id);
+    }
+    assert_eq!(sessions.list("u").await.unwrap().len(), 10);
+    assert_eq!(sessions.revoke_all("u").await.unwrap(), 10);
+    for id in ids {
+        assert!(sessions.get(&id).await.unwrap().is_none());
+    }
+}
+
+async fn futures_allowed(limits: &redkit::ratelimit::RateLimiter, policy: &str, key: &str) -> u32 {
+    let mut n = 0;
+    for _ in 0..5 {
+        n += u32::from(limits.check(policy, key, 1).await.unwrap().allowed);
+    }
+    n
+}
