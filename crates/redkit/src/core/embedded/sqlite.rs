@@ -26,6 +26,23 @@ pub struct Sqlite {
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the SQLite thread keeps looking for the next job before it sleeps. A caller
+/// usually sends its next job within microseconds of the last answer; sleeping at once
+/// would make it pay a thread wake-up each time.
+const SPIN: Duration = Duration::from_micros(50);
+
+fn next_job(rx: &mpsc::Receiver<Job>) -> Option<Job> {
+    let until = std::time::Instant::now() + SPIN;
+    loop {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if std::time::Instant::now() < until => std::hint::spin_loop(),
+            Err(mpsc::TryRecvError::Empty) => return rx.recv().ok(),
+        }
+    }
+}
+
 impl Sqlite {
     /// Opens (creating if needed) the database at `path`, applies pending migrations and
     /// starts its thread.
@@ -47,7 +64,7 @@ impl Sqlite {
         std::thread::Builder::new()
             .name("redkit-sqlite".into())
             .spawn(move || {
-                for job in rx {
+                while let Some(job) = next_job(&rx) {
                     job(&mut conn);
                 }
             })
