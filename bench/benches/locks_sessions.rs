@@ -16,7 +16,10 @@ fn benches(c: &mut Criterion) {
     let (dr, de) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let stores = rt.block_on(async {
         [
-            ("redis", Redkit::open(config(Some(redis.url()), dr.path())).await.unwrap()),
+            (
+                "redis",
+                Redkit::open(config(Some(redis.url()), dr.path())).await.unwrap(),
+            ),
             ("embedded", Redkit::open(config(None, de.path())).await.unwrap()),
         ]
     });
@@ -36,7 +39,10 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("session_get");
     for (store, redkit) in &stores {
         let sessions = redkit.sessions(SessionOptions::default()).unwrap();
-        let data = serde_json::json!({"user": "ada", "cart": [1, 2, 3]}).as_object().unwrap().clone();
+        let data = serde_json::json!({"user": "ada", "cart": [1, 2, 3]})
+            .as_object()
+            .unwrap()
+            .clone();
         let id = rt.block_on(sessions.create(data, Some("ada"))).unwrap().id;
         group.bench_function(*store, |b| b.to_async(&rt).iter(|| sessions.get(&id)));
     }

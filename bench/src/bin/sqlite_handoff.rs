@@ -22,5 +22,8 @@ async fn main() {
         samples.push(t.elapsed() / n);
     }
     samples.sort();
-    println!("no-op SQLite round trip: median {:?} (min {:?}, max {:?})", samples[2], samples[0], samples[4]);
+    println!(
+        "no-op SQLite round trip: median {:?} (min {:?}, max {:?})",
+        samples[2], samples[0], samples[4]
+    );
 }

@@ -14,11 +14,9 @@ use redkit_testkit::RedisServer;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-async fn two_instances(redis: &RedisServer) -> (Redkit, Redkit, tempfile::TempDir, tempfile::TempDir) {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Redkit::open(config(Some(redis.url()), da.path())).await.unwrap();
-    let b = Redkit::open(config(Some(redis.url()), db.path())).await.unwrap();
-    (a, b, da, db)
+async fn two_instances(redis: &RedisServer) -> (Redkit, Redkit, common::Harness, common::Harness) {
+    let (a, b) = common::two_instances(redis).await;
+    (a.redkit.clone(), b.redkit.clone(), a, b)
 }
 
 async fn subscribed<T: redkit::cache::CacheValue>(cache: &Cache<T>) {

@@ -281,10 +281,9 @@ async fn bad_input(redkit: &Redkit) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
-    suite(&redkit).await;
+    let h = common::on_redis().await;
+    let (redkit, redis) = (&h.redkit, h.redis.as_ref().unwrap());
+    suite(redkit).await;
     assert_eq!(redkit.mode(), Mode::Redis);
     // The records really are in Redis, under one hash tag per namespace.
     let cache = redkit.cache::<u32>("probe", CacheOptions::default()).unwrap();
@@ -294,9 +293,7 @@ async fn on_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_embedded() {
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
-    suite(&redkit).await;
+    suite(&common::on_embedded().await.redkit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

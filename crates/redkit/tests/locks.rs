@@ -136,17 +136,12 @@ async fn futures_permits(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
-    suite(&redkit).await;
+    suite(&common::on_redis().await.redkit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_embedded() {
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
-    suite(&redkit).await;
+    suite(&common::on_embedded().await.redkit).await;
 }
 
 /// N tasks × M increments of a read-modify-write that is not atomic on its own.
@@ -185,17 +180,14 @@ async fn exclusive_counter(instances: &[Redkit], name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_across_two_instances_on_redis() {
     let redis = RedisServer::start();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Redkit::open(config(Some(redis.url()), da.path())).await.unwrap();
-    let b = Redkit::open(config(Some(redis.url()), db.path())).await.unwrap();
-    exclusive_counter(&[a, b], "counter").await;
+    let (a, b) = common::two_instances(&redis).await;
+    exclusive_counter(&[a.redkit, b.redkit], "counter").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_host_local_across_two_instances() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Redkit::open(config(None, da.path())).await.unwrap();
-    let b = Redkit::open(config(None, db.path())).await.unwrap();
+    let (a, b) = (common::on_embedded().await, common::on_embedded().await);
+    let (a, b) = (a.redkit, b.redkit);
     // Two instances with separate data dirs exclude each other through the file lock.
     exclusive_counter(&[a, b], &unique("local-counter")).await;
 }

@@ -199,26 +199,22 @@ async fn suite(redkit: &Redkit) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
-    suite(&redkit).await;
+    let h = common::on_redis().await;
+    suite(&h.redkit).await;
+    let redis = h.redis.as_ref().unwrap();
     assert!(redis.command(&["EXISTS", "rk:{rl:p-Gcra:user:1}"]).unwrap() == "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_embedded() {
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
-    suite(&redkit).await;
+    suite(&common::on_embedded().await.redkit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_limit_exactly() {
     let redis = RedisServer::start();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Redkit::open(config(Some(redis.url()), da.path())).await.unwrap();
-    let b = Redkit::open(config(Some(redis.url()), db.path())).await.unwrap();
+    let (a, b) = common::two_instances(&redis).await;
+    let (a, b) = (a.redkit, b.redkit);
     for a_algo in COUNTING {
         let name = format!("shared-{a_algo:?}");
         let mut tasks = Vec::new();

@@ -136,17 +136,12 @@ async fn suite(redkit: &Redkit) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
-    suite(&redkit).await;
+    suite(&common::on_redis().await.redkit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_embedded() {
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
-    suite(&redkit).await;
+    suite(&common::on_embedded().await.redkit).await;
 }
 
 async fn fifty_concurrent_field_updates(redkit: &Redkit) {

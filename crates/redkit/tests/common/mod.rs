@@ -227,3 +227,49 @@ impl Kv {
         self.routed.call(|b| b.incr(key, by)).await
     }
 }
+
+/// A `Redkit` and what keeps it alive (its data dir, and the Redis it talks to).
+pub struct Harness {
+    pub redkit: Redkit,
+    pub redis: Option<redkit_testkit::RedisServer>,
+    pub dir: tempfile::TempDir,
+}
+
+/// A `Redkit` on a fresh `redis-server`.
+pub async fn on_redis() -> Harness {
+    let redis = redkit_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    Harness {
+        redkit,
+        redis: Some(redis),
+        dir,
+    }
+}
+
+/// A `Redkit` on the embedded store only.
+pub async fn on_embedded() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+    Harness {
+        redkit,
+        redis: None,
+        dir,
+    }
+}
+
+/// Two instances (separate data dirs) on one Redis.
+pub async fn two_instances(redis: &redkit_testkit::RedisServer) -> (Harness, Harness) {
+    let mut pair = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+        pair.push(Harness {
+            redkit,
+            redis: None,
+            dir,
+        });
+    }
+    let b = pair.pop().unwrap();
+    (pair.pop().unwrap(), b)
+}
