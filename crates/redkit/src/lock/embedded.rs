@@ -41,22 +41,41 @@ impl LocalLocks {
         }
     }
 
-    fn lock_file(&self, name: &str) -> Result<Option<File>> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| Error::Storage(format!("cannot create the lock dir {}: {e}", self.dir.display())))?;
+    /// Takes the host-wide file lock of `name` if free, on a blocking thread (file I/O
+    /// stays off the async runtime).
+    async fn lock_file(&self, name: &str) -> Result<Option<File>> {
+        let dir = self.dir.clone();
         // Names are hashed: any lock name becomes a safe file name.
-        let path = self.dir.join(format!("{:016x}.lock", fnv1a(name.as_bytes())));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::Storage(format!("cannot open lock file {}: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::Storage(format!("flock {}: {e}", path.display()))),
-        }
+        let path = dir.join(format!("{:016x}.lock", fnv1a(name.as_bytes())));
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Storage(format!("cannot create the lock dir {}: {e}", dir.display())))?;
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::Storage(format!("cannot open lock file {}: {e}", path.display())))?;
+            match file.try_lock() {
+                Ok(()) => Ok(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => Err(Error::Storage(format!("flock {}: {e}", path.display()))),
+            }
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("lock file task failed: {e}")))?
+    }
+
+    /// Soonest lease end of `name` if all `permits` are held now.
+    fn busy(&self, name: &str, permits: u32, lease: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        let mut all = self.leases.lock().expect("locks lock");
+        let held = all.entry(name.to_string()).or_default();
+        held.retain(|l| l.until > now);
+        (held.len() >= permits as usize).then(|| {
+            let soonest = held.iter().map(|l| l.until - now).min().unwrap_or(lease);
+            soonest.max(Duration::from_millis(1))
+        })
     }
 
     async fn next_fence(&self, name: &str, min_fence: u64) -> Result<u64> {
@@ -85,27 +104,28 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[async_trait::async_trait]
 impl LockBackend for LocalLocks {
     async fn acquire(&self, name: &str, token: &str, permits: u32, lease: Duration, min_fence: u64) -> Result<Grant> {
-        {
-            let now = Instant::now();
-            let mut all = self.leases.lock().expect("locks lock");
-            let held = all.entry(name.to_string()).or_default();
-            held.retain(|l| l.until > now);
-            if held.len() >= permits as usize {
-                let soonest = held.iter().map(|l| l.until - now).min().unwrap_or(lease);
-                return Ok(Grant::Busy(soonest.max(Duration::from_millis(1))));
+        if let Some(wait) = self.busy(name, permits, lease) {
+            return Ok(Grant::Busy(wait));
+        }
+        let file = if permits == 1 {
+            match self.lock_file(name).await? {
+                Some(f) => Some(f),
+                // Another process on this host holds it.
+                None => return Ok(Grant::Busy(Duration::from_millis(10))),
             }
-            let file = if permits == 1 {
-                match self.lock_file(name)? {
-                    Some(f) => Some(f),
-                    // Another process on this host holds it.
-                    None => return Ok(Grant::Busy(Duration::from_millis(10))),
-                }
-            } else {
-                None
-            };
-            held.push(Lease {
+        } else {
+            None
+        };
+        {
+            // Re-check: another task may have taken the last permit meanwhile (the file
+            // lock, if any, is dropped with `file` then).
+            if let Some(wait) = self.busy(name, permits, lease) {
+                return Ok(Grant::Busy(wait));
+            }
+            let mut all = self.leases.lock().expect("locks lock");
+            all.entry(name.to_string()).or_default().push(Lease {
                 token: token.to_string(),
-                until: now + lease,
+                until: Instant::now() + lease,
                 _file: file,
             });
         }

@@ -13,10 +13,22 @@ use crate::core::redis::{LuaScript, RedisCore, ToRedisArgsDyn};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
 
-static GET: LuaScript = LuaScript::new("session_get", include_str!("session_get.lua"));
-static UPDATE: LuaScript = LuaScript::new("session_update", include_str!("session_update.lua"));
-static CREATE: LuaScript = LuaScript::new("session_create", include_str!("session_create.lua"));
-static TAKE: LuaScript = LuaScript::new("session_take", include_str!("session_take.lua"));
+static GET: LuaScript = LuaScript::new(
+    "session_get",
+    concat!(include_str!("prelude.lua"), include_str!("session_get.lua")),
+);
+static UPDATE: LuaScript = LuaScript::new(
+    "session_update",
+    concat!(include_str!("prelude.lua"), include_str!("session_update.lua")),
+);
+static CREATE: LuaScript = LuaScript::new(
+    "session_create",
+    concat!(include_str!("prelude.lua"), include_str!("session_create.lua")),
+);
+static TAKE: LuaScript = LuaScript::new(
+    "session_take",
+    concat!(include_str!("prelude.lua"), include_str!("session_take.lua")),
+);
 
 /// Sessions on Redis.
 pub struct RedisSessions {

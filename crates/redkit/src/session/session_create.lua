@@ -1,8 +1,6 @@
 -- Creates session KEYS[1] unless the id is taken. ARGV[1]: idle ms, ARGV[2]: absolute TTL
 -- ms, ARGV[3]: user ('' for none), then data field/value pairs. Times from Redis TIME.
 -- Returns {created_ms} or false if the id exists.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local idle, abs = tonumber(ARGV[1]), now + tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], '_u', ARGV[3], '_c', now, '_l', now, '_i', idle, '_a', abs)

@@ -2,15 +2,10 @@
 -- fields never lose each other. ARGV[1]: max bytes, ARGV[2]: n fields to set,
 -- then n name/value pairs, then names to remove.
 -- Returns {1, fields...} when applied, {0} when absent or expired, {2, bytes} when too large.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local all = redis.call('HGETALL', KEYS[1])
 if #all == 0 then return {0} end
-local meta = {}
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 1) == '_' then meta[all[i]] = tonumber(all[i + 1]) end
-end
-if now >= meta['_a'] or now >= meta['_l'] + meta['_i'] then
+local meta = meta_of(all)
+if expired(meta) then
   redis.call('DEL', KEYS[1])
   return {0}
 end
