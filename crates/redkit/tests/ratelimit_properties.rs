@@ -93,11 +93,12 @@ proptest! {
     }
 
     #[test]
-    fn fixed_window_and_sliding_log_match_reference_models(
+    fn fixed_window_sliding_window_and_sliding_log_match_reference_models(
         (spec, hist) in spec_for(Algorithm::FixedWindow).prop_flat_map(|s| history(s).prop_map(move |h| (s, h)))
     ) {
-        let (mut fixed, mut log): (Option<State>, Option<State>) = (None, None);
+        let (mut fixed, mut log, mut sliding): (Option<State>, Option<State>, Option<State>) = (None, None, None);
         let mut windows = std::collections::HashMap::<u64, u64>::new();
+        let mut slid = std::collections::HashMap::<u64, u64>::new();
         let mut admitted: Vec<u64> = Vec::new();
         let mut now = START;
         for (advance, cost) in hist {
@@ -109,12 +110,61 @@ proptest! {
             if expect { *used += cost; }
             prop_assert_eq!(v.allowed, expect, "fixed window");
 
+            // Sliding window counter: the previous window's admitted count, weighted by its
+            // overlap with the window ending now (rounded up), plus the current window's.
+            let (s, v) = algorithms::sliding_window(sliding.as_ref(), now, &spec, cost);
+            sliding = s;
+            let index = now / spec.period_us;
+            let elapsed = now - index * spec.period_us;
+            let previous = index.checked_sub(1).and_then(|p| slid.get(&p)).copied().unwrap_or(0);
+            let current = slid.get(&index).copied().unwrap_or(0);
+            let weighted = (previous * (spec.period_us - elapsed)).div_ceil(spec.period_us);
+            let expect = weighted + current + cost <= spec.limit;
+            if expect { *slid.entry(index).or_default() += cost; }
+            prop_assert_eq!(v.allowed, expect, "sliding window");
+
             let (s, v) = algorithms::sliding_log(log.as_ref(), now, &spec, cost);
             log = s;
             let in_window = admitted.iter().filter(|t| **t + spec.period_us > now).count() as u64;
             let expect = in_window + cost <= spec.limit;
             if expect { admitted.extend(std::iter::repeat_n(now, cost as usize)); }
             prop_assert_eq!(v.allowed, expect, "sliding log");
+        }
+    }
+
+    /// GCRA and the token bucket against the textbook continuous token bucket they both
+    /// implement: `burst` tokens, one back every `period / limit`. The model counts tokens
+    /// scaled by that emission interval, so it is exact in integers; intervals dividing
+    /// 10⁶ µs keep the bucket's micro-token arithmetic exact too.
+    #[test]
+    fn gcra_and_token_bucket_match_a_continuous_token_bucket_model(
+        (a, limit, interval, extra, hist) in (
+            prop_oneof![Just(Algorithm::Gcra), Just(Algorithm::TokenBucket)],
+            1u64..30,
+            prop::sample::select(vec![1u64, 2, 5, 8, 10, 40, 125, 1_000, 3_125, 20_000, 62_500, 200_000]),
+            0u64..20,
+        )
+            .prop_flat_map(|(a, l, i, e)| {
+                prop::collection::vec((0..(l * i) / 4 + 1, 1..=(l + e).min(3)), 1..60)
+                    .prop_map(move |h| (a, l, i, e, h))
+            })
+    ) {
+        let spec = Spec { limit, period_us: limit * interval, burst: limit + extra };
+        let step = algorithm(a);
+        let capacity = spec.burst * interval; // scaled tokens
+        let (mut tokens, mut last) = (capacity, START);
+        let mut state = None;
+        let mut now = START;
+        for (advance, cost) in hist {
+            now += advance;
+            tokens = (tokens + (now - last)).min(capacity);
+            last = now;
+            let expect = tokens >= cost * interval;
+            if expect { tokens -= cost * interval; }
+            let (s, v) = step(state.as_ref(), now, &spec, cost);
+            state = s;
+            prop_assert_eq!(v.allowed, expect, "{:?} at +{} µs, cost {}", a, now - START, cost);
+            prop_assert_eq!(v.remaining, tokens / interval, "{:?} remaining", a);
         }
     }
 
