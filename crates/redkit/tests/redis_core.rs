@@ -199,3 +199,45 @@ async fn bad_urls_are_refused_clearly() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("redis.url"), "{err}");
 }
+
+/// TCP keepalive really is on redkit's connections with the configured idle time: the
+/// kernel's socket table (`/proc/net/tcp`) shows a keepalive timer (`tr` = 2) due in about
+/// 600 s on the client side of every connection to Redis.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn tcp_keepalive_is_set_on_redis_connections() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let _: String = redkit
+        .route()
+        .redis()
+        .unwrap()
+        .query("ping", &redis::cmd("PING"))
+        .await
+        .unwrap();
+    let port = format!("{:04X}", redis.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let timers: Vec<(String, u64)> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = f.get(2)?.split(':').nth(1)?;
+            let established = *f.get(3)? == "01";
+            (remote_port == port && established).then(|| {
+                let (kind, when) = f[5].split_once(':').unwrap();
+                (kind.to_string(), u64::from_str_radix(when, 16).unwrap())
+            })
+        })
+        .collect();
+    assert!(!timers.is_empty(), "no client connection to redis found");
+    for (kind, when) in &timers {
+        assert_eq!(kind, "02", "keepalive timer armed: {timers:?}");
+        // clock ticks of 1/100 s: about 600 s, not the kernel default of 7200 s
+        assert!(
+            (50_000..=60_100).contains(when),
+            "keepalive due in {when} ticks: {timers:?}"
+        );
+    }
+}
