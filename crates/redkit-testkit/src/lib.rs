@@ -24,6 +24,7 @@ pub struct Options {
     users: Vec<(String, String, String)>,
     extra: Vec<String>,
     config_file: Option<String>,
+    tls: bool,
 }
 
 impl Options {
@@ -45,6 +46,14 @@ impl Options {
         self
     }
 
+    /// Also listen with TLS on [`RedisServer::tls_port`], with a certificate for
+    /// `localhost`/`127.0.0.1` signed by a fresh private CA ([`RedisServer::ca_file`]),
+    /// made with the `openssl` command. The plain port stays open for the testkit itself.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// A config file with these contents, written to the server's dir and passed first
     /// (Sentinel needs one it can rewrite).
     pub fn config_file(mut self, contents: &str) -> Self {
@@ -61,6 +70,7 @@ impl Options {
 /// A running (or deliberately broken) `redis-server`.
 pub struct RedisServer {
     port: u16,
+    tls_port: Option<u16>,
     dir: TempDir,
     options: Options,
     child: Option<Child>,
@@ -99,15 +109,22 @@ impl RedisServer {
             .expect("temp dir");
         let mut server = RedisServer {
             port: 0,
+            tls_port: None,
             dir,
             options,
             child: None,
             frozen: false,
             load_delay_us: None,
         };
+        if server.options.tls {
+            make_certificates(server.dir.path());
+        }
         // A free port can be taken between our check and redis binding it; try a few.
         for _ in 0..5 {
             server.port = free_port();
+            if server.options.tls {
+                server.tls_port = Some(free_port());
+            }
             if server.spawn().is_ok() {
                 server.wait_ready(Duration::from_secs(10));
                 return server;
@@ -143,6 +160,11 @@ impl RedisServer {
         }
         if let Some(pw) = &self.options.password {
             cmd.args(["--requirepass", pw]);
+        }
+        if let Some(tls_port) = self.tls_port {
+            cmd.args(["--tls-port", &tls_port.to_string()])
+                .args(["--tls-cert-file", "server.crt", "--tls-key-file", "server.key"])
+                .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"]);
         }
         for (name, pw, rules) in &self.options.users {
             cmd.arg("--user").arg(name).arg("on").arg(format!(">{pw}"));
@@ -194,6 +216,21 @@ impl RedisServer {
     /// The port it listens on (kept across restarts).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS port, when started with [`Options::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// The private CA's certificate (PEM), when started with [`Options::tls`].
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// `rediss://localhost:TLS_PORT`, when started with [`Options::tls`].
+    pub fn tls_url(&self) -> String {
+        format!("rediss://localhost:{}", self.tls_port.expect("started with tls()"))
     }
 
     /// `redis://127.0.0.1:PORT` (no credentials).
@@ -329,6 +366,69 @@ impl RedisServer {
         }
         send(&mut stream, args)?;
         read_reply(&mut reader)
+    }
+}
+
+/// A private CA and a server certificate for localhost / 127.0.0.1, in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("write ext.cnf");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=redkit-test-ca",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("the openssl command is needed for TLS tests ({e}); apt-get install openssl"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -135,6 +135,9 @@ pub struct RedisConfig {
     pub loading_wait: Duration,
     /// TCP keepalive.
     pub keepalive: Keepalive,
+    /// PEM file of the CA that signed Redis's certificate (`rediss://` with a private CA);
+    /// `None` trusts the public web roots.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl RedisConfig {
@@ -163,6 +166,7 @@ impl RedisConfig {
                 interval: Duration::from_secs(60),
                 count: 5,
             },
+            tls_ca: None,
         }
     }
 }
@@ -314,6 +318,11 @@ const SETTINGS: &[Setting] = &[
         "a whole number from 1 to 100",
     ),
     setting(
+        "redis.tls_ca",
+        &["REDKIT_REDIS_TLS_CA"],
+        "a readable PEM file of CA certificates (for rediss:// with a private CA)",
+    ),
+    setting(
         "breaker.failure_threshold",
         &["REDKIT_BREAKER_FAILURES"],
         "a whole number from 1 to 1000",
@@ -460,6 +469,10 @@ impl Config {
             if let Some(v) = p.get("redis.keepalive_count", |s| int(s, 1, 100))? {
                 redis.keepalive.count = v as u32;
             }
+            redis.tls_ca = p.get("redis.tls_ca", |s| {
+                let text = std::fs::read_to_string(s).ok()?;
+                text.contains("BEGIN CERTIFICATE").then(|| PathBuf::from(s))
+            })?;
             config.redis = Some(redis);
         }
 

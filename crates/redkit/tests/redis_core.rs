@@ -241,3 +241,40 @@ async fn tcp_keepalive_is_set_on_redis_connections() {
         );
     }
 }
+
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    let redis = RedisServer::options().tls().start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Some(redis.tls_url()), dir.path());
+    cfg.redis.as_mut().unwrap().tls_ca = Some(redis.ca_file());
+    let redkit = Redkit::open(cfg).await.unwrap();
+    assert_eq!(redkit.mode(), Mode::Redis);
+    let pong: String = redkit
+        .route()
+        .redis()
+        .unwrap()
+        .query("ping", &redis::cmd("PING"))
+        .await
+        .unwrap();
+    assert_eq!(pong, "PONG");
+
+    // Without the CA, the server's certificate is not trusted: redkit starts in fallback.
+    let untrusted = Redkit::open(config(Some(redis.tls_url()), dir.path())).await.unwrap();
+    assert_eq!(untrusted.mode(), Mode::Fallback);
+    let health = untrusted.health().await;
+    assert!(health.redis.unwrap().last_connect_error.is_some());
+
+    // A CA file that is not a certificate is refused at start with the setting named.
+    let bogus = dir.path().join("not-a-ca.pem");
+    std::fs::write(&bogus, "hello").unwrap();
+    let err = redkit::Config::load(redkit::config::Sources {
+        env: vec![
+            ("REDIS_URL".into(), redis.tls_url()),
+            ("REDKIT_REDIS_TLS_CA".into(), bogus.display().to_string()),
+        ],
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.setting, "redis.tls_ca");
+}

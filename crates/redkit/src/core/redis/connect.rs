@@ -86,6 +86,20 @@ impl Connector {
     pub(crate) fn new(cfg: &RedisConfig) -> Result<Self> {
         let tcp = tcp_settings(cfg);
         let bad_url = |e: redis::RedisError| Error::invalid("redis.url", e.to_string());
+        let certs = match &cfg.tls_ca {
+            None => None,
+            Some(path) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(
+                    std::fs::read(path)
+                        .map_err(|e| Error::invalid("redis.tls_ca", format!("cannot read {}: {e}", path.display())))?,
+                ),
+            }),
+        };
+        let open = |info: redis::ConnectionInfo| match &certs {
+            Some(c) => Client::build_with_tls(info, c.clone()),
+            None => Client::open(info),
+        };
         let info = |url: &str| -> Result<redis::ConnectionInfo> {
             let info = url
                 .into_connection_info()
@@ -100,13 +114,19 @@ impl Connector {
             })
         };
         let kind = match &cfg.target {
-            RedisTarget::Standalone(url) => Kind::Standalone(Client::open(info(url)?).map_err(bad_url)?),
+            RedisTarget::Standalone(url) => Kind::Standalone(open(info(url)?).map_err(bad_url)?),
             RedisTarget::Sentinel {
                 sentinels,
                 master,
                 db,
                 tls,
             } => {
+                if certs.is_some() {
+                    return Err(Error::invalid(
+                        "redis.tls_ca",
+                        "a private CA is not supported with Sentinel yet; use public roots or a standalone URL",
+                    ));
+                }
                 let mut redis_info = redis::RedisConnectionInfo::default().set_db(*db);
                 if let Some(pw) = &cfg.password {
                     redis_info = redis_info.set_password(pw);
@@ -133,12 +153,15 @@ impl Connector {
                     if let Some(pw) = &cfg.password {
                         b = b.password(pw.clone());
                     }
+                    if let Some(c) = &certs {
+                        b = b.certs(c.clone());
+                    }
                     b.build().map_err(bad_url)
                 };
                 Kind::Cluster {
                     main: Box::new(builder(cfg.response_timeout)?),
                     dedicated: Box::new(builder(DEDICATED_CLUSTER_RESPONSE_TIMEOUT)?),
-                    first_node: Client::open(infos[0].clone()).map_err(bad_url)?,
+                    first_node: open(infos[0].clone()).map_err(bad_url)?,
                 }
             }
         };
