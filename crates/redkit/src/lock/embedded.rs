@@ -158,7 +158,12 @@ impl LockBackend for LocalLocks {
         held.retain(|l| l.until > now);
         let before = held.len();
         held.retain(|l| l.token != token);
-        Ok(held.len() != before)
+        let released = held.len() != before;
+        if held.is_empty() {
+            // Apps lock many unique names; keep only names that are held.
+            all.remove(name);
+        }
+        Ok(released)
     }
 
     async fn raise_fence(&self, name: &str, fence: u64) -> Result<()> {

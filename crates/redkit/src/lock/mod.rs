@@ -41,7 +41,7 @@ mod embedded;
 mod redis;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -123,8 +123,9 @@ pub struct Locks {
 struct Inner {
     closed: Routed<dyn LockBackend>,
     local: Routed<dyn LockBackend>,
-    /// Highest fence seen per name, so host-local fences start above it.
-    fences: Mutex<HashMap<String, u64>>,
+    /// Highest fence seen per recently used name, so host-local fences start above it
+    /// (bounded: apps may lock many unique names).
+    fences: moka::sync::Cache<String, u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,6 +158,9 @@ impl Recovery for FenceRecovery {
     }
 }
 
+/// Lock names whose highest fence is remembered.
+const FENCE_MEMORY: u64 = 100_000;
+
 /// Directory of host-wide lock files.
 fn lock_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("redkit-locks")
@@ -174,7 +178,7 @@ impl Locks {
             inner: Arc::new(Inner {
                 closed: route.routed("lock", FallbackPolicy::FailClosed, as_dyn(), local.clone()),
                 local: route.routed("lock_local", FallbackPolicy::Serve, as_dyn(), local),
-                fences: Mutex::new(HashMap::new()),
+                fences: moka::sync::Cache::new(FENCE_MEMORY),
             }),
         }
     }
@@ -218,14 +222,7 @@ impl Locks {
         let mut backoff = Duration::from_millis(10);
         let routed = self.routed(opts);
         loop {
-            let min_fence = self
-                .inner
-                .fences
-                .lock()
-                .expect("fences lock")
-                .get(name)
-                .copied()
-                .unwrap_or(0);
+            let min_fence = self.inner.fences.get(name).unwrap_or(0);
             let local_fence = |grant: &Grant| match grant {
                 Grant::Acquired { fence, .. } => Some(
                     serde_json::to_vec(&LocalFence {
@@ -241,10 +238,10 @@ impl Locks {
                 .await?;
             match grant {
                 Grant::Acquired { fence, lease } => {
-                    let mut fences = self.inner.fences.lock().expect("fences lock");
-                    let seen = fences.entry(name.to_string()).or_default();
-                    *seen = (*seen).max(fence);
-                    drop(fences);
+                    self.inner
+                        .fences
+                        .entry(name.to_string())
+                        .and_upsert_with(|seen| seen.map_or(fence, |s| s.into_value().max(fence)));
                     return Ok(Some(LockGuard::new(self.clone(), name, token, fence, lease, opts)));
                 }
                 Grant::Busy(lease_left) => {

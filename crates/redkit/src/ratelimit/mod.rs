@@ -169,6 +169,7 @@ impl RateLimiter {
             blocked: moka::sync::Cache::builder()
                 .max_capacity(BLOCKED_CAPACITY)
                 .expire_after(UntilRetry)
+                .support_invalidation_closures()
                 .build(),
         });
         let provider: Weak<dyn StatsProvider> = Arc::downgrade(&inner) as _;
@@ -189,10 +190,11 @@ impl RateLimiter {
             .write()
             .expect("policies lock")
             .insert(name.clone(), defined);
+        // Refusals remembered under the old definition no longer hold.
         self.inner
             .blocked
             .invalidate_entries_if(move |(p, _), _| *p == name)
-            .ok();
+            .expect("the blocked-key cache supports invalidation closures");
         Ok(())
     }
 
