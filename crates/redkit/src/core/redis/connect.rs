@@ -73,8 +73,9 @@ enum Kind {
     Cluster {
         main: Box<ClusterClient>,
         dedicated: Box<ClusterClient>,
-        /// A plain client to the first node, for pub/sub (cluster PUBLISH reaches every node).
-        first_node: Client,
+        /// Plain clients to the listed nodes, for pub/sub (a cluster PUBLISH reaches every
+        /// node, so any reachable one will do).
+        nodes: Vec<Client>,
     },
 }
 
@@ -161,7 +162,10 @@ impl Connector {
                 Kind::Cluster {
                     main: Box::new(builder(cfg.response_timeout)?),
                     dedicated: Box::new(builder(DEDICATED_CLUSTER_RESPONSE_TIMEOUT)?),
-                    first_node: open(infos[0].clone()).map_err(bad_url)?,
+                    nodes: infos
+                        .iter()
+                        .map(|i| open(i.clone()).map_err(bad_url))
+                        .collect::<Result<Vec<_>>>()?,
                 }
             }
         };
@@ -181,12 +185,22 @@ impl Connector {
         match &self.kind {
             Kind::Standalone(c) => Ok(c.clone()),
             Kind::Sentinel(s) => s.lock().await.async_get_client().await,
-            Kind::Cluster { first_node, .. } => Ok(first_node.clone()),
+            Kind::Cluster { nodes, .. } => Ok(nodes[0].clone()),
         }
     }
 
     /// Opens a pub/sub connection (to the master, or to one cluster node).
     pub(crate) async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
+        if let Kind::Cluster { nodes, .. } = &self.kind {
+            let mut last = None;
+            for node in nodes {
+                match node.get_async_pubsub().await {
+                    Ok(p) => return Ok(p),
+                    Err(e) => last = Some(e),
+                }
+            }
+            return Err(last.expect("a cluster lists at least two nodes"));
+        }
         self.client().await?.get_async_pubsub().await
     }
 
