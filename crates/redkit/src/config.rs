@@ -153,12 +153,13 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(2),
             max_connections: 16,
             // Calls made while the connection is being re-established wait for these
-            // attempts, so they are kept few: a longer outage is the breaker's job, whose
-            // prober keeps retrying with its own backoff without holding up any call.
+            // attempts. By default there are none: a reconnect that is refused opens the
+            // breaker at once, and the breaker's prober retries with its own backoff
+            // without holding up any call.
             reconnect: Backoff {
                 min: Duration::from_millis(100),
                 max: Duration::from_secs(2),
-                attempts: 1,
+                attempts: 0,
             },
             loading_wait: Duration::from_secs(60),
             keepalive: Keepalive {

@@ -1,8 +1,9 @@
 //! Circuit breaker for Redis.
 //!
 //! Closed: calls go to Redis and every outcome is reported here. After
-//! `failure_threshold` consecutive failures or timeouts (or at once when Redis says it is
-//! `LOADING`, which is not counted as a failure) the breaker **opens**: from then on the
+//! `failure_threshold` consecutive failures or timeouts — or at once when a connection is
+//! refused (nobody listens) or Redis says it is `LOADING` (not counted as a failure) — the
+//! breaker **opens**: from then on the
 //! route sends calls straight to the embedded store, so no call pays a timeout. The
 //! recovery prober (see [`route`](super::route)) PINGs with backoff; when Redis answers it
 //! moves the breaker to **recovering**, replays the journal, and **closes** it.

@@ -52,12 +52,17 @@ enum Health {
     Alive,
     /// Redis is loading its dataset: not a failure, but not usable either.
     Loading,
-    /// Redis did not answer or the connection broke.
+    /// Redis did not answer or the connection broke (the command may have run).
     Failed,
+    /// Nothing listens at Redis's address: certainly down, and the command never ran.
+    Refused,
 }
 
 fn classify(e: &RedisError) -> Health {
     use redis::{ErrorKind as K, ServerErrorKind as S};
+    if e.is_connection_refusal() {
+        return Health::Refused;
+    }
     match e.kind() {
         K::Server(S::BusyLoading) => Health::Loading,
         K::Server(S::ClusterDown | S::MasterDown | S::TryAgain | S::ReadOnly) => Health::Failed,
@@ -309,6 +314,11 @@ impl RedisCore {
             Health::Failed => {
                 self.breaker.failure(&e.to_string());
                 Error::Unavailable(format!("redis failed {op}: {e}"))
+            }
+            Health::Refused => {
+                // No need to count to the threshold: nobody is listening.
+                self.breaker.open(&format!("connection refused: {e}"));
+                Error::Unavailable(format!("redis refused the connection ({op}): {e}"))
             }
         }
     }
