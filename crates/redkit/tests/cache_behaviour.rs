@@ -428,3 +428,35 @@ async fn ten_thousand_keys_by_tag_pattern_clear_and_pages() {
     let cb = b.cache::<u32>("big", CacheOptions::default()).unwrap();
     assert_eq!(cb.get("item:0:9998").await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_journal_entry_does_not_keep_redis_out() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let cache = redkit.cache::<String>("poison", CacheOptions::default()).unwrap();
+    redis.kill();
+    eventually(LIMIT, "fallback", async || {
+        let _ = cache.get("probe").await;
+        redkit.mode() == Mode::Fallback
+    })
+    .await;
+    redkit
+        .route()
+        .journal()
+        .append("cache", b"not a journal entry".to_vec())
+        .await
+        .unwrap();
+    cache.set("after", &"kept".into()).await.unwrap();
+    redis.restart();
+    eventually(LIMIT, "recovered despite the bad entry", async || {
+        redkit.mode() == Mode::Redis
+    })
+    .await;
+    assert!(redkit.health().await.journal_pending.is_empty());
+    assert_eq!(
+        redis.command(&["EXISTS", "rk:{c:poison}:k:after"]).unwrap(),
+        "1",
+        "good entries replayed"
+    );
+}

@@ -286,9 +286,18 @@ async fn on_redis() {
     suite(redkit).await;
     assert_eq!(redkit.mode(), Mode::Redis);
     // The records really are in Redis, under one hash tag per namespace.
-    let cache = redkit.cache::<u32>("probe", CacheOptions::default()).unwrap();
+    let cache = redkit.cache::<u32>("probe", CacheOptions::default().l1(false)).unwrap();
     cache.set("k", &1).await.unwrap();
     assert!(redis.command(&["EXISTS", "rk:{c:probe}:k:k"]).unwrap() == "1");
+    // Records tampered with in Redis never panic: no expiry, or bytes that are not a record.
+    redis.command(&["PERSIST", "rk:{c:probe}:k:k"]).unwrap();
+    assert_eq!(cache.get("k").await.unwrap(), Some(1));
+    redis.command(&["SET", "rk:{c:probe}:k:k", "garbage"]).unwrap();
+    assert_eq!(
+        cache.get("k").await.unwrap(),
+        None,
+        "an unreadable record counts as missing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

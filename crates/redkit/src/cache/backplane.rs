@@ -31,7 +31,7 @@ use super::redis::RedisCache;
 use super::stats::CacheStatsSnapshot;
 use crate::core::redis::RedisCore;
 use crate::core::route::{Recovery, Route, StatsProvider};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::stats::now_ms;
 
 /// The pub/sub channel of the cache backplane.
@@ -261,7 +261,14 @@ impl Recovery for CacheRecovery {
         // flushes them first, so the order of writes is kept.
         let mut sets: Option<(String, Vec<SetItem>)> = None;
         for entry in entries {
-            let op: JournalOp = rmp_serde::from_slice(entry).map_err(|e| Error::Codec(e.to_string()))?;
+            let op: JournalOp = match rmp_serde::from_slice(entry) {
+                Ok(op) => op,
+                Err(e) => {
+                    // Never let one unreadable entry keep Redis out of service forever.
+                    tracing::error!(error = %e, "skipping an unreadable cache journal entry");
+                    continue;
+                }
+            };
             match op {
                 JournalOp::Set { ns, items, at_ms } => {
                     let elapsed = now_ms().saturating_sub(at_ms);

@@ -300,7 +300,12 @@ impl<T: CacheValue> Cache<T> {
                 let stale_until = now.checked_add(record.remaining).unwrap_or(far).min(far);
                 let fresh_left = record.remaining.saturating_sub(u.stale_window);
                 let fresh = !fresh_left.is_zero();
-                let fresh_until = if fresh { now + fresh_left } else { now };
+                // A record without expiry (written by hand) reports Duration::MAX: clamp.
+                let fresh_until = if fresh {
+                    now.checked_add(fresh_left).unwrap_or(far).min(far)
+                } else {
+                    now
+                };
                 let entry = L1Entry {
                     value: u.value,
                     fresh_until,

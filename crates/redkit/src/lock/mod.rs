@@ -147,7 +147,10 @@ impl Recovery for FenceRecovery {
     async fn replay(&self, entries: &[Vec<u8>]) -> Result<()> {
         let mut highest: HashMap<String, u64> = HashMap::new();
         for e in entries {
-            let f: LocalFence = serde_json::from_slice(e)?;
+            let Ok(f) = serde_json::from_slice::<LocalFence>(e) else {
+                tracing::error!("skipping an unreadable lock-fence journal entry");
+                continue;
+            };
             let h = highest.entry(f.name).or_default();
             *h = (*h).max(f.fence);
         }

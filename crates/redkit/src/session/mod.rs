@@ -110,7 +110,12 @@ impl Recovery for WriteBack {
 
     async fn replay(&self, entries: &[Vec<u8>]) -> Result<()> {
         for e in entries {
-            match serde_json::from_slice(e)? {
+            let Ok(change) = serde_json::from_slice::<Change>(e) else {
+                // Never let one unreadable entry keep Redis out of service forever.
+                tracing::error!("skipping an unreadable session journal entry");
+                continue;
+            };
+            match change {
                 Change::Put(s) if s.expires_ms() > now_ms() => self.redis.put(&s).await?,
                 Change::Put(s) => {
                     self.redis.delete(&s.id, s.user.as_deref()).await?;
