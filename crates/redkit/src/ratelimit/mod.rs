@@ -122,13 +122,28 @@ pub struct PolicyStats {
     pub blocked_cache_hits: u64,
 }
 
-#[derive(Default)]
 struct Counters {
     allowed: AtomicU64,
     denied: AtomicU64,
     shadow_denied: AtomicU64,
     fallback: AtomicU64,
     blocked: AtomicU64,
+    /// Registered once per policy, so a decision costs no label allocation.
+    exported: [metrics::Counter; 3],
+}
+
+impl Counters {
+    fn new(policy: &str) -> Self {
+        let counter = |outcome: &'static str| metrics::counter!("redkit_ratelimit_decisions_total", "policy" => policy.to_string(), "outcome" => outcome);
+        Counters {
+            allowed: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
+            shadow_denied: AtomicU64::new(0),
+            fallback: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+            exported: [counter("allowed"), counter("denied"), counter("shadow_denied")],
+        }
+    }
 }
 
 struct Defined {
@@ -183,7 +198,7 @@ impl RateLimiter {
         let name = policy.name.clone();
         let defined = Arc::new(Defined {
             policy,
-            counters: Counters::default(),
+            counters: Counters::new(&name),
         });
         self.inner
             .policies
@@ -379,21 +394,18 @@ impl RateLimiter {
 
     fn count(&self, defined: &Defined, d: Decision) -> Decision {
         let c = &defined.counters;
-        let name = defined.policy.name.clone();
-        let outcome = if d.shadow_denied {
-            c.shadow_denied.fetch_add(1, Ordering::Relaxed);
-            "shadow_denied"
+        let (local, exported) = if d.shadow_denied {
+            (&c.shadow_denied, &c.exported[2])
         } else if d.allowed {
-            c.allowed.fetch_add(1, Ordering::Relaxed);
-            "allowed"
+            (&c.allowed, &c.exported[0])
         } else {
-            c.denied.fetch_add(1, Ordering::Relaxed);
-            "denied"
+            (&c.denied, &c.exported[1])
         };
+        local.fetch_add(1, Ordering::Relaxed);
+        exported.increment(1);
         if d.basis == Basis::Fallback {
             c.fallback.fetch_add(1, Ordering::Relaxed);
         }
-        metrics::counter!("redkit_ratelimit_decisions_total", "policy" => name, "outcome" => outcome).increment(1);
         d
     }
 
