@@ -127,7 +127,7 @@ impl Drop for CacheHub {
 
 impl CacheHub {
     pub fn new(route: &Arc<Route>) -> Arc<Self> {
-        let instance: Arc<str> = Arc::from(format!("{:016x}", rand::random::<u64>()));
+        let instance: Arc<str> = Arc::from(crate::core::random::token());
         let redis = route
             .redis()
             .map(|core| Arc::new(RedisCache::new(core.clone(), instance.clone())));

@@ -14,6 +14,7 @@ use super::backplane::Invalidation;
 use super::glob;
 
 /// One cached value.
+#[derive(Clone)]
 pub(crate) struct L1Entry<T> {
     pub value: T,
     pub fresh_until: Instant,

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 
 use super::l1::L1Entry;
 use super::options::{EntryOptions, Resolved};
-use super::{Cache, CacheValue, L2Lookup, clone_entry};
+use super::{Cache, CacheValue, L2Lookup};
 use crate::error::{Error, Result};
 
 /// How often an instance waiting on another's stampede lock looks for the value.
@@ -171,7 +171,7 @@ impl<T: CacheValue> Cache<T> {
     fn serve_stale(&self, key: &str, r: &Resolved, stale: &L1Entry<T>) -> T {
         self.inner.stats.stale_served.add(1);
         let now = Instant::now();
-        let mut throttled = clone_entry(stale);
+        let mut throttled = stale.clone();
         throttled.fresh_until = now + r.throttle;
         throttled.stale_until = stale.stale_until.max(throttled.fresh_until);
         throttled.throttled = true;
@@ -235,7 +235,7 @@ impl<T: CacheValue> Cache<T> {
             return Peer::Go(None);
         };
         let ns = &self.inner.ns;
-        let token = format!("{:032x}", rand::random::<u128>());
+        let token = crate::core::random::token();
         match self.inner.routed.call(|b| b.try_lock(ns, key, &token, ttl)).await {
             Ok(true) => return Peer::Go(Some(token)),
             Ok(false) => {}

@@ -335,7 +335,7 @@ impl<T: CacheValue> Cache<T> {
                 Some((e, true)) => {
                     let e = Arc::new(e);
                     // L1 keeps what L2 said, so the next read is local.
-                    self.inner.l1.insert(key, clone_entry(&e));
+                    self.inner.l1.insert(key, L1Entry::clone(&e));
                     L2Lookup::Fresh(e)
                 }
                 Some((e, false)) => L2Lookup::Stale(Arc::new(e)),
@@ -528,17 +528,5 @@ impl<T: CacheValue> Cache<T> {
         }
         let ns = &self.inner.ns;
         self.inner.routed.call(|b| b.keys(ns, pattern, cursor, limit)).await
-    }
-}
-
-fn clone_entry<T: Clone>(e: &L1Entry<T>) -> L1Entry<T> {
-    L1Entry {
-        value: e.value.clone(),
-        fresh_until: e.fresh_until,
-        stale_until: e.stale_until,
-        ttl: e.ttl,
-        tags: e.tags.clone(),
-        weight: e.weight,
-        throttled: e.throttled,
     }
 }

@@ -5,5 +5,6 @@
 pub mod breaker;
 pub mod embedded;
 pub mod journal;
+pub mod random;
 pub mod redis;
 pub mod route;

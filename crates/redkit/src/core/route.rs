@@ -31,15 +31,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
-use rand::Rng;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use super::breaker::Breaker;
 use super::embedded::EmbeddedStore;
 use super::journal::Journal;
+use super::random::jittered;
 use super::redis::{Probe, RedisCore};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -318,11 +317,6 @@ impl Route {
         }
         Ok(())
     }
-}
-
-fn jittered(delay: Duration) -> Duration {
-    let half = delay / 2;
-    half + half.mul_f64(rand::rng().random::<f64>())
 }
 
 /// A capability's pair of backends behind the route. See the [module docs](self).

@@ -220,7 +220,7 @@ impl Locks {
         if !(1..=10_000).contains(&permits) {
             return Err(Error::invalid("permits", "must be 1 to 10000"));
         }
-        let token = format!("{:032x}", rand::random::<u128>());
+        let token = crate::core::random::token();
         let deadline = Instant::now() + opts.wait;
         let mut backoff = Duration::from_millis(10);
         let routed = self.routed(opts);
@@ -252,8 +252,9 @@ impl Locks {
                     if now >= deadline {
                         return Ok(None);
                     }
-                    let jitter = rand::random::<f64>() * 0.5 + 0.75;
-                    let pause = backoff.mul_f64(jitter).min(lease_left).min(deadline - now);
+                    let pause = crate::core::random::jittered(backoff)
+                        .min(lease_left)
+                        .min(deadline - now);
                     tokio::time::sleep(pause.max(Duration::from_millis(1))).await;
                     backoff = (backoff * 2).min(Duration::from_millis(250));
                 }

@@ -320,7 +320,7 @@ impl RateLimiter {
                 Acquired::Denied(d)
             });
         }
-        let id = format!("{:032x}", rand::random::<u128>());
+        let id = crate::core::random::token();
         let step = Self::step(p);
         let outcome = self.inner.routed.call(|b| b.acquire(&step, key, &id)).await?;
         let d = self.count(&defined, self.decide(p, outcome));

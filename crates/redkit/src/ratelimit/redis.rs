@@ -57,7 +57,11 @@ impl RateLimitBackend for RedisRateLimits {
             Algorithm::Concurrency => unreachable!("concurrency policies use acquire"),
         };
         let s = step.spec;
-        let call_id = format!("{:016x}", rand::random::<u64>());
+        // Only the sliding log stores per-call members; the others need no id.
+        let call_id = match step.algorithm {
+            Algorithm::SlidingLog => crate::core::random::token(),
+            _ => String::new(),
+        };
         let reply = self
             .core
             .script(

@@ -65,8 +65,6 @@ pub trait SessionBackend: Send + Sync {
     async fn update(&self, id: &str, patch: &Patch, max_bytes: usize) -> Result<Updated>;
     /// Reads and deletes a session in one step (rotation).
     async fn take(&self, id: &str) -> Result<Option<Session>>;
-    /// Deletes a session; false if there was none.
-    async fn delete(&self, id: &str, user: Option<&str>) -> Result<bool>;
     /// The live sessions of `user`.
     async fn list(&self, user: &str) -> Result<Vec<Session>>;
     /// Deletes every session of `user`; returns how many.

@@ -158,19 +158,6 @@ impl SessionBackend for EmbeddedSessions {
             .await
     }
 
-    async fn delete(&self, id: &str, _user: Option<&str>) -> Result<bool> {
-        let id = id.to_string();
-        self.store
-            .sql("session_delete", move |c| {
-                let tx = c.transaction()?;
-                let live = load(&tx, &id, now_ms())?.is_some();
-                tx.execute("DELETE FROM sessions WHERE id = ?1", [&id])?;
-                tx.commit()?;
-                Ok(live)
-            })
-            .await
-    }
-
     async fn list(&self, user: &str) -> Result<Vec<Session>> {
         let user = user.to_string();
         self.store

@@ -306,24 +306,16 @@ impl Sessions {
         }
     }
 
-    /// Deletes the session; returns whether it existed.
+    /// Deletes the session; returns whether it was live.
     pub async fn delete(&self, id: &str) -> Result<bool> {
         check_id(id)?;
-        let user = self.inner.routed.call(|b| b.get(id, false)).await?.and_then(|s| s.user);
-        let entry = || {
-            Change::Delete {
-                id: id.to_string(),
-                user: user.clone(),
-            }
-            .encode()
-        };
-        self.inner.routed.write(entry, |b| b.delete(id, user.as_deref())).await
+        Ok(self.take(id).await?.is_some())
     }
 
-    /// Moves the session to a new id (same data, user and deadlines); the old id is dead.
-    pub async fn rotate(&self, id: &str) -> Result<Session> {
-        check_id(id)?;
-        let taken_entry = |s: &Option<Session>| {
+    /// Reads and deletes a live session in one atomic step (delete, and rotation's first
+    /// half); in fallback the deletion is journaled.
+    async fn take(&self, id: &str) -> Result<Option<Session>> {
+        let entry = |s: &Option<Session>| {
             s.as_ref().map(|s| {
                 Change::Delete {
                     id: s.id.clone(),
@@ -332,10 +324,14 @@ impl Sessions {
                 .encode()
             })
         };
+        self.inner.routed.write_with(entry, |b| b.take(id)).await
+    }
+
+    /// Moves the session to a new id (same data, user and deadlines); the old id is dead.
+    pub async fn rotate(&self, id: &str) -> Result<Session> {
+        check_id(id)?;
         let old = self
-            .inner
-            .routed
-            .write_with(taken_entry, |b| b.take(id))
+            .take(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
         let fresh = Session {

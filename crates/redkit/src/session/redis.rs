@@ -99,6 +99,21 @@ impl RedisSessions {
         }
         Ok(())
     }
+
+    /// Deletes a session and its index entry (recovery replays, `revoke_all`).
+    pub(crate) async fn delete(&self, id: &str, user: Option<&str>) -> Result<bool> {
+        let n: i64 = self
+            .core
+            .query("session_delete", redis::cmd("DEL").arg(key(id)))
+            .await?;
+        if let Some(user) = user {
+            let _: i64 = self
+                .core
+                .query("session_index", redis::cmd("ZREM").arg(index(user)).arg(id))
+                .await?;
+        }
+        Ok(n == 1)
+    }
 }
 
 #[async_trait::async_trait]
@@ -189,20 +204,6 @@ impl SessionBackend for RedisSessions {
                 .await?;
         }
         Ok(session)
-    }
-
-    async fn delete(&self, id: &str, user: Option<&str>) -> Result<bool> {
-        let n: i64 = self
-            .core
-            .query("session_delete", redis::cmd("DEL").arg(key(id)))
-            .await?;
-        if let Some(user) = user {
-            let _: i64 = self
-                .core
-                .query("session_index", redis::cmd("ZREM").arg(index(user)).arg(id))
-                .await?;
-        }
-        Ok(n == 1)
     }
 
     async fn list(&self, user: &str) -> Result<Vec<Session>> {
