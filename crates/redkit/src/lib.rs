@@ -29,6 +29,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod lock;
 pub mod ratelimit;
 pub mod session;
@@ -60,6 +61,7 @@ struct Inner {
     cache_hub: OnceLock<Arc<cache::CacheHub>>,
     rate_limiter: OnceLock<ratelimit::RateLimiter>,
     locks: OnceLock<lock::Locks>,
+    jobs: OnceLock<Arc<jobs::JobsHub>>,
     prober: Option<JoinHandle<()>>,
     started: Instant,
 }
@@ -92,6 +94,7 @@ impl Redkit {
                 cache_hub: OnceLock::new(),
                 rate_limiter: OnceLock::new(),
                 locks: OnceLock::new(),
+                jobs: OnceLock::new(),
                 prober,
                 started: Instant::now(),
             }),
@@ -147,6 +150,24 @@ impl Redkit {
     /// A session store with these defaults and limits.
     pub fn sessions(&self, options: session::SessionOptions) -> Result<session::Sessions> {
         session::Sessions::new(&self.inner.route, options)
+    }
+
+    fn jobs_hub(&self) -> Arc<jobs::JobsHub> {
+        self.inner
+            .jobs
+            .get_or_init(|| jobs::JobsHub::new(&self.inner.route))
+            .clone()
+    }
+
+    /// The job queue `name` (1–64 of `A-Za-z0-9_.-`) with these options. Queues of one
+    /// `Redkit` share the spool, the journal and the event listeners.
+    pub fn queue(&self, name: &str, options: jobs::QueueOptions) -> Result<jobs::Queue> {
+        jobs::Queue::open(self.jobs_hub(), name, options)
+    }
+
+    /// The names of the job queues known to the stores in use.
+    pub async fn queues(&self) -> Result<Vec<String>> {
+        self.jobs_hub().queue_names().await
     }
 
     /// Mode, breaker, Redis, embedded store, journal, capabilities and statistics.

@@ -57,6 +57,50 @@ pub const MIGRATIONS: &[&str] = &[
         abs_ms     INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX sessions_by_user ON sessions (user);",
+    // 6: job queues (see jobs::embedded). A lease is the token and lease_until_ms columns.
+    "CREATE TABLE jobs (
+        queue          TEXT    NOT NULL,
+        id             TEXT    NOT NULL,
+        seq            INTEGER NOT NULL,
+        state          TEXT    NOT NULL,
+        payload        TEXT    NOT NULL,
+        priority       INTEGER NOT NULL,
+        attempts       INTEGER NOT NULL,
+        max_attempts   INTEGER NOT NULL,
+        backoff_kind   INTEGER NOT NULL,
+        backoff_ms     INTEGER NOT NULL,
+        backoff_max_ms INTEGER NOT NULL,
+        timeout_ms     INTEGER NOT NULL,
+        unique_key     TEXT,
+        progress       TEXT,
+        last_error     TEXT,
+        created_ms     INTEGER NOT NULL,
+        run_at_ms      INTEGER NOT NULL,
+        token          TEXT,
+        worker         TEXT,
+        lease_until_ms INTEGER,
+        finished_ms    INTEGER,
+        PRIMARY KEY (queue, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX jobs_ready ON jobs (queue, state, priority DESC, seq);
+    CREATE INDEX jobs_due ON jobs (queue, state, run_at_ms);
+    CREATE INDEX jobs_finished ON jobs (queue, state, finished_ms);
+    CREATE UNIQUE INDEX jobs_unique ON jobs (queue, unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('waiting', 'delayed', 'active');
+    CREATE TABLE job_queues (
+        queue           TEXT    NOT NULL PRIMARY KEY,
+        paused          INTEGER NOT NULL DEFAULT 0,
+        seq             INTEGER NOT NULL DEFAULT 0,
+        failed_total    INTEGER NOT NULL DEFAULT 0,
+        completed_total INTEGER NOT NULL DEFAULT 0,
+        expired_total   INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE job_schedule_ticks (
+        queue TEXT    NOT NULL,
+        name  TEXT    NOT NULL,
+        tick  INTEGER NOT NULL,
+        PRIMARY KEY (queue, name)
+    ) WITHOUT ROWID;",
 ];
 
 /// Applies every migration newer than the database's `user_version`.

@@ -1,0 +1,55 @@
+-- Shared by the job scripts. Every key of a queue shares its hash tag, so one script
+-- touches one Cluster slot. KEYS: 1 waiting (zset, score = priority band + sequence),
+-- 2 delayed (zset, run-at ms), 3 active (zset, lease end ms), 4 completed (zset, finish ms),
+-- 5 dead (zset, finish ms), 6 unique (hash, unique key -> id), 7 meta (hash: paused, seq,
+-- counters, schedule ticks), 8 signal (list, pushed when work is ready).
+-- ARGV[1]: the job hash prefix (`rk:{q:NAME}:j:`). Clock: Redis TIME.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prefix = ARGV[1]
+
+-- Higher priority first, then enqueue order; priorities -1000..1000, sequences < 2^40.
+local function ready_score(priority, seq)
+  return (1000 - tonumber(priority)) * 1099511627776 + tonumber(seq)
+end
+
+local function make_waiting(id, key)
+  local v = redis.call('HMGET', key, 'pr', 'q')
+  redis.call('HSET', key, 's', 'waiting')
+  redis.call('ZADD', KEYS[1], ready_score(v[1], v[2]), id)
+end
+
+local function signal()
+  redis.call('LPUSH', KEYS[8], 1)
+  redis.call('LTRIM', KEYS[8], 0, 15)
+end
+
+local function forget_unique(id, key)
+  local u = redis.call('HGET', key, 'u')
+  if u and u ~= '' and redis.call('HGET', KEYS[6], u) == id then
+    redis.call('HDEL', KEYS[6], u)
+  end
+end
+
+-- Deletes finished jobs beyond `count` or older than `age` ms (at most 200 per call).
+local function trim(set, count, age)
+  local old = redis.call('ZRANGEBYSCORE', set, '-inf', now - age, 'LIMIT', 0, 100)
+  local n = redis.call('ZCARD', set) - #old
+  local excess = {}
+  if n > count then
+    excess = redis.call('ZRANGE', set, 0, math.min(n - count, 100) - 1 + #old)
+  end
+  for _, list in ipairs({old, excess}) do
+    for _, id in ipairs(list) do
+      redis.call('DEL', prefix .. id)
+      redis.call('ZREM', set, id)
+    end
+  end
+end
+
+local function kill(id, key, keep_count, keep_age)
+  redis.call('HSET', key, 's', 'dead', 'f', now)
+  redis.call('ZADD', KEYS[5], now, id)
+  forget_unique(id, key)
+  trim(KEYS[5], keep_count, keep_age)
+end

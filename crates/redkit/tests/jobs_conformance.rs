@@ -1,0 +1,382 @@
+//! One job-queue suite, run unchanged on Redis and on the embedded store: enqueue, fetch,
+//! ack, fail → retry → dead, delay, priority, unique keys, caller ids, pause, leases,
+//! release, retention, events and bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use redkit::jobs::{Backoff, EnqueueOptions, JobEventKind, JobState, QueueOptions, Settled};
+use redkit::{ErrorKind, Redkit};
+use serde_json::json;
+
+fn opts() -> QueueOptions {
+    QueueOptions {
+        lease: Duration::from_secs(5),
+        backoff: Backoff::Fixed { delay_ms: 0 },
+        ..QueueOptions::default()
+    }
+}
+
+async fn basics(redkit: &Redkit) {
+    let q = redkit.queue("basics", opts()).unwrap();
+    let e = q.enqueue(&json!({"n": 1}), EnqueueOptions::new()).await.unwrap();
+    assert!(e.created);
+    let info = q.job(&e.id).await.unwrap().unwrap();
+    assert_eq!(info.state, JobState::Waiting);
+    assert_eq!(info.payload, r#"{"n":1}"#);
+
+    let jobs = q.fetch("w1", 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!((job.id.as_str(), job.attempt, job.max_attempts), (e.id.as_str(), 1, 3));
+    let info = q.job(&e.id).await.unwrap().unwrap();
+    assert_eq!(info.state, JobState::Active);
+    assert_eq!(info.worker.as_deref(), Some("w1"));
+    assert!(info.lease_until_ms.is_some());
+    assert!(
+        q.fetch("w2", 10).await.unwrap().is_empty(),
+        "a leased job is not handed out twice"
+    );
+
+    let mut events = q.events();
+    assert_eq!(q.ack(&job.id, &job.token).await.unwrap(), Settled::Completed);
+    assert_eq!(q.ack(&job.id, &job.token).await.unwrap(), Settled::LeaseLost);
+    let event = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (event.id.as_str(), event.kind),
+        (e.id.as_str(), JobEventKind::Completed)
+    );
+    let info = q.job(&e.id).await.unwrap().unwrap();
+    assert_eq!(info.state, JobState::Completed);
+    assert!(info.finished_ms.is_some());
+    let stats = q.stats().await.unwrap();
+    assert_eq!(
+        (stats.waiting, stats.active, stats.completed, stats.completed_total),
+        (0, 0, 1, 1)
+    );
+    assert!(redkit.queues().await.unwrap().contains(&"basics".to_string()));
+}
+
+async fn retries_and_dead(redkit: &Redkit) {
+    let q = redkit.queue("retries", opts()).unwrap();
+    let e = q
+        .enqueue(&json!("x"), EnqueueOptions::new().max_attempts(2))
+        .await
+        .unwrap();
+    let j = q.fetch("w", 1).await.unwrap().remove(0);
+    assert_eq!(q.fail(&j.id, &j.token, "boom 1").await.unwrap(), Settled::Retrying);
+    let info = q.job(&e.id).await.unwrap().unwrap();
+    assert_eq!(info.last_error.as_deref(), Some("boom 1"));
+    let j = q.fetch("w", 1).await.unwrap().remove(0);
+    assert_eq!(j.attempt, 2);
+    assert_eq!(q.fail(&j.id, &j.token, "boom 2").await.unwrap(), Settled::Dead);
+    let dead = q.dead(0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].state, dead[0].attempts), (JobState::Dead, 2));
+    assert_eq!(dead[0].last_error.as_deref(), Some("boom 2"));
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.dead, stats.failed_total), (1, 2));
+    assert!(q.fetch("w", 1).await.unwrap().is_empty());
+
+    assert_eq!(q.retry_dead(Some(&e.id)).await.unwrap(), 1);
+    let j = q.fetch("w", 1).await.unwrap().remove(0);
+    assert_eq!(
+        (j.id.as_str(), j.attempt),
+        (e.id.as_str(), 1),
+        "retried with attempts reset"
+    );
+    assert_eq!(q.ack(&j.id, &j.token).await.unwrap(), Settled::Completed);
+
+    // Backoff delays the retry.
+    let slow = q
+        .enqueue(
+            &json!("y"),
+            EnqueueOptions::new()
+                .max_attempts(1)
+                .backoff(Backoff::Fixed { delay_ms: 0 }),
+        )
+        .await
+        .unwrap();
+    let j = q.fetch("w", 1).await.unwrap().remove(0);
+    assert_eq!(q.fail(&j.id, &j.token, "once").await.unwrap(), Settled::Dead);
+    assert_eq!(q.purge_dead(None).await.unwrap(), 1);
+    assert!(q.job(&slow.id).await.unwrap().is_none());
+
+    let backed = q
+        .enqueue(
+            &json!("z"),
+            EnqueueOptions::new().backoff(Backoff::Fixed { delay_ms: 400 }),
+        )
+        .await
+        .unwrap();
+    let j = q.fetch("w", 1).await.unwrap().remove(0);
+    assert_eq!(q.fail(&j.id, &j.token, "later").await.unwrap(), Settled::Retrying);
+    assert_eq!(q.job(&backed.id).await.unwrap().unwrap().state, JobState::Delayed);
+    assert!(q.fetch("w", 1).await.unwrap().is_empty(), "not before its backoff");
+    let got = q
+        .fetch_wait("w", 1, Duration::from_secs(5), Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(got[0].id, backed.id);
+}
+
+async fn delay_and_priority(redkit: &Redkit) {
+    let q = redkit.queue("order", opts()).unwrap();
+    let later = q
+        .enqueue(&json!("later"), EnqueueOptions::new().delay(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    assert_eq!(q.job(&later.id).await.unwrap().unwrap().state, JobState::Delayed);
+    let mut ids = Vec::new();
+    for (name, priority) in [("low", 0), ("high", 10), ("mid", 5), ("low2", 0), ("urgent", 1000)] {
+        let e = q
+            .enqueue(&json!(name), EnqueueOptions::new().id(name).priority(priority))
+            .await
+            .unwrap();
+        ids.push(e.id);
+    }
+    let got: Vec<String> = q.fetch("w", 10).await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(got, ["urgent", "high", "mid", "low", "low2"]);
+    assert_eq!(q.stats().await.unwrap().delayed, 1);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let got = q.fetch("w", 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, later.id, "promoted once due");
+
+    // run_at in the past runs now.
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    q.enqueue(&json!("past"), EnqueueOptions::new().id("past").run_at(past))
+        .await
+        .unwrap();
+    assert_eq!(q.fetch("w", 10).await.unwrap()[0].id, "past");
+}
+
+async fn unique_and_ids(redkit: &Redkit) {
+    let q = redkit.queue("unique", opts()).unwrap();
+    let a = q
+        .enqueue(&json!(1), EnqueueOptions::new().unique_key("user:7"))
+        .await
+        .unwrap();
+    let b = q
+        .enqueue(&json!(2), EnqueueOptions::new().unique_key("user:7"))
+        .await
+        .unwrap();
+    assert_eq!((b.id.as_str(), b.created), (a.id.as_str(), false));
+    let j = q.fetch("w", 10).await.unwrap();
+    assert_eq!(j.len(), 1);
+    let c = q
+        .enqueue(&json!(3), EnqueueOptions::new().unique_key("user:7"))
+        .await
+        .unwrap();
+    assert!(!c.created, "still pending while active");
+    q.ack(&j[0].id, &j[0].token).await.unwrap();
+    let d = q
+        .enqueue(&json!(4), EnqueueOptions::new().unique_key("user:7"))
+        .await
+        .unwrap();
+    assert!(d.created && d.id != a.id, "a finished job frees its key");
+
+    let first = q
+        .enqueue(&json!("a"), EnqueueOptions::new().id("order-1"))
+        .await
+        .unwrap();
+    let again = q
+        .enqueue(&json!("b"), EnqueueOptions::new().id("order-1"))
+        .await
+        .unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(q.job("order-1").await.unwrap().unwrap().payload, r#""a""#);
+
+    let batch = q
+        .enqueue_batch(&[
+            (json!(1), EnqueueOptions::new().id("b1")),
+            (json!(2), EnqueueOptions::new().id("order-1")),
+            (json!(3), EnqueueOptions::new().id("b3")),
+        ])
+        .await
+        .unwrap();
+    let created: Vec<bool> = batch.iter().map(|e| e.created).collect();
+    assert_eq!(created, [true, false, true]);
+}
+
+async fn pause_leases_release(redkit: &Redkit) {
+    let q = redkit.queue("control", opts()).unwrap();
+    q.enqueue(&json!(1), EnqueueOptions::new().id("p1")).await.unwrap();
+    q.pause().await.unwrap();
+    assert!(q.stats().await.unwrap().paused);
+    assert!(q.fetch("w", 10).await.unwrap().is_empty(), "paused");
+    q.resume().await.unwrap();
+    let j = q
+        .fetch_wait("w", 10, Duration::from_millis(300), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(j.len(), 1);
+
+    // Heartbeats keep the lease; progress is stored.
+    let j = &j[0];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        q.progress(&j.id, &j.token, &json!({"pct": 50}), Duration::from_millis(300))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        q.fetch("w2", 10).await.unwrap().is_empty(),
+        "the heartbeat extended the lease"
+    );
+    assert_eq!(
+        q.job("p1").await.unwrap().unwrap().progress.as_deref(),
+        Some(r#"{"pct":50}"#)
+    );
+
+    // Without heartbeats the lease ends and the job is delivered again, attempt counted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = q.fetch("w2", 10).await.unwrap();
+    assert_eq!((again[0].id.as_str(), again[0].attempt), ("p1", 2));
+    assert_eq!(again[0].progress.as_deref(), Some(r#"{"pct":50}"#), "progress survives");
+    assert_eq!(q.ack(&j.id, &j.token).await.unwrap(), Settled::LeaseLost);
+    assert!(!q.heartbeat(&j.id, &j.token, Duration::from_secs(1)).await.unwrap());
+    assert_eq!(q.stats().await.unwrap().lease_expired_total, 1);
+
+    // Release hands it back without counting the attempt.
+    assert_eq!(
+        q.release(&again[0].id, &again[0].token).await.unwrap(),
+        Settled::Released
+    );
+    let third = q.fetch("w3", 10).await.unwrap();
+    assert_eq!(third[0].attempt, 2);
+    q.ack(&third[0].id, &third[0].token).await.unwrap();
+}
+
+async fn retention(redkit: &Redkit) {
+    let q = redkit
+        .queue(
+            "retention",
+            QueueOptions {
+                keep_completed: 0,
+                ..opts()
+            },
+        )
+        .unwrap();
+    let e = q.enqueue(&json!(1), EnqueueOptions::new()).await.unwrap();
+    let j = q.fetch("w", 1).await.unwrap().remove(0);
+    q.ack(&j.id, &j.token).await.unwrap();
+    assert!(q.job(&e.id).await.unwrap().is_none(), "not kept");
+    assert_eq!(q.stats().await.unwrap().completed_total, 1);
+
+    let q = redkit
+        .queue(
+            "retention2",
+            QueueOptions {
+                keep_completed: 5,
+                ..opts()
+            },
+        )
+        .unwrap();
+    for i in 0..200 {
+        q.enqueue(&json!(i), EnqueueOptions::new()).await.unwrap();
+    }
+    while let Ok(jobs) = q.fetch("w", 50).await {
+        if jobs.is_empty() {
+            break;
+        }
+        for j in jobs {
+            q.ack(&j.id, &j.token).await.unwrap();
+        }
+    }
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.completed_total, 200);
+    // Redis trims on every completion; SQLite every 64 completions.
+    assert!(stats.completed <= 5 + 64, "completed kept: {}", stats.completed);
+}
+
+async fn bad_input(redkit: &Redkit) {
+    let q = redkit
+        .queue(
+            "bad",
+            QueueOptions {
+                max_payload_bytes: 100,
+                ..opts()
+            },
+        )
+        .unwrap();
+    q.enqueue(&json!("keep"), EnqueueOptions::new().id("kept"))
+        .await
+        .unwrap();
+    let field = |e: redkit::Error| e.to_string();
+    let e = q
+        .enqueue(&json!(1), EnqueueOptions::new().id("no spaces"))
+        .await
+        .unwrap_err();
+    assert!(e.kind() == ErrorKind::InvalidInput && field(e).contains("id"));
+    let e = q
+        .enqueue(&json!(1), EnqueueOptions::new().priority(5000))
+        .await
+        .unwrap_err();
+    assert!(field(e).contains("priority"));
+    let e = q
+        .enqueue(&json!(1), EnqueueOptions::new().max_attempts(0))
+        .await
+        .unwrap_err();
+    assert!(field(e).contains("max_attempts"));
+    let e = q
+        .enqueue(&json!("x".repeat(200)), EnqueueOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge);
+    assert!(field(e).contains("payload"));
+    let e = q.ack("kept", "forged").await.unwrap_err();
+    assert!(field(e).contains("token"));
+    let e = q.fetch("w", 0).await.unwrap_err();
+    assert!(field(e).contains("max"));
+    assert!(redkit.queue("no/slash", opts()).is_err());
+    assert!(
+        redkit
+            .queue(
+                "q",
+                QueueOptions {
+                    lease: Duration::ZERO,
+                    ..opts()
+                }
+            )
+            .is_err()
+    );
+    let too_many: Vec<_> = (0..1001).map(|i| (json!(i), EnqueueOptions::new())).collect();
+    assert!(q.enqueue_batch(&too_many).await.is_err());
+    let with_bad: Vec<_> = vec![
+        (json!(1), EnqueueOptions::new().id("fine")),
+        (json!(2), EnqueueOptions::new().id("not fine")),
+    ];
+    assert!(q.enqueue_batch(&with_bad).await.is_err());
+    assert!(q.job("fine").await.unwrap().is_none(), "a refused batch stores nothing");
+    assert_eq!(
+        q.job("kept").await.unwrap().unwrap().state,
+        JobState::Waiting,
+        "nothing stored was damaged"
+    );
+}
+
+async fn suite(redkit: &Redkit) {
+    basics(redkit).await;
+    retries_and_dead(redkit).await;
+    delay_and_priority(redkit).await;
+    unique_and_ids(redkit).await;
+    pause_leases_release(redkit).await;
+    retention(redkit).await;
+    bad_input(redkit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis() {
+    suite(&common::on_redis().await.redkit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_embedded() {
+    suite(&common::on_embedded().await.redkit).await;
+}
