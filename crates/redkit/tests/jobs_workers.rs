@@ -1,0 +1,423 @@
+//! Workers, schedules and faults: handlers that fail, panic or hang; graceful shutdown; a
+//! schedule on two instances; a worker process SIGKILLed mid-job; 10,000 jobs through a
+//! Redis SIGKILL and restart; acks made during an outage.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{config, eventually};
+use redkit::jobs::{Backoff, EnqueueOptions, JobState, QueueOptions, Schedule, Settled, Worker};
+use redkit::{Mode, Redkit};
+use redkit_testkit::RedisServer;
+use serde_json::json;
+
+fn fast(lease_ms: u64) -> QueueOptions {
+    QueueOptions {
+        lease: Duration::from_millis(lease_ms),
+        backoff: Backoff::Fixed { delay_ms: 10 },
+        ..QueueOptions::default()
+    }
+}
+
+type Runs = Arc<Mutex<HashMap<String, u32>>>;
+
+async fn handlers_fail_panic_and_time_out(redkit: &Redkit) {
+    let q = redkit.queue("handlers", fast(2_000)).unwrap();
+    let runs: Runs = Arc::default();
+    for i in 0..50 {
+        q.enqueue(&json!({"kind": "ok"}), EnqueueOptions::new().id(format!("ok-{i}")))
+            .await
+            .unwrap();
+    }
+    q.enqueue(&json!({"kind": "flaky"}), EnqueueOptions::new().id("flaky"))
+        .await
+        .unwrap();
+    q.enqueue(
+        &json!({"kind": "panic"}),
+        EnqueueOptions::new().id("panic").max_attempts(1),
+    )
+    .await
+    .unwrap();
+    q.enqueue(
+        &json!({"kind": "hang"}),
+        EnqueueOptions::new()
+            .id("hang")
+            .max_attempts(1)
+            .timeout(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let seen = runs.clone();
+    let worker = Worker::new(q.clone(), move |job| {
+        let seen = seen.clone();
+        async move {
+            let n = {
+                let mut m = seen.lock().unwrap();
+                let n = m.entry(job.id().to_string()).or_default();
+                *n += 1;
+                *n
+            };
+            match job.payload()["kind"].as_str() {
+                Some("flaky") if n == 1 => Err("first attempt fails".into()),
+                Some("panic") => panic!("handler bug"),
+                Some("hang") => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(())
+                }
+                _ => {
+                    job.progress(json!({"step": 1})).await?;
+                    Ok(())
+                }
+            }
+        }
+    })
+    .concurrency(8)
+    .start();
+    eventually(Duration::from_secs(10), "every job settled", async || {
+        let s = q.stats().await.unwrap();
+        s.completed_total == 51 && s.dead == 2
+    })
+    .await;
+    assert_eq!(runs.lock().unwrap()["flaky"], 2);
+    let panic = q.job("panic").await.unwrap().unwrap();
+    assert!(panic.last_error.unwrap().contains("handler bug"));
+    let hang = q.job("hang").await.unwrap().unwrap();
+    assert!(hang.last_error.unwrap().contains("timed out after 200 ms"));
+    assert_eq!(
+        q.job("ok-3").await.unwrap().unwrap().progress.as_deref(),
+        Some(r#"{"step":1}"#)
+    );
+    assert_eq!(worker.stats().completed.load(std::sync::atomic::Ordering::Relaxed), 51);
+    worker.shutdown(Duration::from_secs(1)).await;
+}
+
+async fn shutdown_releases_unfinished(redkit: &Redkit) {
+    let q = redkit.queue("shutdown", fast(2_000)).unwrap();
+    q.enqueue(&json!("quick"), EnqueueOptions::new().id("quick"))
+        .await
+        .unwrap();
+    q.enqueue(&json!("slow"), EnqueueOptions::new().id("slow"))
+        .await
+        .unwrap();
+    let worker = Worker::new(q.clone(), |job| async move {
+        if job.id() == "slow" {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        Ok(())
+    })
+    .concurrency(2)
+    .start();
+    eventually(Duration::from_secs(5), "both running or done", async || {
+        q.job("slow").await.unwrap().unwrap().state == JobState::Active
+            && q.job("quick").await.unwrap().unwrap().state == JobState::Completed
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let released = worker.shutdown(Duration::from_millis(300)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(released, 1);
+    let slow = q.job("slow").await.unwrap().unwrap();
+    assert_eq!(
+        (slow.state, slow.attempts),
+        (JobState::Waiting, 0),
+        "released, attempt not counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_redis() {
+    let h = common::on_redis().await;
+    handlers_fail_panic_and_time_out(&h.redkit).await;
+    shutdown_releases_unfinished(&h.redkit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_embedded() {
+    let h = common::on_embedded().await;
+    handlers_fail_panic_and_time_out(&h.redkit).await;
+    shutdown_releases_unfinished(&h.redkit).await;
+}
+
+/// Completed jobs are not kept, so only the tick guard (not id dedupe) can stop a second
+/// instance from enqueueing the same tick again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_on_two_instances_fires_once_per_tick() {
+    let redis = RedisServer::start();
+    let (a, b) = common::two_instances(&redis).await;
+    let opts = QueueOptions {
+        keep_completed: 0,
+        ..fast(5_000)
+    };
+    let qa = a.redkit.queue("cron", opts.clone()).unwrap();
+    let qb = b.redkit.queue("cron", opts).unwrap();
+    let runs: Runs = Arc::default();
+    let mut workers = Vec::new();
+    for q in [&qa, &qb] {
+        let runs = runs.clone();
+        workers.push(
+            Worker::new(q.clone(), move |job| {
+                let runs = runs.clone();
+                async move {
+                    *runs.lock().unwrap().entry(job.id().to_string()).or_default() += 1;
+                    Ok(())
+                }
+            })
+            .concurrency(4)
+            .start(),
+        );
+    }
+    let every = Schedule::every(Duration::from_secs(1)).unwrap();
+    let cron = Schedule::cron("* * * * * *").unwrap(); // every second, six fields
+    let _s1 = qa
+        .schedule("tick", every.clone(), json!("t"), EnqueueOptions::new())
+        .unwrap();
+    let _s2 = qb.schedule("tick", every, json!("t"), EnqueueOptions::new()).unwrap();
+    let _s3 = qa
+        .schedule("cron", cron.clone(), json!("c"), EnqueueOptions::new())
+        .unwrap();
+    let _s4 = qb.schedule("cron", cron, json!("c"), EnqueueOptions::new()).unwrap();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let runs = runs.lock().unwrap().clone();
+    for name in ["tick", "cron"] {
+        let fired: Vec<_> = runs
+            .iter()
+            .filter(|(id, _)| id.starts_with(&format!("{name}@")))
+            .collect();
+        assert!((3..=6).contains(&fired.len()), "{name}: {fired:?}");
+        assert!(
+            fired.iter().all(|(_, n)| **n == 1),
+            "{name} ran twice for a tick: {fired:?}"
+        );
+    }
+    assert_eq!(qa.stats().await.unwrap().completed_total, runs.len() as u64);
+    for w in workers {
+        w.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+/// Jobs leased from Redis and acked while Redis is down are completed on recovery, not
+/// run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_during_an_outage_are_applied_on_recovery() {
+    let mut redis = RedisServer::options()
+        .arg("--appendonly")
+        .arg("yes")
+        .arg("--appendfsync")
+        .arg("always")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let q = redkit.queue("outage-acks", fast(60_000)).unwrap();
+    for i in 0..3 {
+        q.enqueue(&json!(i), EnqueueOptions::new().id(format!("j{i}")))
+            .await
+            .unwrap();
+    }
+    let leased = q.fetch("w", 3).await.unwrap();
+    redis.kill();
+    // The first calls fail until the breaker opens; a worker retries its settle.
+    let mut settled = Vec::new();
+    for j in &leased[..2] {
+        let mut answer = None;
+        for _ in 0..20 {
+            match q.ack(&j.id, &j.token).await {
+                Ok(s) => {
+                    answer = Some(s);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        settled.push(answer.expect("acked during the outage"));
+    }
+    assert_eq!(settled, [Settled::Deferred, Settled::Deferred]);
+    assert!(q.fail(&leased[2].id, &leased[2].token, "no").await.unwrap() == Settled::Deferred);
+    assert_eq!(redkit.mode(), Mode::Fallback);
+    redis.restart();
+    eventually(Duration::from_secs(10), "recovered", async || {
+        redkit.mode() == Mode::Redis
+    })
+    .await;
+    assert_eq!(q.job("j0").await.unwrap().unwrap().state, JobState::Completed);
+    assert_eq!(q.job("j1").await.unwrap().unwrap().state, JobState::Completed);
+    let j2 = q.job("j2").await.unwrap().unwrap();
+    assert_eq!(j2.last_error.as_deref(), Some("no"));
+    assert_ne!(j2.state, JobState::Active);
+}
+
+/// 10,000 jobs enqueued one by one while Redis is SIGKILLed (at 3,000) and restarted (at
+/// 6,000), with a worker running throughout: every acknowledged job runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_jobs_through_a_redis_kill_and_restart() {
+    const JOBS: usize = 10_000;
+    let mut redis = RedisServer::options()
+        .arg("--appendonly")
+        .arg("yes")
+        .arg("--appendfsync")
+        .arg("always")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let q = redkit
+        .queue(
+            "bulk",
+            QueueOptions {
+                keep_completed: 0,
+                ..fast(5_000)
+            },
+        )
+        .unwrap();
+    let runs: Runs = Arc::default();
+    let seen = runs.clone();
+    let worker = Worker::new(q.clone(), move |job| {
+        let seen = seen.clone();
+        async move {
+            *seen.lock().unwrap().entry(job.id().to_string()).or_default() += 1;
+            Ok(())
+        }
+    })
+    .concurrency(16)
+    .start();
+    let mut refused = 0u32;
+    for i in 0..JOBS {
+        if i == 3_000 {
+            redis.kill();
+        }
+        if i == 6_000 {
+            assert_eq!(redkit.mode(), Mode::Fallback);
+            eventually(Duration::from_secs(30), "local workers process the spool", async || {
+                runs.lock().unwrap().contains_key("bulk-5999")
+            })
+            .await;
+            redis.restart();
+        }
+        // Not acknowledged until Ok: an error (before the breaker opens) is retried with
+        // the same id, which cannot add the job twice.
+        while q
+            .enqueue(&json!(i), EnqueueOptions::new().id(format!("bulk-{i}")))
+            .await
+            .is_err()
+        {
+            refused += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    eventually(Duration::from_secs(120), "all 10,000 jobs ran", async || {
+        runs.lock().unwrap().len() == JOBS
+    })
+    .await;
+    eventually(Duration::from_secs(10), "back on redis", async || {
+        redkit.mode() == Mode::Redis
+    })
+    .await;
+    let runs = runs.lock().unwrap().clone();
+    let duplicates: u32 = runs.values().map(|n| n - 1).sum();
+    eprintln!(
+        "10,000 jobs through a Redis kill and restart: {duplicates} ran twice; {refused} enqueue calls refused before the breaker opened"
+    );
+    assert!((0..JOBS).all(|i| runs.contains_key(&format!("bulk-{i}"))));
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.waiting, s.delayed, s.active), (0, 0, 0), "{s:?}");
+    worker.shutdown(Duration::from_secs(2)).await;
+}
+
+const CHILD_REDIS: &str = "REDKIT_TEST_CHILD_REDIS";
+const CHILD_LOG: &str = "REDKIT_TEST_CHILD_LOG";
+
+/// The worker process of `a_worker_process_killed_mid_job_loses_nothing` (this test binary
+/// started again with this test selected); not a test of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of a_worker_process_killed_mid_job_loses_nothing"]
+async fn child_worker_process() {
+    let (url, log) = (std::env::var(CHILD_REDIS).unwrap(), std::env::var(CHILD_LOG).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(url), dir.path())).await.unwrap();
+    let q = redkit.queue("crash", fast(1_000)).unwrap();
+    let _worker = Worker::new(q, move |job| {
+        let log = log.clone();
+        async move {
+            append_line(&log, job.id());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(())
+        }
+    })
+    .concurrency(8)
+    .start();
+    // Killed by the parent long before this; the bound keeps an orphan from living on.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+fn append_line(path: &str, line: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(format!("{line}\n").as_bytes()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_killed_mid_job_loses_nothing() {
+    const JOBS: usize = 100;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs.log").to_string_lossy().into_owned();
+    let redkit = Redkit::open(config(Some(redis.url()), &dir.path().join("parent")))
+        .await
+        .unwrap();
+    let q = redkit.queue("crash", fast(1_000)).unwrap();
+    for i in 0..JOBS {
+        q.enqueue(&json!(i), EnqueueOptions::new().id(format!("c-{i}")))
+            .await
+            .unwrap();
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_worker_process", "--ignored", "--nocapture"])
+        .env(CHILD_REDIS, redis.url())
+        .env(CHILD_LOG, &log)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = |log: &str| std::fs::read_to_string(log).map(|s| s.lines().count()).unwrap_or(0);
+    eventually(Duration::from_secs(30), "the child ran some jobs", async || {
+        started(&log) >= 30
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let in_flight = q.stats().await.unwrap().active;
+    assert!(in_flight >= 1, "the child was killed with jobs in flight");
+
+    let log2 = log.clone();
+    let worker = Worker::new(q.clone(), move |job| {
+        let log = log2.clone();
+        async move {
+            append_line(&log, job.id());
+            Ok(())
+        }
+    })
+    .concurrency(8)
+    .start();
+    eventually(Duration::from_secs(30), "every job completed", async || {
+        q.stats().await.unwrap().completed_total == JOBS as u64
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    for line in text.lines() {
+        *counts.entry(line).or_default() += 1;
+    }
+    assert_eq!(counts.len(), JOBS, "every job ran");
+    let duplicates: u32 = counts.values().map(|n| n - 1).sum();
+    eprintln!("worker SIGKILLed with {in_flight} jobs in flight: {duplicates} ran twice");
+    assert!(
+        duplicates as u64 <= in_flight,
+        "{duplicates} duplicates > {in_flight} in flight"
+    );
+    assert_eq!(q.stats().await.unwrap().lease_expired_total, in_flight);
+    worker.shutdown(Duration::from_secs(1)).await;
+}
