@@ -81,7 +81,10 @@ fn benches(c: &mut Criterion) {
                                     let queue = queue.clone();
                                     tokio::spawn(async move {
                                         for _ in 0..JOBS / PRODUCERS + u64::from(p < JOBS % PRODUCERS) {
-                                            queue.enqueue(&serde_json::Value::Null, EnqueueOptions::new()).await.unwrap();
+                                            queue
+                                                .enqueue(&serde_json::Value::Null, EnqueueOptions::new())
+                                                .await
+                                                .unwrap();
                                         }
                                     })
                                 })
