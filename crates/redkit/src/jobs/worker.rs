@@ -245,6 +245,7 @@ async fn run_one(w: &Worker, leased: LeasedJob, mut abandon: watch::Receiver<boo
     let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(366 * 86_400)));
     tokio::pin!(deadline);
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + w.lease / 3, w.lease / 3);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         tokio::select! {
             done = &mut task => break match done {
