@@ -59,6 +59,13 @@ async fn basics(redkit: &Redkit) {
         (0, 0, 1, 1)
     );
     assert!(redkit.queues().await.unwrap().contains(&"basics".to_string()));
+    let health = redkit.health().await;
+    assert!(
+        health.stats["jobs"]["completed"].as_u64().unwrap() >= 1,
+        "{:?}",
+        health.stats
+    );
+    assert!(health.capabilities.iter().any(|c| c.name == "jobs"));
 }
 
 async fn retries_and_dead(redkit: &Redkit) {

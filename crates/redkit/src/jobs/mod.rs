@@ -55,6 +55,7 @@ mod options;
 mod recovery;
 mod redis;
 mod schedule;
+mod stats;
 mod worker;
 
 use std::collections::HashMap;
@@ -73,7 +74,7 @@ pub use options::{EnqueueOptions, QueueOptions};
 pub use schedule::Schedule;
 pub use worker::{Job, Worker, WorkerHandle, WorkerStats};
 
-use crate::core::route::{FallbackPolicy, Route, Routed};
+use crate::core::route::{FallbackPolicy, Route, Routed, StatsProvider};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
 
@@ -112,6 +113,7 @@ pub(crate) struct JobsHub {
     events: Mutex<HashMap<String, broadcast::Sender<JobEvent>>>,
     subscriptions: Mutex<HashMap<String, JoinHandle<()>>>,
     spool: recovery::Spool,
+    counters: Arc<stats::JobCounters>,
 }
 
 impl Drop for JobsHub {
@@ -129,11 +131,12 @@ impl JobsHub {
             .redis()
             .map(|core| Arc::new(redis::RedisJobs::new(core.clone(), instance.clone())));
         let embedded = Arc::new(embedded::EmbeddedJobs::new(route.embedded().clone()));
-        let spool = recovery::Spool::new(redis.clone(), embedded.clone());
+        let counters = Arc::new(stats::JobCounters::default());
+        let spool = recovery::Spool::new(redis.clone(), embedded.clone(), counters.clone());
         if redis.is_some() {
             route.register_recovery(Arc::new(spool.clone()));
         }
-        Arc::new(JobsHub {
+        let hub = Arc::new(JobsHub {
             routed: route.routed(
                 "jobs",
                 FallbackPolicy::Serve,
@@ -146,7 +149,11 @@ impl JobsHub {
             events: Mutex::default(),
             subscriptions: Mutex::default(),
             spool,
-        })
+            counters,
+        });
+        let provider: std::sync::Weak<dyn StatsProvider> = Arc::downgrade(&hub) as _;
+        route.register_stats(provider);
+        hub
     }
 
     fn sender(&self, queue: &str) -> broadcast::Sender<JobEvent> {
@@ -183,6 +190,16 @@ impl JobsHub {
         names.sort();
         names.dedup();
         Ok(names)
+    }
+}
+
+impl StatsProvider for JobsHub {
+    fn capability(&self) -> &'static str {
+        "jobs"
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(&*self.counters).unwrap_or_default()
     }
 }
 
@@ -283,7 +300,10 @@ impl Queue {
 
     async fn store(&self, jobs: Vec<NewJob>, tick: Option<(&str, u64)>) -> Result<Vec<Enqueued>> {
         let q = &self.inner.name;
-        self.routed().call(|b| b.enqueue(q, &jobs, tick)).await
+        let out = self.routed().call(|b| b.enqueue(q, &jobs, tick)).await?;
+        let created = out.iter().filter(|e| e.created).count() as u64;
+        self.inner.hub.counters.enqueued(created, out.len() as u64 - created);
+        Ok(out)
     }
 
     /// Leases up to `max` ready jobs to `worker` for the queue's lease time; empty when
@@ -322,7 +342,9 @@ impl Queue {
             return Err(Error::invalid("lease", "must be 100 ms to 24 h"));
         }
         let (q, keep, lease_ms) = (&self.inner.name, self.inner.opts.retention(), lease.as_millis() as u64);
-        self.routed().call(|b| b.fetch(q, worker, lease_ms, max, keep)).await
+        let fetched = self.routed().call(|b| b.fetch(q, worker, lease_ms, max, keep)).await?;
+        self.inner.hub.counters.fetched(fetched.jobs.len() as u64);
+        Ok(fetched)
     }
 
     /// Sleeps until work may be ready: a signal from an enqueue, the next delayed job's
@@ -388,6 +410,7 @@ impl Queue {
         };
         // Redis also announces it to other instances; their listeners skip this instance's id.
         self.inner.hub.emit(q, id, settled);
+        self.inner.hub.counters.settled(settled);
         Ok(settled)
     }
 

@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 use super::backend::{JobBackend, Outcome, Retention};
 use super::embedded::EmbeddedJobs;
 use super::redis::{RedisJobs, events_channel};
+use super::stats::JobCounters;
 use super::{JobEvent, JobEventKind};
 use crate::core::redis::RedisCore;
 use crate::core::route::Recovery;
@@ -57,14 +58,16 @@ pub(crate) struct Spool {
     embedded: Arc<EmbeddedJobs>,
     /// One drain at a time (recovery and workers' periodic drains).
     draining: Arc<tokio::sync::Mutex<()>>,
+    counters: Arc<JobCounters>,
 }
 
 impl Spool {
-    pub(crate) fn new(redis: Option<Arc<RedisJobs>>, embedded: Arc<EmbeddedJobs>) -> Self {
+    pub(crate) fn new(redis: Option<Arc<RedisJobs>>, embedded: Arc<EmbeddedJobs>, counters: Arc<JobCounters>) -> Self {
         Spool {
             redis,
             embedded,
             draining: Arc::default(),
+            counters,
         }
     }
 
@@ -95,6 +98,9 @@ impl Spool {
             self.embedded.remove_moved(moved).await?;
             moved_total += n as u64;
             metrics::counter!("redkit_jobs_spool_moved_total").increment(n as u64);
+            self.counters
+                .spool_moved
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             if n < SPOOL_BATCH {
                 return Ok(moved_total);
             }
