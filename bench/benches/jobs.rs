@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use redkit::Redkit;
 use redkit::jobs::{EnqueueOptions, QueueOptions, Worker};
-use redkit_bench::common::config;
+use redkit_bench::Stores;
 use redkit_testkit::RedisServer;
 use tokio::sync::Notify;
 
@@ -22,21 +21,12 @@ const PRODUCERS: u64 = 16;
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let redis = RedisServer::start();
-    let (dr, de) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let stores = rt.block_on(async {
-        [
-            (
-                "redis",
-                Redkit::open(config(Some(redis.url()), dr.path())).await.unwrap(),
-            ),
-            ("embedded", Redkit::open(config(None, de.path())).await.unwrap()),
-        ]
-    });
+    let stores = Stores::open(&rt, &redis);
     let mut group = c.benchmark_group("jobs_end_to_end");
     group.throughput(Throughput::Elements(JOBS));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
-    for (store, redkit) in &stores {
+    for (store, redkit) in &stores.list {
         for workers in [1usize, 4] {
             let name = format!("{store}/{workers}x16");
             let queue = redkit

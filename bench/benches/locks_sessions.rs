@@ -4,28 +4,18 @@
 //! Run: `cargo bench -p redkit-bench --bench locks_sessions`
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use redkit::Redkit;
 use redkit::lock::LockOptions;
 use redkit::session::SessionOptions;
-use redkit_bench::common::config;
+use redkit_bench::Stores;
 use redkit_testkit::RedisServer;
 
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let redis = RedisServer::start();
-    let (dr, de) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let stores = rt.block_on(async {
-        [
-            (
-                "redis",
-                Redkit::open(config(Some(redis.url()), dr.path())).await.unwrap(),
-            ),
-            ("embedded", Redkit::open(config(None, de.path())).await.unwrap()),
-        ]
-    });
+    let stores = Stores::open(&rt, &redis);
     let opts = LockOptions::new().watchdog(false);
     let mut group = c.benchmark_group("lock_acquire_release");
-    for (store, redkit) in &stores {
+    for (store, redkit) in &stores.list {
         let locks = redkit.locks();
         group.bench_function(*store, |b| {
             b.to_async(&rt).iter(|| async {
@@ -37,7 +27,7 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("session_get");
-    for (store, redkit) in &stores {
+    for (store, redkit) in &stores.list {
         let sessions = redkit.sessions(SessionOptions::default()).unwrap();
         let data = serde_json::json!({"user": "ada", "cart": [1, 2, 3]})
             .as_object()

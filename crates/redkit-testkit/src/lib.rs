@@ -46,6 +46,12 @@ impl Options {
         self
     }
 
+    /// Persist every write before answering (AOF, `appendfsync always`), so a SIGKILL
+    /// loses nothing Redis acknowledged.
+    pub fn durable(self) -> Self {
+        self.arg("--appendonly").arg("yes").arg("--appendfsync").arg("always")
+    }
+
     /// Also listen with TLS on [`RedisServer::tls_port`], with a certificate for
     /// `localhost`/`127.0.0.1` signed by a fresh private CA ([`RedisServer::ca_file`]),
     /// made with the `openssl` command. The plain port stays open for the testkit itself.

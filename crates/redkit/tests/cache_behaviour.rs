@@ -297,12 +297,7 @@ async fn unreachable_l2_serves_stale_from_l1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_invalidations_are_replayed_and_other_instances_do_not_read_old_values() {
-    let mut redis = RedisServer::options()
-        .arg("--appendonly")
-        .arg("yes")
-        .arg("--appendfsync")
-        .arg("always")
-        .start();
+    let mut redis = RedisServer::options().durable().start();
     let (a, b, _da, _db) = two_instances(&redis).await;
     let ca = a.cache::<String>("outage", CacheOptions::default()).unwrap();
     let cb = b.cache::<String>("outage", CacheOptions::default()).unwrap();

@@ -104,12 +104,7 @@ async fn sigkill_mid_load_opens_breaker_serves_fallback_and_loses_no_acknowledge
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let mut redis = RedisServer::options()
-        .arg("--appendonly")
-        .arg("yes")
-        .arg("--appendfsync")
-        .arg("always")
-        .start();
+    let mut redis = RedisServer::options().durable().start();
     let dir = tempfile::tempdir().unwrap();
     let redkit = open(&redis, &dir).await;
     let kv = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);

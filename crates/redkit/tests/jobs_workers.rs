@@ -202,12 +202,7 @@ async fn a_schedule_on_two_instances_fires_once_per_tick() {
 /// run again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_during_an_outage_are_applied_on_recovery() {
-    let mut redis = RedisServer::options()
-        .arg("--appendonly")
-        .arg("yes")
-        .arg("--appendfsync")
-        .arg("always")
-        .start();
+    let mut redis = RedisServer::options().durable().start();
     let dir = tempfile::tempdir().unwrap();
     let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
     let q = redkit.queue("outage-acks", fast(60_000)).unwrap();
@@ -253,12 +248,7 @@ async fn acks_during_an_outage_are_applied_on_recovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_through_a_redis_kill_and_restart() {
     const JOBS: usize = 10_000;
-    let mut redis = RedisServer::options()
-        .arg("--appendonly")
-        .arg("yes")
-        .arg("--appendfsync")
-        .arg("always")
-        .start();
+    let mut redis = RedisServer::options().durable().start();
     let dir = tempfile::tempdir().unwrap();
     let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
     let q = redkit
