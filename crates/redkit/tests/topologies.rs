@@ -171,3 +171,47 @@ async fn futures_allowed(limits: &redkit::ratelimit::RateLimiter, policy: &str, 
     }
     n
 }
+
+/// Job queues on Cluster: each queue's keys share a hash tag, so its scripts run on one
+/// node (four queues, on whichever nodes own their slots); blocking waits and listings work too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_queues_run_on_cluster() {
+    use redkit::jobs::{EnqueueOptions, QueueOptions, Worker};
+    let cluster = RedisCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(cluster.url()), dir.path())).await.unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for name in ["q-alpha", "q-beta", "q-gamma", "q-delta"] {
+        let q = redkit.queue(name, QueueOptions::default()).unwrap();
+        let done = done.clone();
+        workers.push(
+            Worker::new(q.clone(), move |_job| {
+                let done = done.clone();
+                async move {
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                }
+            })
+            .concurrency(4)
+            .start(),
+        );
+        for i in 0..25 {
+            q.enqueue(
+                &serde_json::json!(i),
+                EnqueueOptions::new().delay(Duration::from_millis(i * 10)),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    eventually(Duration::from_secs(20), "100 jobs ran", async || {
+        done.load(std::sync::atomic::Ordering::Relaxed) == 100
+    })
+    .await;
+    assert_eq!(redkit.mode(), Mode::Redis, "no script touched keys of two slots");
+    assert_eq!(redkit.queues().await.unwrap().len(), 4);
+    for w in workers {
+        w.shutdown(Duration::from_secs(1)).await;
+    }
+}
