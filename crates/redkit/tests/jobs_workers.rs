@@ -317,12 +317,9 @@ async fn ten_thousand_jobs_through_a_redis_kill_and_restart() {
 const CHILD_REDIS: &str = "REDKIT_TEST_CHILD_REDIS";
 const CHILD_LOG: &str = "REDKIT_TEST_CHILD_LOG";
 
-/// The worker process of `a_worker_process_killed_mid_job_loses_nothing` (this test binary
-/// started again with this test selected); not a test of its own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the child process of a_worker_process_killed_mid_job_loses_nothing"]
-async fn child_worker_process() {
-    let (url, log) = (std::env::var(CHILD_REDIS).unwrap(), std::env::var(CHILD_LOG).unwrap());
+/// The worker process of `a_worker_process_killed_mid_job_loses_nothing`: this test
+/// binary started again with that test selected and the child variables set.
+async fn run_as_child_worker(url: String, log: String) {
     let dir = tempfile::tempdir().unwrap();
     let redkit = Redkit::open(config(Some(url), dir.path())).await.unwrap();
     let q = redkit.queue("crash", fast(1_000)).unwrap();
@@ -352,6 +349,9 @@ fn append_line(path: &str, line: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_killed_mid_job_loses_nothing() {
+    if let (Ok(url), Ok(log)) = (std::env::var(CHILD_REDIS), std::env::var(CHILD_LOG)) {
+        return run_as_child_worker(url, log).await;
+    }
     const JOBS: usize = 100;
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -366,7 +366,11 @@ async fn a_worker_process_killed_mid_job_loses_nothing() {
             .unwrap();
     }
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_worker_process", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "a_worker_process_killed_mid_job_loses_nothing",
+            "--nocapture",
+        ])
         .env(CHILD_REDIS, redis.url())
         .env(CHILD_LOG, &log)
         .stdout(std::process::Stdio::null())

@@ -338,9 +338,7 @@ impl Queue {
         if worker.is_empty() || worker.len() > 128 {
             return Err(Error::invalid("worker", "must be 1 to 128 bytes"));
         }
-        if lease < Duration::from_millis(100) || lease > Duration::from_secs(86_400) {
-            return Err(Error::invalid("lease", "must be 100 ms to 24 h"));
-        }
+        options::check_lease(lease)?;
         let (q, keep, lease_ms) = (&self.inner.name, self.inner.opts.retention(), lease.as_millis() as u64);
         let fetched = self.routed().call(|b| b.fetch(q, worker, lease_ms, max, keep)).await?;
         self.inner.hub.counters.fetched(fetched.jobs.len() as u64);
@@ -435,9 +433,7 @@ impl Queue {
 
     async fn beat(&self, id: &str, token: &str, lease: Duration, progress: Option<&str>) -> Result<bool> {
         options::check_id(id)?;
-        if lease < Duration::from_millis(100) || lease > Duration::from_secs(86_400) {
-            return Err(Error::invalid("lease", "must be 100 ms to 24 h"));
-        }
+        options::check_lease(lease)?;
         let (q, lease_ms) = (&self.inner.name, lease.as_millis() as u64);
         match origin(token)? {
             Origin::Embedded => {

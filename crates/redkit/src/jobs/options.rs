@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 /// Limits of a queue, and its defaults for jobs.
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
-    /// How long a fetched job is leased before another worker may take it; workers renew
-    /// it every third of this (default 30 s).
+    /// How long a fetched job is leased before another worker may take it (100 ms to 24 h);
+    /// workers renew it every third of this (default 30 s).
     pub lease: Duration,
     /// Attempts per job unless the job says otherwise (default 3).
     pub max_attempts: u32,
@@ -52,6 +52,14 @@ fn check_span(field: &str, d: Duration, min: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Leases: 100 ms to 24 h (a queue's default, and any given per fetch or heartbeat).
+pub(crate) fn check_lease(lease: Duration) -> Result<()> {
+    if lease < Duration::from_millis(100) || lease > Duration::from_secs(86_400) {
+        return Err(Error::invalid("lease", "must be 100 ms to 24 h"));
+    }
+    Ok(())
+}
+
 fn check_backoff(b: Backoff) -> Result<()> {
     let max = MAX_SPAN.as_millis() as u64;
     let ok = match b {
@@ -77,7 +85,7 @@ fn check_attempts(n: u32) -> Result<()> {
 
 impl QueueOptions {
     pub(crate) fn check(&self) -> Result<()> {
-        check_span("lease", self.lease, Duration::from_millis(100))?;
+        check_lease(self.lease)?;
         check_attempts(self.max_attempts)?;
         check_backoff(self.backoff)?;
         if !(2..=64 << 20).contains(&self.max_payload_bytes) {

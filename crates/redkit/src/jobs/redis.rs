@@ -108,6 +108,15 @@ fn info_from(id: &str, fields: &std::collections::HashMap<String, String>) -> Op
     })
 }
 
+fn settle_args(outcome: &Outcome, forced_ack: bool) -> (&'static str, &str) {
+    match outcome {
+        Outcome::Ack if forced_ack => ("ack!", ""),
+        Outcome::Ack => ("ack", ""),
+        Outcome::Fail(e) => ("fail", e.as_str()),
+        Outcome::Release => ("release", ""),
+    }
+}
+
 impl RedisJobs {
     pub(crate) fn new(core: Arc<RedisCore>, instance: String) -> Self {
         RedisJobs { core, instance }
@@ -147,18 +156,7 @@ impl RedisJobs {
             .filter_map(|(id, f)| info_from(id, f))
             .collect())
     }
-}
 
-fn settle_args(outcome: &Outcome, forced_ack: bool) -> (&'static str, &str) {
-    match outcome {
-        Outcome::Ack if forced_ack => ("ack!", ""),
-        Outcome::Ack => ("ack", ""),
-        Outcome::Fail(e) => ("fail", e.as_str()),
-        Outcome::Release => ("release", ""),
-    }
-}
-
-impl RedisJobs {
     /// [`JobBackend::settle`], and (with `forced_ack`) the replay of an ack journaled
     /// while Redis was away, which completes the job whatever its lease.
     pub(crate) async fn settle_inner(
