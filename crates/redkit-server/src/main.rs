@@ -2,9 +2,8 @@
 //!
 //! `redkit` (or `redkit serve`) starts the HTTP server; with nothing configured it listens
 //! on 127.0.0.1:7070 and runs on the embedded store in `./redkit-data`. A refused setting
-//! prints what was wrong and exits with status 2.
-
-mod routes;
+//! prints what was wrong and exits with status 2. `redkit status`, `redkit keys` and
+//! `redkit queues` ask a running server.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +11,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use redkit::config::{LogFormat, Sources};
 use redkit::{Config, Redkit};
+use redkit_server::cli::{self, Target};
+use redkit_server::{AppState, ServerSettings};
 
 /// Cache, sessions, rate limits, locks and jobs over HTTP, on Redis with an embedded fallback.
 #[derive(Parser)]
@@ -27,6 +28,48 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (the default).
     Serve(ServeArgs),
+    /// Show the health of a running server, or of a Redis (--redis-url).
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Check this Redis directly instead of a server.
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
+    },
+    /// List the keys of a cache namespace.
+    Keys {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Namespace.
+        ns: String,
+        /// Glob pattern.
+        #[arg(default_value = "*")]
+        pattern: String,
+    },
+    /// List the job queues with their counts.
+    Queues {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// The server's base URL.
+    #[arg(long, env = "REDKIT_URL", default_value = "http://127.0.0.1:7070")]
+    url: String,
+    /// API key, if the server requires one.
+    #[arg(long, env = "REDKIT_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+impl ClientArgs {
+    fn target(self) -> Target {
+        Target {
+            url: self.url,
+            api_key: self.api_key,
+        }
+    }
 }
 
 #[derive(Args, Default)]
@@ -49,7 +92,7 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn sources(self) -> Sources {
+    fn sources(self, env: Vec<(String, String)>) -> Sources {
         let flags = [
             ("listen", self.listen, "--listen"),
             ("data_dir", self.data_dir, "--data-dir"),
@@ -61,7 +104,7 @@ impl ServeArgs {
         .collect();
         Sources {
             file: self.config,
-            env: std::env::vars().collect(),
+            env,
             flags,
         }
     }
@@ -72,28 +115,58 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let client_result = match cli.command {
+        None => return start(cli.serve, &runtime),
+        Some(Command::Serve(args)) => return start(args, &runtime),
+        Some(Command::Status { client, redis_url }) => runtime.block_on(async {
+            match redis_url {
+                Some(url) => cli::status_of_redis(&url).await,
+                None => cli::status(&client.target()).await,
+            }
+        }),
+        Some(Command::Keys { client, ns, pattern }) => runtime.block_on(cli::keys(&client.target(), &ns, &pattern)),
+        Some(Command::Queues { client }) => runtime.block_on(cli::queues(&client.target())),
     };
-    let config = match Config::load(args.sources()) {
+    match client_result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("redkit: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn start(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::load(args.sources(env.clone())) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("redkit: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if !config.listen.ip().is_loopback() {
+    let settings = match ServerSettings::load(&config, &env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("redkit: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !config.listen.ip().is_loopback() && settings.keys.is_empty() {
         eprintln!(
-            "redkit: refusing to listen on {} (setting listen): it is not a loopback address, and serving \
-             beyond this host needs API keys, which this build does not support yet; use 127.0.0.1",
+            "redkit: refusing to listen on {} (setting listen): it is not a loopback address and no API keys \
+             are configured, so anyone who can reach it could use it; set REDKIT_API_KEYS (or [[server.api_keys]] \
+             in the config file), or listen on 127.0.0.1",
             config.listen
         );
         return ExitCode::from(EXIT_CONFIG);
     }
     init_logging(config.log_format);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, settings))
 }
 
 fn init_logging(format: LogFormat) {
@@ -107,8 +180,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(config: Config, settings: ServerSettings) -> ExitCode {
     let listen = config.listen;
+    redkit_server::metrics::install();
     let redkit = match Redkit::open(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -121,6 +195,14 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(status);
         }
     };
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let state = match AppState::new(redkit.clone(), settings, stopping) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("redkit: cannot start: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -130,11 +212,7 @@ async fn serve(config: Config) -> ExitCode {
     };
     let bound = listener.local_addr().unwrap_or(listen);
     tracing::info!(listen = %bound, mode = ?redkit.mode(), "redkit serving");
-    let app = routes::router(redkit);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-    {
+    if let Err(e) = redkit_server::serve(listener, state, stop, shutdown_signal()).await {
         eprintln!("redkit: server error: {e}");
         return ExitCode::from(1);
     }

@@ -216,6 +216,9 @@ pub struct Config {
     pub breaker: BreakerConfig,
     /// Server log format.
     pub log_format: LogFormat,
+    /// The config file that was read, if any. Its `[server]` table belongs to the server
+    /// binary (API keys, rate-limit policies, body limits), which reads it from here.
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -226,6 +229,7 @@ impl Default for Config {
             redis: None,
             breaker: BreakerConfig::default(),
             log_format: LogFormat::Text,
+            file: None,
         }
     }
 }
@@ -367,8 +371,11 @@ impl Config {
                 None => Some((PathBuf::from("redkit.toml"), false)),
             },
         };
-        if let Some((path, required)) = file {
-            read_file(&path, required, &mut given)?;
+        let mut read = None;
+        if let Some((path, required)) = file
+            && read_file(&path, required, &mut given)?
+        {
+            read = Some(path);
         }
         for s in SETTINGS {
             // The first name listed wins when several are set: it is the one users know.
@@ -401,7 +408,9 @@ impl Config {
                 },
             );
         }
-        Config::from_given(&given)
+        let mut config = Config::from_given(&given)?;
+        config.file = read;
+        Ok(config)
     }
 
     fn from_given(given: &BTreeMap<&'static str, Given>) -> Result<Self, ConfigError> {
@@ -524,7 +533,11 @@ fn known_keys() -> String {
     SETTINGS.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
 }
 
-fn read_file(path: &Path, required: bool, given: &mut BTreeMap<&'static str, Given>) -> Result<(), ConfigError> {
+/// The config file's table read by the server binary, not by the library.
+pub const SERVER_TABLE: &str = "server";
+
+/// Reads the settings of the file into `given`; false when an optional file is absent.
+fn read_file(path: &Path, required: bool, given: &mut BTreeMap<&'static str, Given>) -> Result<bool, ConfigError> {
     let origin = Origin::File(path.to_path_buf());
     let refuse = |setting: &str, value: String, allowed: String| ConfigError {
         setting: setting.to_string(),
@@ -534,7 +547,7 @@ fn read_file(path: &Path, required: bool, given: &mut BTreeMap<&'static str, Giv
     };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => {
             return Err(refuse(
                 "config",
@@ -547,7 +560,8 @@ fn read_file(path: &Path, required: bool, given: &mut BTreeMap<&'static str, Giv
         .parse()
         .map_err(|e: toml::de::Error| refuse("config", path.display().to_string(), format!("valid TOML: {e}")))?;
     let mut flat = Vec::new();
-    flatten("", &table, &mut flat);
+    let library_settings: toml::Table = table.into_iter().filter(|(k, _)| k != SERVER_TABLE).collect();
+    flatten("", &library_settings, &mut flat);
     for (key, value) in flat {
         let Some(s) = find_setting(&key) else {
             return Err(refuse(
@@ -564,7 +578,7 @@ fn read_file(path: &Path, required: bool, given: &mut BTreeMap<&'static str, Giv
             },
         );
     }
-    Ok(())
+    Ok(true)
 }
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {

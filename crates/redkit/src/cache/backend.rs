@@ -30,6 +30,7 @@ pub struct SetItem {
 }
 
 /// A page of keys.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct KeysPage {
     /// Keys of this page (without namespace).

@@ -93,6 +93,7 @@ impl CacheStats {
 }
 
 /// A cache's statistics.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct CacheStatsSnapshot {
     /// The cache's namespace.

@@ -52,6 +52,7 @@ pub use backend::{Grant, LockBackend};
 
 use crate::core::route::{FallbackPolicy, Recovery, Route, Routed};
 use crate::error::{Error, Result};
+use crate::stats::now_ms;
 
 /// How a lock is taken.
 #[derive(Debug, Clone)]
@@ -161,6 +162,20 @@ impl Recovery for FenceRecovery {
     }
 }
 
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 256 {
+        return Err(Error::invalid("name", "1 to 256 bytes"));
+    }
+    Ok(())
+}
+
+fn check_token(token: &str) -> Result<()> {
+    if token.is_empty() || token.len() > 128 {
+        return Err(Error::invalid("token", "1 to 128 bytes"));
+    }
+    Ok(())
+}
+
 /// Lock names whose highest fence is remembered.
 const FENCE_MEMORY: u64 = 100_000;
 
@@ -204,6 +219,30 @@ impl Locks {
             .ok_or_else(|| Error::Conflict(format!("lock {name:?} is held (waited {:?})", opts.wait)))
     }
 
+    /// Renews the lease of the holder of `token` to `opts`' TTL from now, without a guard
+    /// (for callers that keep only the token, such as HTTP clients); `opts` must say the
+    /// same about `local_fallback` as when the lock was taken. Returns the new expiry (ms
+    /// since the Unix epoch); [`Error::Conflict`] if `token` no longer holds the lock.
+    pub async fn extend(&self, name: &str, token: &str, opts: &LockOptions) -> Result<u64> {
+        opts.validate()?;
+        check_name(name)?;
+        check_token(token)?;
+        let held = self.routed(opts).call(|b| b.extend(name, token, opts.ttl)).await?;
+        if held {
+            Ok(now_ms() + opts.ttl.as_millis() as u64)
+        } else {
+            Err(Error::Conflict(format!("lock {name:?} is not held by this token")))
+        }
+    }
+
+    /// Releases the lock if `token` holds it; returns whether it did. Like
+    /// [`Locks::extend`], for callers that keep only the token.
+    pub async fn release(&self, name: &str, token: &str, opts: &LockOptions) -> Result<bool> {
+        check_name(name)?;
+        check_token(token)?;
+        self.routed(opts).call(|b| b.release(name, token)).await
+    }
+
     fn routed(&self, opts: &LockOptions) -> &Routed<dyn LockBackend> {
         if opts.local_fallback {
             &self.inner.local
@@ -214,9 +253,7 @@ impl Locks {
 
     async fn take(&self, name: &str, permits: u32, opts: &LockOptions) -> Result<Option<LockGuard>> {
         opts.validate()?;
-        if name.is_empty() || name.len() > 256 {
-            return Err(Error::invalid("name", "1 to 256 bytes"));
-        }
+        check_name(name)?;
         if !(1..=10_000).contains(&permits) {
             return Err(Error::invalid("permits", "must be 1 to 10000"));
         }
@@ -245,7 +282,16 @@ impl Locks {
                         .fences
                         .entry(name.to_string())
                         .and_upsert_with(|seen| seen.map_or(fence, |s| s.into_value().max(fence)));
-                    return Ok(Some(LockGuard::new(self.clone(), name, token, fence, lease, opts)));
+                    let expires_ms = now_ms() + lease.as_millis() as u64;
+                    return Ok(Some(LockGuard::new(
+                        self.clone(),
+                        name,
+                        token,
+                        fence,
+                        lease,
+                        expires_ms,
+                        opts,
+                    )));
                 }
                 Grant::Busy(lease_left) => {
                     let now = Instant::now();
@@ -263,12 +309,27 @@ impl Locks {
     }
 }
 
+/// A lock held without a guard (see [`LockGuard::detach`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachedLock {
+    /// The lock's name.
+    pub name: String,
+    /// The owner token: pass it to extend or release.
+    pub token: String,
+    /// The fencing token.
+    pub fence: u64,
+    /// When the lease ends unless extended (ms since the Unix epoch).
+    pub expires_at_ms: u64,
+}
+
 /// A held lock or semaphore permit. Released when dropped (or by [`LockGuard::release`]).
 pub struct LockGuard {
     locks: Locks,
     name: String,
     token: String,
     fence: u64,
+    expires_ms: u64,
     local_fallback: bool,
     lost: watch::Receiver<bool>,
     lost_tx: Arc<watch::Sender<bool>>,
@@ -287,7 +348,15 @@ impl std::fmt::Debug for LockGuard {
 }
 
 impl LockGuard {
-    fn new(locks: Locks, name: &str, token: String, fence: u64, lease: Duration, opts: &LockOptions) -> Self {
+    fn new(
+        locks: Locks,
+        name: &str,
+        token: String,
+        fence: u64,
+        lease: Duration,
+        expires_ms: u64,
+        opts: &LockOptions,
+    ) -> Self {
         let (tx, rx) = watch::channel(false);
         let tx = Arc::new(tx);
         let mut guard = LockGuard {
@@ -295,6 +364,7 @@ impl LockGuard {
             name: name.to_string(),
             token,
             fence,
+            expires_ms,
             local_fallback: opts.local_fallback,
             lost: rx,
             lost_tx: tx,
@@ -352,6 +422,29 @@ impl LockGuard {
         self.fence
     }
 
+    /// When the lease granted at acquisition ends (ms since the Unix epoch); the watchdog
+    /// and [`LockGuard::extend`] push it further.
+    pub fn expires_ms(&self) -> u64 {
+        self.expires_ms
+    }
+
+    /// Gives up the guard but not the lock: no watchdog, no release on drop. The lock stays
+    /// held until its lease ends or the token is passed to [`Locks::extend`] /
+    /// [`Locks::release`] — how a caller that outlives this process (an HTTP client)
+    /// holds a lock.
+    pub fn detach(mut self) -> DetachedLock {
+        self.released = true;
+        if let Some(w) = self.watchdog.take() {
+            w.abort();
+        }
+        DetachedLock {
+            name: std::mem::take(&mut self.name),
+            token: std::mem::take(&mut self.token),
+            fence: self.fence,
+            expires_at_ms: self.expires_ms,
+        }
+    }
+
     /// Whether the lease is known to be lost.
     pub fn is_lost(&self) -> bool {
         *self.lost.borrow()
@@ -365,21 +458,16 @@ impl LockGuard {
 
     /// Renews the lease to `ttl` from now; [`Error::Conflict`] if it is no longer held.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
-        LockOptions::new().ttl(ttl).validate()?;
-        let opts = LockOptions::new().local_fallback(self.local_fallback);
-        let held = self
-            .locks
-            .routed(&opts)
-            .call(|b| b.extend(&self.name, &self.token, ttl))
-            .await?;
-        if held {
-            Ok(())
-        } else {
-            let _ = self.lost_tx.send(true);
-            Err(Error::Conflict(format!(
-                "lock {:?} is no longer held by this guard",
-                self.name
-            )))
+        let opts = LockOptions::new().ttl(ttl).local_fallback(self.local_fallback);
+        match self.locks.extend(&self.name, &self.token, &opts).await {
+            Err(Error::Conflict(_)) => {
+                let _ = self.lost_tx.send(true);
+                Err(Error::Conflict(format!(
+                    "lock {:?} is no longer held by this guard",
+                    self.name
+                )))
+            }
+            other => other.map(|_| ()),
         }
     }
 
@@ -390,10 +478,7 @@ impl LockGuard {
             w.abort();
         }
         let opts = LockOptions::new().local_fallback(self.local_fallback);
-        self.locks
-            .routed(&opts)
-            .call(|b| b.release(&self.name, &self.token))
-            .await
+        self.locks.release(&self.name, &self.token, &opts).await
     }
 }
 

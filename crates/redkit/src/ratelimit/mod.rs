@@ -56,6 +56,7 @@ use crate::error::{Error, Result};
 use algorithms::Verdict;
 
 /// Why a decision came out as it did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {
@@ -72,6 +73,7 @@ pub enum Basis {
 }
 
 /// The answer to one check.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
     /// Whether to let the request through.
@@ -86,9 +88,11 @@ pub struct Decision {
     pub remaining: u64,
     /// Time until the limiter is back to full capacity.
     #[serde(serialize_with = "as_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub reset_after: Duration,
     /// When refused: time until a request of the same cost will be allowed.
     #[serde(serialize_with = "opt_as_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub retry_after: Option<Duration>,
     /// Shadow mode: the limiter would have refused, but the request was allowed.
     pub shadow_denied: bool,
@@ -108,6 +112,7 @@ fn opt_as_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> std::result::R
 }
 
 /// Counters of one policy.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Default, Serialize)]
 pub struct PolicyStats {
     /// Requests allowed.

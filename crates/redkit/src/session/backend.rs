@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use crate::error::Result;
 
 /// A session as stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Its id (≥ 256 random bits, URL-safe base64).
@@ -13,6 +14,7 @@ pub struct Session {
     /// The user it belongs to, if any.
     pub user: Option<String>,
     /// Its data.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Map<String, Value>,
     /// Created, ms since the Unix epoch.
     pub created_ms: u64,

@@ -1,0 +1,294 @@
+//! API keys: `Authorization: Bearer KEY`, scoped to areas, names and access levels.
+//!
+//! A scope reads `AREA[:NAME[:ACCESS]]`:
+//! - `AREA` is `cache`, `ratelimit`, `locks`, `sessions`, `queues`, or `*` for all;
+//! - `NAME` is the namespace, policy, lock or queue, exact or a prefix ending in `*`
+//!   (default `*`; sessions have no names, so theirs is always `*`);
+//! - `ACCESS` is `read` (look), `write` (use: set, check, acquire, enqueue, fetch…) or
+//!   `admin` (manage: define policies, clear caches, pause queues, retry dead jobs); each
+//!   includes the ones before it. Default `admin`.
+//!
+//! Keys from `REDKIT_API_KEYS` get `*`. Keys are kept as SHA-256 digests and every
+//! presented key is compared with every stored digest in constant time, so neither the
+//! comparison nor which key matched leaks through timing. No key → 401; a known key
+//! without the scope → 403.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+
+/// What part of the API a scope covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Cache,
+    Ratelimit,
+    Locks,
+    Sessions,
+    Queues,
+}
+
+impl Area {
+    fn parse(s: &str) -> Option<Option<Area>> {
+        Some(Some(match s {
+            "*" => return Some(None),
+            "cache" => Area::Cache,
+            "ratelimit" => Area::Ratelimit,
+            "locks" => Area::Locks,
+            "sessions" => Area::Sessions,
+            "queues" => Area::Queues,
+            _ => return None,
+        }))
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Area::Cache => "cache",
+            Area::Ratelimit => "ratelimit",
+            Area::Locks => "locks",
+            Area::Sessions => "sessions",
+            Area::Queues => "queues",
+        }
+    }
+}
+
+/// How much a scope allows; each level includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Access {
+    fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Scope {
+    area: Option<Area>,
+    /// Exact name, or a prefix when `prefix` is set.
+    name: String,
+    prefix: bool,
+    access: Access,
+}
+
+impl Scope {
+    fn parse(s: &str) -> Result<Scope, String> {
+        let mut parts = s.split(':');
+        let area = parts.next().unwrap_or_default();
+        let area = Area::parse(area).ok_or_else(|| {
+            format!("scope {s:?}: area {area:?} is not one of *, cache, ratelimit, locks, sessions, queues")
+        })?;
+        let name = parts.next().unwrap_or("*");
+        let access = match parts.next().unwrap_or("admin") {
+            "read" => Access::Read,
+            "write" => Access::Write,
+            "admin" => Access::Admin,
+            other => return Err(format!("scope {s:?}: access {other:?} is not read, write or admin")),
+        };
+        if parts.next().is_some() {
+            return Err(format!("scope {s:?}: expected AREA[:NAME[:ACCESS]]"));
+        }
+        if name.is_empty() || name[..name.len() - 1].contains('*') {
+            return Err(format!(
+                "scope {s:?}: the name must be exact or end in a single * (a prefix)"
+            ));
+        }
+        let prefix = name.ends_with('*');
+        Ok(Scope {
+            area,
+            name: name.trim_end_matches('*').to_string(),
+            prefix,
+            access,
+        })
+    }
+
+    fn allows(&self, area: Area, name: &str, access: Access) -> bool {
+        self.area.is_none_or(|a| a == area)
+            && access <= self.access
+            && if self.prefix {
+                name.starts_with(&self.name)
+            } else {
+                name == self.name
+            }
+    }
+}
+
+/// One configured key.
+#[derive(Debug)]
+pub struct ApiKey {
+    /// Shown in logs instead of the key.
+    pub label: String,
+    digest: [u8; 32],
+    scopes: Vec<Scope>,
+}
+
+impl ApiKey {
+    /// A key with these scopes (see the module doc for the grammar).
+    pub fn new(label: &str, key: &str, scopes: &[String]) -> Result<ApiKey, String> {
+        if key.len() < 16 {
+            return Err(format!("key {label:?} is too short: at least 16 characters"));
+        }
+        if scopes.is_empty() {
+            return Err(format!("key {label:?} has no scopes"));
+        }
+        Ok(ApiKey {
+            label: label.to_string(),
+            digest: Sha256::digest(key.as_bytes()).into(),
+            scopes: scopes.iter().map(|s| Scope::parse(s)).collect::<Result<_, _>>()?,
+        })
+    }
+
+    fn allows(&self, area: Area, name: &str, access: Access) -> bool {
+        self.scopes.iter().any(|s| s.allows(area, name, access))
+    }
+}
+
+/// The configured keys; empty means no authentication (loopback only).
+#[derive(Debug, Default)]
+pub struct Keys {
+    keys: Vec<Arc<ApiKey>>,
+}
+
+impl Keys {
+    pub fn new(keys: Vec<ApiKey>) -> Self {
+        Keys {
+            keys: keys.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn identify(&self, presented: &str) -> Option<Arc<ApiKey>> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        // No early exit: every stored digest is compared.
+        for k in &self.keys {
+            if bool::from(k.digest.ct_eq(&digest)) {
+                found = Some(k.clone());
+            }
+        }
+        found
+    }
+}
+
+/// Who is calling: a key, or anyone when no keys are configured.
+pub struct Caller(Option<Arc<ApiKey>>);
+
+/// Gives the extractor access to the keys.
+pub trait HasKeys {
+    fn keys(&self) -> &Keys;
+}
+
+impl<S: HasKeys + Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let keys = state.keys();
+        if keys.is_empty() {
+            return Ok(Caller(None));
+        }
+        let unauthorized = |msg: &str| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
+                .with_header("www-authenticate", "Bearer realm=\"redkit\"")
+        };
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing Authorization: Bearer API key"))?;
+        let presented = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <API key>\""))?;
+        let key = keys
+            .identify(presented.trim())
+            .ok_or_else(|| unauthorized("unknown API key"))?;
+        Ok(Caller(Some(key)))
+    }
+}
+
+impl Caller {
+    /// Refuses with 403 unless the caller may do `access` on `name` in `area`.
+    pub fn require(&self, area: Area, name: &str, access: Access) -> Result<(), ApiError> {
+        match &self.0 {
+            None => Ok(()),
+            Some(k) if k.allows(area, name, access) => Ok(()),
+            Some(k) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "API key {:?} has no scope allowing {}:{name}:{}",
+                    k.label,
+                    area.as_str(),
+                    access.as_str()
+                ),
+            )),
+        }
+    }
+
+    /// Whether the caller may do `access` on `name` in `area` (for filtering listings).
+    pub fn may(&self, area: Area, name: &str, access: Access) -> bool {
+        self.require(area, name, access).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(scopes: &[&str]) -> ApiKey {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        ApiKey::new("k", "0123456789abcdef", &scopes).unwrap()
+    }
+
+    #[test]
+    fn scopes_match_area_name_and_access_level() {
+        let k = key(&["cache:users:read", "queues:mail-*:write", "ratelimit"]);
+        assert!(k.allows(Area::Cache, "users", Access::Read));
+        assert!(!k.allows(Area::Cache, "users", Access::Write));
+        assert!(!k.allows(Area::Cache, "users2", Access::Read));
+        assert!(k.allows(Area::Queues, "mail-eu", Access::Write));
+        assert!(!k.allows(Area::Queues, "mail-eu", Access::Admin));
+        assert!(!k.allows(Area::Queues, "sms", Access::Read));
+        assert!(k.allows(Area::Ratelimit, "anything", Access::Admin));
+        assert!(!k.allows(Area::Locks, "x", Access::Read));
+        assert!(key(&["*"]).allows(Area::Sessions, "*", Access::Admin));
+    }
+
+    #[test]
+    fn bad_scopes_and_keys_are_refused_with_the_reason() {
+        for (scope, part) in [
+            ("files", "area"),
+            ("cache:x:own", "access"),
+            ("cache:a*b", "single *"),
+            ("cache:x:read:more", "AREA[:NAME[:ACCESS]]"),
+        ] {
+            let e = ApiKey::new("k", "0123456789abcdef", &[scope.to_string()]).unwrap_err();
+            assert!(e.contains(part), "{scope}: {e}");
+        }
+        assert!(ApiKey::new("k", "short", &["*".into()]).unwrap_err().contains("16"));
+    }
+
+    #[test]
+    fn keys_are_identified_by_digest() {
+        let keys = Keys::new(vec![key(&["*"])]);
+        assert!(keys.identify("0123456789abcdef").is_some());
+        assert!(keys.identify("0123456789abcdeF").is_none());
+        assert!(keys.identify("").is_none());
+    }
+}

@@ -1,0 +1,204 @@
+//! HTTP errors: every failure is `{"error":{"code","message"}}` with the status of its kind,
+//! and request bodies, queries and paths that cannot be read say which field and why.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use redkit::ErrorKind;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// One error.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: invalid_input, too_large, not_found, conflict,
+    /// limit_exceeded, unavailable, unauthorized, forbidden, unsupported_media_type, internal.
+    pub code: &'static str,
+    /// For humans; names the field, limit or resource involved.
+    pub message: String,
+}
+
+/// An error on its way to becoming a response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra response headers (boxed: most errors have none, and results stay small).
+    pub headers: Option<Box<HeaderMap>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: None,
+        }
+    }
+
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            format!("invalid {field}: {reason}"),
+        )
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        let headers = self.headers.get_or_insert_with(Default::default);
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+        self
+    }
+
+    fn body_too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body is larger than the limit of {limit} bytes (setting server.max_body_bytes)"),
+        )
+    }
+}
+
+impl From<redkit::Error> for ApiError {
+    fn from(e: redkit::Error) -> Self {
+        let (status, code) = match e.kind() {
+            ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_input"),
+            ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::LimitExceeded => (StatusCode::TOO_MANY_REQUESTS, "limit_exceeded"),
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %e, "request failed");
+        }
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (self.status, self.headers.map(|h| *h).unwrap_or_default(), Json(body)).into_response()
+    }
+}
+
+/// The largest request body, read from the state by the extractors below so that the
+/// 413 message can name it.
+pub trait BodyLimit {
+    fn max_body_bytes(&self) -> usize;
+}
+
+fn bytes_rejection(r: BytesRejection, limit: usize) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::body_too_large(limit)
+    } else {
+        ApiError::new(r.status(), "invalid_input", r.body_text())
+    }
+}
+
+/// A JSON request body whose rejections are JSON errors naming the field.
+pub struct Body<T>(pub T);
+
+impl<S: BodyLimit + Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                // axum's text names the field path ("ttl_ms: invalid type: …").
+                e.body_text()
+                    .replace("Failed to deserialize the JSON body into the target type: ", ""),
+            )),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                format!("malformed JSON body: {}", e.body_text()),
+            )),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            )),
+            Err(JsonRejection::BytesRejection(r)) => Err(bytes_rejection(r, state.max_body_bytes())),
+            Err(other) => Err(ApiError::new(other.status(), "invalid_input", other.body_text())),
+        }
+    }
+}
+
+/// A raw body (a cache value), with the same 413.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: BodyLimit + Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|r| bytes_rejection(r, state.max_body_bytes()))
+    }
+}
+
+/// Query parameters whose rejections name the parameter.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e: QueryRejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_input",
+                    e.body_text().replace("Failed to deserialize query string: ", "query: "),
+                )
+            })
+    }
+}
+
+/// Path segments whose rejections name the segment.
+pub struct Segments<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Segments<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Segments(p.0))
+            .map_err(|e: PathRejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", e.body_text()))
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

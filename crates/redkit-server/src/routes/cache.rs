@@ -1,0 +1,371 @@
+//! `/v1/cache/…`: JSON values by namespace and key, with TTLs and tags, plus the
+//! management endpoints (status, stats, paged keys, clear by pattern or tag, warm).
+//!
+//! Values are JSON documents (send text or bytes as a JSON string). Each namespace is a
+//! library [`Cache`](redkit::cache::Cache) with L1 on: a set or delete through any server
+//! is seen by every server sharing the Redis (the backplane drops stale L1 copies).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use redkit::cache::{EntryOptions, KeysPage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Access, Area, Caller};
+use crate::error::{ApiError, ApiResult, Body, ErrorBody, Params, RawBody, Segments};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_value, head_value, put_value, delete_value))
+        .routes(routes!(get_ttl))
+        .routes(routes!(status))
+        .routes(routes!(stats))
+        .routes(routes!(keys))
+        .routes(routes!(clear))
+        .routes(routes!(warm))
+}
+
+/// Most entries in one warm request.
+const MAX_WARM: usize = 1000;
+
+#[derive(Deserialize)]
+struct Entry {
+    ns: String,
+    key: String,
+}
+
+/// Where a cache entry lives.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // documents the path; `Entry` reads it
+struct EntryPath {
+    /// Namespace: 1–64 of A-Z a-z 0-9 _ - .
+    ns: String,
+    /// Key (percent-encode `/`).
+    key: String,
+}
+
+/// Options of a PUT.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct PutParams {
+    /// Seconds until the value goes stale (default 300).
+    ttl: Option<f64>,
+    /// Comma-separated tags to invalidate it by.
+    tags: Option<String>,
+}
+
+fn ttl_from_secs(field: &str, secs: f64) -> ApiResult<Duration> {
+    if !(secs > 0.0 && secs <= 366.0 * 86_400.0) {
+        return Err(ApiError::invalid(field, "seconds, > 0 and at most 366 days"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn entry_options(ttl: Option<f64>, tags: Vec<String>) -> ApiResult<EntryOptions> {
+    let mut opts = EntryOptions::new();
+    if let Some(t) = ttl {
+        opts = opts.ttl(ttl_from_secs("ttl", t)?);
+    }
+    if !tags.is_empty() {
+        opts = opts.tags(tags);
+    }
+    Ok(opts)
+}
+
+/// The value at `key`.
+#[utoipa::path(get, path = "/v1/cache/{ns}/{key}", tag = "cache", params(EntryPath),
+    responses(
+        (status = 200, description = "The value", body = Object),
+        (status = 404, description = "No fresh value", body = ErrorBody)
+    ))]
+async fn get_value(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(e): Segments<Entry>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Area::Cache, &e.ns, Access::Read)?;
+    match state.cache(&e.ns)?.get(&e.key).await? {
+        Some(v) => Ok(Json(v)),
+        None => Err(ApiError::not_found(format!("no value at {}/{}", e.ns, e.key))),
+    }
+}
+
+/// Whether a fresh value is at `key` (200 or 404, no body).
+#[utoipa::path(head, path = "/v1/cache/{ns}/{key}", tag = "cache", params(EntryPath),
+    responses((status = 200, description = "Present"), (status = 404, description = "Absent")))]
+async fn head_value(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(e): Segments<Entry>,
+) -> ApiResult<StatusCode> {
+    caller.require(Area::Cache, &e.ns, Access::Read)?;
+    Ok(if state.cache(&e.ns)?.exists(&e.key).await? {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    })
+}
+
+/// Stores the JSON body at `key`.
+#[utoipa::path(put, path = "/v1/cache/{ns}/{key}", tag = "cache", params(EntryPath, PutParams),
+    request_body(content = Object, description = "Any JSON value", content_type = "application/json"),
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "Bad key, TTL, tags or JSON", body = ErrorBody),
+        (status = 413, description = "Value over the limit", body = ErrorBody)
+    ))]
+async fn put_value(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(e): Segments<Entry>,
+    Params(p): Params<PutParams>,
+    RawBody(body): RawBody,
+) -> ApiResult<StatusCode> {
+    caller.require(Area::Cache, &e.ns, Access::Write)?;
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|err| ApiError::invalid("body", format!("not JSON: {err}")))?;
+    let tags = p
+        .tags
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let opts = entry_options(p.ttl, tags)?;
+    state.cache(&e.ns)?.set_with(&e.key, &value, &opts).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether something was removed.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Deleted {
+    pub deleted: bool,
+}
+
+/// Removes `key`.
+#[utoipa::path(delete, path = "/v1/cache/{ns}/{key}", tag = "cache", params(EntryPath),
+    responses((status = 200, description = "Removed, or was absent", body = Deleted)))]
+async fn delete_value(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(e): Segments<Entry>,
+) -> ApiResult<Json<Deleted>> {
+    caller.require(Area::Cache, &e.ns, Access::Write)?;
+    let deleted = state.cache(&e.ns)?.delete(&e.key).await?;
+    Ok(Json(Deleted { deleted }))
+}
+
+/// Time left before a value goes stale.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Ttl {
+    pub ttl_ms: u64,
+}
+
+/// Time left before the value at `key` goes stale.
+#[utoipa::path(get, path = "/v1/cache/{ns}/{key}/ttl", tag = "cache", params(EntryPath),
+    responses(
+        (status = 200, description = "Time left", body = Ttl),
+        (status = 404, description = "No fresh value", body = ErrorBody)
+    ))]
+async fn get_ttl(State(state): State<AppState>, caller: Caller, Segments(e): Segments<Entry>) -> ApiResult<Json<Ttl>> {
+    caller.require(Area::Cache, &e.ns, Access::Read)?;
+    match state.cache(&e.ns)?.ttl(&e.key).await? {
+        Some(left) => Ok(Json(Ttl {
+            ttl_ms: left.as_millis() as u64,
+        })),
+        None => Err(ApiError::not_found(format!("no value at {}/{}", e.ns, e.key))),
+    }
+}
+
+/// The cache layer of this server.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CacheStatus {
+    /// redis, fallback or embedded.
+    pub mode: String,
+    /// Whether this server hears other instances' invalidations (always false without Redis).
+    pub backplane_connected: bool,
+    /// Namespaces this server has served since it started (that the caller may read).
+    pub namespaces: Vec<String>,
+}
+
+/// Mode, backplane, and the namespaces in use.
+#[utoipa::path(get, path = "/v1/cache/status", tag = "cache",
+    responses((status = 200, description = "Status", body = CacheStatus)))]
+async fn status(State(state): State<AppState>, caller: Caller) -> Json<CacheStatus> {
+    let caches = state.caches();
+    let mut namespaces: Vec<String> = caches
+        .iter()
+        .map(|c| c.namespace().to_string())
+        .filter(|ns| caller.may(Area::Cache, ns, Access::Read))
+        .collect();
+    namespaces.sort();
+    Json(CacheStatus {
+        mode: format!("{:?}", state.redkit().mode()).to_lowercase(),
+        backplane_connected: caches.first().is_some_and(|c| c.backplane_connected()),
+        namespaces,
+    })
+}
+
+/// Per-namespace statistics of this server.
+#[derive(Serialize, ToSchema)]
+pub struct CacheStats {
+    pub namespaces: Vec<redkit::cache::CacheStatsSnapshot>,
+}
+
+/// Hits, misses, sets, invalidations and L1 size per namespace (this server's).
+#[utoipa::path(get, path = "/v1/cache/stats", tag = "cache",
+    responses((status = 200, description = "Statistics", body = CacheStats)))]
+async fn stats(State(state): State<AppState>, caller: Caller) -> Json<CacheStats> {
+    let mut namespaces: Vec<_> = state
+        .caches()
+        .iter()
+        .filter(|c| caller.may(Area::Cache, c.namespace(), Access::Read))
+        .map(|c| c.stats())
+        .collect();
+    namespaces.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+    Json(CacheStats { namespaces })
+}
+
+/// A page of a key listing.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct KeysParams {
+    /// Namespace.
+    ns: String,
+    /// Glob (`*`, `?`, `[…]`); default `*`.
+    pattern: Option<String>,
+    /// From the previous page.
+    cursor: Option<String>,
+    /// About this many keys (1–10000, default 100).
+    limit: Option<usize>,
+}
+
+/// Lists keys of a namespace, a page at a time (SCAN on Redis, never KEYS).
+#[utoipa::path(get, path = "/v1/cache/keys", tag = "cache", params(KeysParams),
+    responses(
+        (status = 200, description = "A page", body = KeysPage),
+        (status = 400, description = "Bad namespace, pattern or limit", body = ErrorBody)
+    ))]
+async fn keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(p): Params<KeysParams>,
+) -> ApiResult<Json<KeysPage>> {
+    caller.require(Area::Cache, &p.ns, Access::Read)?;
+    let page = state
+        .cache(&p.ns)?
+        .keys(
+            p.pattern.as_deref().unwrap_or("*"),
+            p.cursor.as_deref(),
+            p.limit.unwrap_or(100),
+        )
+        .await?;
+    Ok(Json(page))
+}
+
+/// What to remove.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClearRequest {
+    /// Namespace.
+    pub ns: String,
+    /// Remove keys matching this glob.
+    pub pattern: Option<String>,
+    /// Remove keys filed under this tag.
+    pub tag: Option<String>,
+}
+
+/// How many entries were removed.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Removed {
+    pub removed: u64,
+}
+
+/// Removes keys by pattern or tag, or the whole namespace when neither is given
+/// (needs `admin`).
+#[utoipa::path(post, path = "/v1/cache/clear", tag = "cache", request_body = ClearRequest,
+    responses(
+        (status = 200, description = "Removed", body = Removed),
+        (status = 400, description = "Both pattern and tag, or bad input", body = ErrorBody)
+    ))]
+async fn clear(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<ClearRequest>,
+) -> ApiResult<Json<Removed>> {
+    caller.require(Area::Cache, &req.ns, Access::Admin)?;
+    let cache = state.cache(&req.ns)?;
+    let removed = match (req.pattern, req.tag) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("tag", "give pattern or tag, not both")),
+        (Some(p), None) => cache.invalidate_pattern(&p).await?,
+        (None, Some(t)) => cache.invalidate_tag(&t).await?,
+        (None, None) => cache.clear().await?,
+    };
+    Ok(Json(Removed { removed }))
+}
+
+/// One entry to warm.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarmEntry {
+    pub key: String,
+    #[schema(value_type = Object)]
+    pub value: Value,
+    /// Seconds until stale (default 300).
+    pub ttl: Option<f64>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Entries to store in one namespace.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarmRequest {
+    pub ns: String,
+    /// Up to 1000.
+    pub entries: Vec<WarmEntry>,
+}
+
+/// How many entries were stored.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Stored {
+    pub stored: usize,
+}
+
+/// Stores many entries at once (pre-loading a namespace).
+#[utoipa::path(post, path = "/v1/cache/warm", tag = "cache", request_body = WarmRequest,
+    responses(
+        (status = 200, description = "Stored", body = Stored),
+        (status = 400, description = "Bad entry (named by index)", body = ErrorBody)
+    ))]
+async fn warm(State(state): State<AppState>, caller: Caller, Body(req): Body<WarmRequest>) -> ApiResult<Json<Stored>> {
+    caller.require(Area::Cache, &req.ns, Access::Write)?;
+    if req.entries.len() > MAX_WARM {
+        return Err(ApiError::invalid("entries", format!("at most {MAX_WARM} per request")));
+    }
+    let cache = state.cache(&req.ns)?;
+    // Check every entry before storing any, so a bad one leaves the namespace untouched.
+    let mut checked = Vec::with_capacity(req.entries.len());
+    for (i, e) in req.entries.into_iter().enumerate() {
+        let opts =
+            entry_options(e.ttl, e.tags).map_err(|err| ApiError::invalid(&format!("entries[{i}]"), err.message))?;
+        checked.push((e.key, e.value, opts));
+    }
+    for (key, value, opts) in &checked {
+        cache.set_with(key, value, opts).await?;
+    }
+    Ok(Json(Stored { stored: checked.len() }))
+}

@@ -1,0 +1,230 @@
+//! `/v1/ratelimit/…`: define named policies and check keys against them.
+//!
+//! A check answers 200 when allowed and 429 when refused, both with the IETF `RateLimit`
+//! and `RateLimit-Policy` fields (and `Retry-After` on 429) and the decision as JSON.
+//! Policies live in each server's memory: define them in the config file (`[server.policies.NAME]`)
+//! so that every instance enforces the same ones; `PUT` changes only the server it reaches.
+//! Counters are shared through Redis, so instances that define a policy alike share its limit.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use redkit::ratelimit::{Algorithm, Decision, Policy, PolicyStats};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Access, Area, Caller};
+use crate::error::{ApiError, ApiResult, Body, ErrorBody, Segments};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_policy, get_policy))
+        .routes(routes!(list_policies))
+        .routes(routes!(check))
+}
+
+/// A policy as sent over HTTP or written in `[server.policies.NAME]`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBody {
+    /// gcra (default), token_bucket, sliding_window, sliding_log, fixed_window, concurrency.
+    #[serde(default = "gcra")]
+    #[schema(value_type = String, example = "gcra")]
+    pub algorithm: Algorithm,
+    /// Requests per period.
+    pub limit: u64,
+    /// The period in milliseconds.
+    pub period_ms: u64,
+    /// Largest burst (gcra, token_bucket); default `limit`.
+    pub burst: Option<u64>,
+    /// Decide and count, but never refuse.
+    #[serde(default)]
+    pub shadow: bool,
+    /// Keys never limited.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Keys always refused.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Share of the limit each instance enforces locally while Redis is away (0–1, default 1).
+    pub fallback_share: Option<f64>,
+}
+
+fn gcra() -> Algorithm {
+    Algorithm::Gcra
+}
+
+impl PolicyBody {
+    /// The library policy named `name`; the library validates the numbers.
+    pub fn into_policy(self, name: &str) -> Result<Policy, String> {
+        if self.period_ms == 0 {
+            return Err("period_ms: must be > 0".into());
+        }
+        let mut p = Policy::new(name, self.algorithm, self.limit, Duration::from_millis(self.period_ms))
+            .shadow(self.shadow)
+            .allow(self.allow)
+            .deny(self.deny);
+        if let Some(b) = self.burst {
+            p = p.burst(b);
+        }
+        if let Some(s) = self.fallback_share {
+            p = p.fallback_share(s);
+        }
+        Ok(p)
+    }
+
+    fn from_policy(p: &Policy) -> Self {
+        let sorted = |set: &HashSet<String>| {
+            let mut v: Vec<String> = set.iter().cloned().collect();
+            v.sort();
+            v
+        };
+        PolicyBody {
+            algorithm: p.algorithm,
+            limit: p.limit,
+            period_ms: p.period.as_millis() as u64,
+            burst: p.burst,
+            shadow: p.shadow,
+            allow: sorted(&p.allow),
+            deny: sorted(&p.deny),
+            fallback_share: Some(p.fallback_share),
+        }
+    }
+}
+
+/// A defined policy, with this server's counters.
+#[derive(Serialize, ToSchema)]
+pub struct PolicyView {
+    pub name: String,
+    #[serde(flatten)]
+    pub policy: PolicyBody,
+    pub stats: Option<PolicyStats>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct PolicyName {
+    /// Policy name.
+    name: String,
+}
+
+/// Defines (or replaces) policy `name` on this server (needs `admin`).
+#[utoipa::path(put, path = "/v1/ratelimit/policies/{name}", tag = "ratelimit", params(PolicyName),
+    request_body = PolicyBody,
+    responses(
+        (status = 200, description = "Defined", body = PolicyView),
+        (status = 400, description = "Bad limit, period, burst or share", body = ErrorBody)
+    ))]
+async fn put_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(PolicyName { name }): Segments<PolicyName>,
+    Body(body): Body<PolicyBody>,
+) -> ApiResult<Json<PolicyView>> {
+    caller.require(Area::Ratelimit, &name, Access::Admin)?;
+    let policy = body.into_policy(&name).map_err(|e| ApiError::invalid("policy", e))?;
+    state.limiter().define(policy)?;
+    view(&state, &name).map(Json)
+}
+
+fn view(state: &AppState, name: &str) -> ApiResult<PolicyView> {
+    let policy = state
+        .limiter()
+        .policy(name)
+        .ok_or_else(|| ApiError::not_found(format!("no rate-limit policy {name:?}")))?;
+    Ok(PolicyView {
+        name: name.to_string(),
+        policy: PolicyBody::from_policy(&policy),
+        stats: state.limiter().stats().remove(name),
+    })
+}
+
+/// Policy `name` and this server's counters for it.
+#[utoipa::path(get, path = "/v1/ratelimit/policies/{name}", tag = "ratelimit", params(PolicyName),
+    responses(
+        (status = 200, description = "The policy", body = PolicyView),
+        (status = 404, description = "Not defined", body = ErrorBody)
+    ))]
+async fn get_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(PolicyName { name }): Segments<PolicyName>,
+) -> ApiResult<Json<PolicyView>> {
+    caller.require(Area::Ratelimit, &name, Access::Read)?;
+    view(&state, &name).map(Json)
+}
+
+/// The policies defined on this server (that the caller may read).
+#[utoipa::path(get, path = "/v1/ratelimit/policies", tag = "ratelimit",
+    responses((status = 200, description = "Policies", body = Vec<PolicyView>)))]
+async fn list_policies(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<PolicyView>>> {
+    let names: Vec<String> = state
+        .limiter()
+        .policies()
+        .into_iter()
+        .map(|p| p.name)
+        .filter(|n| caller.may(Area::Ratelimit, n, Access::Read))
+        .collect();
+    names
+        .iter()
+        .map(|n| view(&state, n))
+        .collect::<ApiResult<_>>()
+        .map(Json)
+}
+
+/// A check.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// Who is limited (user id, IP, API key …), 1–512 bytes.
+    pub key: String,
+    /// Units this request costs (default 1).
+    #[serde(default = "one")]
+    pub cost: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct PolicyPath {
+    /// Policy name.
+    policy: String,
+}
+
+/// Counts `cost` against `key` under `policy`: 200 allowed, 429 refused.
+#[utoipa::path(post, path = "/v1/ratelimit/{policy}/check", tag = "ratelimit", params(PolicyPath),
+    request_body = CheckRequest,
+    responses(
+        (status = 200, description = "Allowed (RateLimit, RateLimit-Policy headers)", body = Decision),
+        (status = 429, description = "Refused (also Retry-After)", body = Decision),
+        (status = 404, description = "No such policy", body = ErrorBody)
+    ))]
+async fn check(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(PolicyPath { policy }): Segments<PolicyPath>,
+    Body(req): Body<CheckRequest>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<Decision>)> {
+    caller.require(Area::Ratelimit, &policy, Access::Write)?;
+    if state.limiter().policy(&policy).is_none() {
+        return Err(ApiError::not_found(format!("no rate-limit policy {policy:?}")));
+    }
+    let decision = state.limiter().check(&policy, &req.key, req.cost).await?;
+    let mut headers = HeaderMap::new();
+    redkit::ratelimit::layer::set_headers(&mut headers, &decision, false);
+    let status = if decision.allowed {
+        StatusCode::OK
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
+    Ok((status, headers, Json(decision)))
+}
