@@ -122,10 +122,14 @@ fn free_port() -> u16 {
 }
 
 fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
+    serve_on(dir, "127.0.0.1", env)
+}
+
+fn serve_on(dir: &std::path::Path, host: &str, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let mut cmd = redkit();
     cmd.current_dir(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--listen", &format!("{host}:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     for (k, v) in env {
@@ -144,8 +148,18 @@ fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
 }
 
 fn get(port: u16, path: &str) -> (u16, serde_json::Value) {
+    request(port, "GET", path, "", "")
+}
+
+/// One HTTP/1.1 request; `headers` are extra header lines, each ending in CRLF.
+fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let status = raw[9..12].parse().unwrap();
@@ -193,11 +207,14 @@ fn health_follows_redis_through_an_outage() {
     loop {
         let (status, health) = get(server.port, "/health");
         if health["mode"] == "fallback" {
+            assert_eq!(status, 503, "locks fail closed, and /health says so");
+            assert_eq!(health["status"], "unavailable");
+            let (status, ready) = get(server.port, "/ready");
             assert_eq!(
-                status, 200,
-                "no fail-closed capability is registered, so fallback serves"
+                (status, &ready["mode"]),
+                (200, &serde_json::json!("fallback")),
+                "still taking requests"
             );
-            assert_eq!(health["status"], "degraded");
             break;
         }
         assert!(Instant::now() < deadline, "never reached fallback: {health}");
@@ -209,4 +226,162 @@ fn health_follows_redis_through_an_outage() {
         assert!(Instant::now() < deadline, "never returned to redis");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn sigterm_ends_long_polls_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &[]);
+    let port = server.port;
+    let poll = std::thread::spawn(move || {
+        let started = Instant::now();
+        let (status, _) = request(
+            port,
+            "POST",
+            "/v1/queues/idle/fetch",
+            "",
+            r#"{"worker":"w","wait_ms":30000}"#,
+        );
+        (status, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = Instant::now();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let (status, waited) = poll.join().unwrap();
+    assert_eq!(status, 204, "the long poll ends with nothing, not an error");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0));
+    eprintln!("exited {:?} after SIGTERM", stopped.elapsed());
+}
+
+#[test]
+fn non_loopback_listen_with_api_keys_serves_only_with_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_on(
+        dir.path(),
+        "0.0.0.0",
+        &[("REDKIT_API_KEYS", "first-key-0123456789, second-key-0123456789")],
+    );
+    assert_eq!(get(server.port, "/v1/queues").0, 401);
+    let with = |key: &str| {
+        request(
+            server.port,
+            "GET",
+            "/v1/queues",
+            &format!("Authorization: Bearer {key}\r\n"),
+            "",
+        )
+        .0
+    };
+    assert_eq!(with("second-key-0123456789"), 200);
+    assert_eq!(with("third-key-0123456789"), 401);
+    assert_eq!(get(server.port, "/health").0, 200, "probes need no key");
+}
+
+#[test]
+fn config_file_server_table_gives_scoped_keys_and_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("redkit.toml"),
+        r#"
+[server]
+max_body_bytes = 2048
+
+[[server.api_keys]]
+name = "reports"
+key_env = "REPORTS_KEY"
+scopes = ["ratelimit:api:write", "cache:reports:read"]
+
+[server.policies.api]
+algorithm = "fixed_window"
+limit = 1
+period_ms = 60000
+"#,
+    )
+    .unwrap();
+    let server = serve(dir.path(), &[("REPORTS_KEY", "reports-key-0123456789")]);
+    let auth = "Authorization: Bearer reports-key-0123456789\r\n";
+    let check = || request(server.port, "POST", "/v1/ratelimit/api/check", auth, r#"{"key":"k"}"#).0;
+    assert_eq!(check(), 200);
+    assert_eq!(check(), 429);
+    assert_eq!(request(server.port, "GET", "/v1/cache/orders/x", auth, "").0, 403);
+    let big = format!(r#"{{"key":"{}"}}"#, "k".repeat(3000));
+    let (status, body) = request(server.port, "POST", "/v1/ratelimit/api/check", auth, &big);
+    assert_eq!(status, 413);
+    assert!(body["error"]["message"].as_str().unwrap().contains("2048"), "{body}");
+    drop(server);
+
+    std::fs::write(
+        dir.path().join("redkit.toml"),
+        "[[server.api_keys]]\nname = \"x\"\nkey = \"short\"\nscopes = [\"*\"]\n",
+    )
+    .unwrap();
+    let err = refused(redkit().current_dir(dir.path()).output().unwrap());
+    assert!(err.contains("server.api_keys[0]") && err.contains("16"), "{err}");
+    std::fs::write(dir.path().join("redkit.toml"), "[server]\nport = 1\n").unwrap();
+    let err = refused(redkit().current_dir(dir.path()).output().unwrap());
+    assert!(err.contains("unknown field") && err.contains("port"), "{err}");
+}
+
+fn run_cli(args: &[&str]) -> (bool, String) {
+    let out = redkit().args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn status_keys_and_queues_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    for key in ["alpha", "beta"] {
+        assert_eq!(
+            request(server.port, "PUT", &format!("/v1/cache/docs/{key}"), "", "1").0,
+            204
+        );
+    }
+    assert_eq!(
+        request(server.port, "POST", "/v1/queues/mail/jobs", "", r#"{"payload":1}"#).0,
+        201
+    );
+
+    let (ok, text) = run_cli(&["status", "--url", &url]);
+    assert!(
+        ok && text.contains("ok, mode embedded") && text.contains("embedded:"),
+        "{text}"
+    );
+    let (ok, text) = run_cli(&["keys", "--url", &url, "docs"]);
+    assert!(ok, "{text}");
+    let mut keys: Vec<&str> = text.lines().collect();
+    keys.sort();
+    assert_eq!(keys, ["alpha", "beta"]);
+    let (ok, text) = run_cli(&["keys", "--url", &url, "docs", "a*"]);
+    assert!(ok && text.trim() == "alpha", "{text}");
+    let (ok, text) = run_cli(&["queues", "--url", &url]);
+    assert!(ok, "{text}");
+    let mail = text
+        .lines()
+        .find(|l| l.starts_with("mail"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        mail.split_whitespace().collect::<Vec<_>>(),
+        ["mail", "1", "0", "0", "0", "0", "no"]
+    );
+
+    let (ok, text) = run_cli(&["status", "--url", "http://127.0.0.1:1"]);
+    assert!(!ok && text.contains("cannot reach"), "{text}");
+    let redis = RedisServer::start();
+    let (ok, text) = run_cli(&["status", "--redis-url", &redis.url()]);
+    assert!(
+        ok && text.contains("mode redis") && text.contains("connected"),
+        "{text}"
+    );
 }
