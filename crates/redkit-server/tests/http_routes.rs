@@ -188,8 +188,11 @@ async fn rate_limits(s: &Server) {
         )
         .await;
     assert_eq!(defined.status, StatusCode::OK, "{}", defined.body);
-    assert_eq!(defined.body["limit"], 3);
-    assert_eq!(s.get("/v1/ratelimit/policies/login").await.body["algorithm"], "gcra");
+    assert_eq!(defined.body["policy"]["limit"], 3);
+    assert_eq!(
+        s.get("/v1/ratelimit/policies/login").await.body["policy"]["algorithm"],
+        "gcra"
+    );
     let list = s.get("/v1/ratelimit/policies").await.body;
     assert!(list.as_array().unwrap().iter().any(|p| p["name"] == "login"));
     assert_eq!(s.get("/v1/ratelimit/policies/nope").await.status, StatusCode::NOT_FOUND);

@@ -250,6 +250,7 @@ struct KeysParams {
     /// From the previous page.
     cursor: Option<String>,
     /// About this many keys (1–10000, default 100).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 

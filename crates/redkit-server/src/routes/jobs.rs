@@ -80,7 +80,7 @@ pub struct JobView {
     pub attempts: u32,
     pub max_attempts: u32,
     pub last_error: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub progress: Option<Value>,
     pub created_ms: u64,
     pub run_at_ms: u64,
@@ -127,7 +127,7 @@ pub struct LeasedJobView {
     pub timeout_ms: u64,
     pub created_ms: u64,
     /// Progress reported by an earlier attempt.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub progress: Option<Value>,
     /// When the lease ends unless renewed (ms since the Unix epoch, this server's clock).
     pub lease_until_ms: u64,
@@ -207,8 +207,10 @@ pub struct EnqueueRequest {
     pub run_at_ms: Option<u64>,
     /// Higher runs first, -1000 to 1000 (default 0).
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
     /// Attempts before it is dead (default 3).
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_attempts: Option<u32>,
     /// Delay between attempts (default exponential from 1 s, capped at 1 h).
     pub backoff: Option<Backoff>,
@@ -341,10 +343,13 @@ pub struct FetchRequest {
     /// Who is asking (shown in job details), 1–128 bytes.
     pub worker: String,
     /// Lease up to this many jobs (1–1000, default 1).
+    #[schema(minimum = 1, maximum = 1000)]
     pub max: Option<usize>,
     /// Lease length in ms (100 ms to 24 h; default the queue's, 30 s).
+    #[schema(minimum = 100, maximum = 86400000)]
     pub lease_ms: Option<u64>,
     /// Wait this long for a job when none is ready (at most 60000; default 0).
+    #[schema(maximum = 60000)]
     pub wait_ms: Option<u64>,
 }
 

@@ -40,8 +40,10 @@ struct LockName {
 #[serde(deny_unknown_fields)]
 pub struct AcquireRequest {
     /// Lease in ms (10 ms to 1 day; default 30000).
+    #[schema(minimum = 10, maximum = 86400000)]
     pub ttl_ms: Option<u64>,
     /// How long to wait for it in ms (up to 1 hour; default 0 = try once).
+    #[schema(maximum = 3600000)]
     pub wait_ms: Option<u64>,
     /// Semaphore: one of this many permits (default 1 = a lock).
     pub permits: Option<u32>,

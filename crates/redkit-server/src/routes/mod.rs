@@ -50,9 +50,79 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Declares the errors every `/v1` operation can answer, so that the document lists every
+/// status a client may see: 400 (bad input), 401/403 (keys), 503 (Redis away and the
+/// capability fails closed, or shutting down); with a body also 413 and 415; with path
+/// parameters also 404.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let has_params = path.contains('{');
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut codes = vec![
+                    ("400", "Bad input: the message names the field and the rule"),
+                    ("401", "No API key, or an unknown one"),
+                    ("403", "The API key lacks the scope"),
+                    ("503", "The store is unavailable, or the server is shutting down"),
+                ];
+                if op.request_body.is_some() {
+                    codes.push(("413", "Body (or a value in it) over its limit"));
+                    codes.push(("415", "The body is not sent as application/json"));
+                }
+                if has_params {
+                    codes.push(("404", "Not found"));
+                }
+                for (code, description) in codes {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| error(description));
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document of every route (what `GET /openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    split().1
+}
+
+/// The routes and their document, with the common errors added once every path is in.
+fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::Modify;
+    let (router, mut doc) = api_router().split_for_parts();
+    CommonErrors.modify(&mut doc);
+    (router, doc)
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
@@ -67,7 +137,7 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api_router().split_for_parts();
+    let (api, doc) = split();
     let doc = Json(doc);
     api.route("/openapi.json", get(move || async move { doc }))
         .route("/metrics", get(metrics))

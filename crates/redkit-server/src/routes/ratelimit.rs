@@ -102,7 +102,6 @@ impl PolicyBody {
 #[derive(Serialize, ToSchema)]
 pub struct PolicyView {
     pub name: String,
-    #[serde(flatten)]
     pub policy: PolicyBody,
     pub stats: Option<PolicyStats>,
 }
