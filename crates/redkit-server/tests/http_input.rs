@@ -157,7 +157,9 @@ async fn bad_input_is_a_4xx_naming_the_field_or_limit() {
         }
     };
     let json_ct = Some("application/json");
-    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+    // (method, path, content type, body, expected status, what the message must name)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/v1/locks/a/acquire",
