@@ -324,14 +324,29 @@ async fn list_jobs(
     Segments(QueuePath { q }): Segments<QueuePath>,
     Params(p): Params<ListParams>,
 ) -> ApiResult<Json<Vec<JobView>>> {
-    caller.require(Area::Queues, &q, Access::Read)?;
+    page(
+        &state,
+        &caller,
+        &q,
+        p.state.unwrap_or(JobState::Waiting),
+        p.offset,
+        p.limit,
+    )
+    .await
+}
+
+async fn page(
+    state: &AppState,
+    caller: &Caller,
+    q: &str,
+    job_state: JobState,
+    offset: Option<u64>,
+    limit: Option<u64>,
+) -> ApiResult<Json<Vec<JobView>>> {
+    caller.require(Area::Queues, q, Access::Read)?;
     let jobs = state
-        .queue(&q)?
-        .list(
-            p.state.unwrap_or(JobState::Waiting),
-            p.offset.unwrap_or(0),
-            p.limit.unwrap_or(100),
-        )
+        .queue(q)?
+        .list(job_state, offset.unwrap_or(0), limit.unwrap_or(100))
         .await?;
     Ok(Json(jobs.into_iter().map(JobView::from).collect()))
 }
@@ -629,12 +644,7 @@ async fn list_dead(
     Segments(QueuePath { q }): Segments<QueuePath>,
     Params(p): Params<PageParams>,
 ) -> ApiResult<Json<Vec<JobView>>> {
-    caller.require(Area::Queues, &q, Access::Read)?;
-    let jobs = state
-        .queue(&q)?
-        .dead(p.offset.unwrap_or(0), p.limit.unwrap_or(100))
-        .await?;
-    Ok(Json(jobs.into_iter().map(JobView::from).collect()))
+    page(&state, &caller, &q, JobState::Dead, p.offset, p.limit).await
 }
 
 /// How many jobs an operation moved or removed.
