@@ -127,7 +127,7 @@ impl ServerSettings {
         }
         for (name, body) in table.policies {
             let setting = format!("server.policies.{name}");
-            let policy = body.into_policy(&name).map_err(|e| refuse(&setting, &e))?;
+            let policy = body.into_policy(&name);
             policy.validate().map_err(|e| refuse(&setting, &e))?;
             settings.policies.push(policy);
         }

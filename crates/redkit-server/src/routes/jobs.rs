@@ -8,13 +8,14 @@
 //!
 //! Job ids are unique per queue, so a job is addressed as `/v1/queues/{q}/jobs/{id}`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use redkit::jobs::{Backoff, EnqueueOptions, Enqueued, JobInfo, JobState, LeasedJob, QueueCounts, Settled};
+use redkit::jobs::{Backoff, EnqueueOptions, Enqueued, JobInfo, JobState, LeasedJob, Queue, QueueCounts, Settled};
+use redkit::stats::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -150,11 +151,9 @@ impl LeasedJobView {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The lease asked for, or the queue's default.
+fn lease_or_default(queue: &Queue, lease_ms: Option<u64>) -> Duration {
+    lease_ms.map_or(queue.options().lease, Duration::from_millis)
 }
 
 /// A queue and its counts.
@@ -390,7 +389,7 @@ async fn fetch(
 ) -> ApiResult<Response> {
     caller.require(Area::Queues, &q, Access::Write)?;
     let queue = state.queue(&q)?;
-    let lease = req.lease_ms.map_or(queue.options().lease, Duration::from_millis);
+    let lease = lease_or_default(&queue, req.lease_ms);
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(0));
     if wait > MAX_WAIT {
         return Err(ApiError::invalid("wait_ms", "must be at most 60000"));
@@ -571,7 +570,7 @@ async fn heartbeat(
 ) -> ApiResult<Json<LeaseView>> {
     caller.require(Area::Queues, &q, Access::Write)?;
     let queue = state.queue(&q)?;
-    let lease = req.lease_ms.map_or(queue.options().lease, Duration::from_millis);
+    let lease = lease_or_default(&queue, req.lease_ms);
     renewed(queue.heartbeat(&id, &req.token, lease).await?, &id, lease)
 }
 
@@ -590,7 +589,7 @@ async fn progress(
 ) -> ApiResult<Json<LeaseView>> {
     caller.require(Area::Queues, &q, Access::Write)?;
     let queue = state.queue(&q)?;
-    let lease = req.lease_ms.map_or(queue.options().lease, Duration::from_millis);
+    let lease = lease_or_default(&queue, req.lease_ms);
     renewed(queue.progress(&id, &req.token, &req.progress, lease).await?, &id, lease)
 }
 

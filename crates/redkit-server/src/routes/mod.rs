@@ -112,11 +112,6 @@ impl utoipa::Modify for CommonErrors {
     }
 }
 
-/// The OpenAPI document of every route (what `GET /openapi.json` serves).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    split().1
-}
-
 /// The routes and their document, with the common errors added once every path is in.
 fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use utoipa::Modify;

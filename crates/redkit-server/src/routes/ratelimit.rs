@@ -61,11 +61,9 @@ fn gcra() -> Algorithm {
 }
 
 impl PolicyBody {
-    /// The library policy named `name`; the library validates the numbers.
-    pub fn into_policy(self, name: &str) -> Result<Policy, String> {
-        if self.period_ms == 0 {
-            return Err("period_ms: must be > 0".into());
-        }
+    /// The library policy named `name` (unchecked: [`Policy::validate`] and
+    /// `RateLimiter::define` check the numbers).
+    pub fn into_policy(self, name: &str) -> Policy {
         let mut p = Policy::new(name, self.algorithm, self.limit, Duration::from_millis(self.period_ms))
             .shadow(self.shadow)
             .allow(self.allow)
@@ -76,7 +74,7 @@ impl PolicyBody {
         if let Some(s) = self.fallback_share {
             p = p.fallback_share(s);
         }
-        Ok(p)
+        p
     }
 
     fn from_policy(p: &Policy) -> Self {
@@ -127,8 +125,7 @@ async fn put_policy(
     Body(body): Body<PolicyBody>,
 ) -> ApiResult<Json<PolicyView>> {
     caller.require(Area::Ratelimit, &name, Access::Admin)?;
-    let policy = body.into_policy(&name).map_err(|e| ApiError::invalid("policy", e))?;
-    state.limiter().define(policy)?;
+    state.limiter().define(body.into_policy(&name))?;
     view(&state, &name).map(Json)
 }
 

@@ -64,13 +64,11 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Session>)> {
     require(&caller, Access::Write)?;
     let defaults = state.sessions().options();
-    let secs = |field: &str, s: Option<u64>, default: Duration| match s {
-        None => Ok(default),
-        Some(s) if s <= 366 * 86_400 => Ok(Duration::from_secs(s)),
-        Some(_) => Err(ApiError::invalid(field, "must be 1 s to 366 days")),
-    };
-    let idle = secs("idle_ttl_s", req.idle_ttl_s, defaults.idle_ttl)?;
-    let absolute = secs("absolute_ttl_s", req.absolute_ttl_s, defaults.absolute_ttl.max(idle))?;
+    // The library checks the ranges (and names idle_ttl / absolute_ttl).
+    let idle = req.idle_ttl_s.map_or(defaults.idle_ttl, Duration::from_secs);
+    let absolute = req
+        .absolute_ttl_s
+        .map_or(defaults.absolute_ttl.max(idle), Duration::from_secs);
     let session = state
         .sessions()
         .create_with(req.data, req.user.as_deref(), idle, absolute)
