@@ -1,5 +1,8 @@
-"""Turns bench/run's measurements (TSV: scenario, concurrency, side, run, ops/s) into
-RESULTS.md: medians per scenario and side, and redkit's ratio to each peer."""
+"""Turns bench/run's measurements into RESULTS.md: medians per scenario and side, and the
+ratio of the scenario's first side (redkit's primary configuration) to each other side.
+
+TSV columns: scenario, concurrency, side, run, ops/s[, p50 ms, p99 ms]. The text on how each
+side is used is bench/METHOD.md, included as is."""
 
 import collections
 import datetime
@@ -13,41 +16,20 @@ import sys
 DESCRIPTIONS = {
     "cache_get": "Cache read through Redis, L1 off (100-byte value, 1000 keys)",
     "cache_set": "Cache write through Redis, L1 off (100-byte value, TTL 300 s)",
+    "l1_get": "Cache read answered by L1 (100-byte value, 1000 keys)",
     "ratelimit": "Rate-limit decision through Redis (limit never reached)",
     "lock": "Lock acquire + release through Redis",
+    "jobs": "No-op jobs end to end through Redis (jobs/s)",
+    "http_ratelimit": "Server over HTTP: rate-limit check (requests/s)",
+    "http_cache_get": "Server over HTTP: cache GET of a 100-byte value (requests/s)",
+    "outage_get": "Outage cost: cache read while the breaker is open vs embedded-only",
+    "outage_set": "Outage cost: cache write while the breaker is open vs embedded-only",
 }
 
+# Sides that bound what redkit can reach rather than compete with it.
+CEILINGS = ("redis-benchmark", "moka")
 
-METHOD = """## How each side is used
-
-Every side does the same work: N operations split over C concurrent tasks (C = 1 and 64),
-timed from the first operation to the last; set-up (connecting, pre-filling 1000 keys for
-reads) is outside the timing. Commands: `bench/peers/node/peer.js`,
-`bench/peers/python/peer.py`, `bench/src/bin/side_by_side.rs`.
-
-- **redkit**: the library on a multi-threaded tokio runtime. Cache: `Cache<String>` with L1
-  off, so every call goes to Redis (a read is one Lua script returning the value and its
-  TTL; a write is one Lua script that also indexes tags and publishes the invalidation to
-  other instances). Rate limit: a GCRA policy checked with `RateLimiter::check` (one Lua
-  script). Lock: `Locks::acquire` + `release` (Lua scripts; acquire also raises the fencing
-  counter), watchdog off.
-- **redis-benchmark** (`-t get|set -d 100 -c C`): raw GET/SET from C connections, no client
-  library work: the ceiling for one round trip per operation, not a peer.
-- **ioredis**: one connection with `enableAutoPipelining: true`, its documented setting for
-  throughput; GET / `SET … EX 300`.
-- **redis-py**: `redis.asyncio` with a pool of C connections, C asyncio tasks; GET / `SET … EX 300`.
-- **rate-limiter-flexible**: `RateLimiterRedis` on the ioredis client above, `consume(key)`.
-- **limits**: the async Redis storage (`async+redis://`, coredis) with the moving-window and
-  the fixed-window strategies, `hit(item, …)`.
-- **redlock** (v5): one instance on the ioredis client, `acquire([name], 10000)` + `release()`,
-  no retries.
-- **python-redis-lock**: synchronous, so C threads sharing a pool of C connections,
-  `Lock(conn, name, expire=10).acquire(blocking=False)` + `release()`.
-
-Not yet in this harness (see `cargo bench -p redkit-bench` for the redkit-only criterion
-benches): L1 hits vs raw moka, jobs vs BullMQ/RQ/apalis, the server over HTTP vs
-throttlecrab, and the outage cost.
-"""
+METHOD = open(os.path.join(os.path.dirname(__file__), "METHOD.md")).read()
 
 
 def versions():
@@ -55,14 +37,18 @@ def versions():
     lock = os.path.join("bench", ".peers", "node", "package-lock.json")
     if os.path.exists(lock):
         packages = json.load(open(lock)).get("packages", {})
-        for name in ("ioredis", "rate-limiter-flexible", "redlock"):
+        for name in ("ioredis", "rate-limiter-flexible", "redlock", "bullmq"):
             out[name] = packages.get(f"node_modules/{name}", {}).get("version", "?")
     py = os.path.join("bench", ".peers", "py", "bin", "python")
     if os.path.exists(py):
         listing = subprocess.run([py, "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout
         for p in json.loads(listing or "[]"):
-            if p["name"].lower() in ("redis", "limits", "python-redis-lock", "coredis"):
+            if p["name"].lower() in ("redis", "limits", "python-redis-lock", "coredis", "rq"):
                 out[p["name"]] = p["version"]
+    out["apalis"] = out["apalis-redis"] = "1.0.0"  # pinned in bench/peers/rust/Cargo.toml
+    out["throttlecrab-server"] = "0.4.40"  # pinned in bench/run
+    out["wrk"] = "4.1.0"
+    out["webdis"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "webdis"], capture_output=True, text=True).stdout or "?"
     out["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     out["python"] = platform.python_version()
     out["rustc"] = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.split(" ")[1]
@@ -70,43 +56,56 @@ def versions():
 
 
 def main():
-    tsv, runs, ops, redis_version = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    tsv, runs, ops, secs, redis_version = sys.argv[1:6]
     rates = collections.defaultdict(list)
-    order = []
+    latencies = collections.defaultdict(list)
+    order, first = [], {}
     for line in open(tsv):
-        scenario, conc, side, _run, rate = line.rstrip("\n").split("\t")
+        scenario, conc, side, _run, rate, *latency = line.rstrip("\n").split("\t")
         key = (scenario, int(conc))
         if key not in order:
             order.append(key)
+            first[key] = side
         rates[key + (side,)].append(float(rate))
+        if latency:
+            latencies[key + (side,)].append(tuple(float(x) for x in latency))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print("# Benchmarks: redkit beside its peers\n")
     print(f"Generated by `bench/run` on {datetime.date.today()} — {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, Redis {redis_version.split(' ')[2].removeprefix('v=')}.")
-    print(f"Each figure is the median of {runs} runs of {ops} operations (locks: a quarter of that), sides alternating within each run, all against one dedicated redis-server on loopback (no persistence).")
-    print("Higher is better; ratio = redkit ÷ peer (above 1: redkit is faster).\n")
+    print(f"Each figure is the median of {runs} runs, sides alternating within each run, all against one dedicated redis-server on loopback (no persistence). A run is {ops} operations (locks and jobs: a quarter of that; L1 reads: 50 times that) or, over HTTP, {secs} s of wrk.")
+    print("Higher is better; the ratio divides the first row (redkit as it is meant to run) by each other row: above 1, redkit is faster.\n")
     print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".\n")
     print(METHOD)
+    losses = []
     for scenario, conc in order:
+        lead = first[(scenario, conc)]
+        lead_rate = statistics.median(rates[(scenario, conc, lead)])
+        with_latency = any(k[:2] == (scenario, conc) for k in latencies)
         print(f"## {DESCRIPTIONS.get(scenario, scenario)} — concurrency {conc}\n")
-        print("| side | ops/s (median) | runs | redkit ÷ side |")
-        print("|---|---:|---:|---:|")
-        redkit = statistics.median(rates[(scenario, conc, "redkit")])
+        print(f"| side | ops/s (median) | runs | {lead} ÷ side |" + (" p50 / p99 latency (median) |" if with_latency else ""))
+        print("|---|---:|---:|---:|" + ("---:|" if with_latency else ""))
         for (s, c, side), values in rates.items():
             if (s, c) != (scenario, conc):
                 continue
             med = statistics.median(values)
-            ratio = "—" if side == "redkit" else f"{redkit / med:.2f}"
-            print(f"| {side} | {med:,.0f} | {len(values)} | {ratio} |")
+            ratio = "—" if side == lead else f"{lead_rate / med:.2f}"
+            row = f"| {side} | {med:,.0f} | {len(values)} | {ratio} |"
+            if with_latency:
+                lat = latencies.get((s, c, side))
+                if lat:
+                    p50 = statistics.median(x[0] for x in lat)
+                    p99 = statistics.median(x[1] for x in lat)
+                    row += f" {p50:.2f} / {p99:.2f} ms |"
+                else:
+                    row += " |"
+            print(row)
+            if side != lead and not side.startswith("redkit") and lead_rate < med:
+                what = " (a floor or ceiling, not a peer)" if side in CEILINGS else ""
+                losses.append(f"- {DESCRIPTIONS.get(s, s)}, concurrency {c}: {side}{what} is faster ({lead} ÷ {side} = {lead_rate / med:.2f}).")
         print()
-    losses = []
-    for (s, c, side), values in rates.items():
-        if side in ("redkit", "redis-benchmark"):
-            continue
-        ratio = statistics.median(rates[(s, c, "redkit")]) / statistics.median(values)
-        if ratio < 1:
-            losses.append(f"- {DESCRIPTIONS.get(s, s)}, concurrency {c}: {side} is faster (redkit ÷ {side} = {ratio:.2f}).")
     print("## Where redkit is slower\n")
-    print("\n".join(losses) if losses else "Nowhere against a peer in this run (redis-benchmark is the ceiling, not a peer).")
+    print("Computed from the tables above: every row that beats redkit's.\n")
+    print("\n".join(losses) if losses else "Nowhere against a peer in this run.")
     print()
 
 

@@ -1,81 +1,213 @@
-//! redkit's side of `bench/run`: runs one scenario against a given Redis and prints one
-//! line, `<ops per second>`, the same line every peer program under `bench/peers/` prints.
+//! redkit's side of `bench/run`: runs one scenario and prints one line, `<ops per second>`,
+//! the same line every peer program under `bench/peers/` prints.
 //!
 //! `side_by_side SCENARIO REDIS_URL OPS CONCURRENCY`, SCENARIO one of
-//! `cache_get`, `cache_set` (L1 off: every call reaches Redis), `ratelimit` (GCRA, never
-//! refusing), `lock` (acquire + release of one of 1000 names).
+//! - `cache_get`, `cache_set`: through Redis with L1 off (every call reaches Redis);
+//! - `l1_get`: a key fresh in L1 (never reaches Redis), and `moka_get`, the same read from a
+//!   raw `moka::sync::Cache<String, String>` — the floor, as redkit's L1 is moka;
+//! - `ratelimit`: a GCRA decision that never refuses;
+//! - `lock`: acquire + release of one of 1000 names;
+//! - `jobs`: no-op jobs end to end — a `Worker` with concurrency CONCURRENCY and CONCURRENCY
+//!   producers enqueueing one job per call; the clock stops when the queue counts every job
+//!   completed (acknowledged), not when the last handler returns;
+//! - `outage_get`, `outage_set`: cache reads / writes (L1 off) while the circuit breaker is
+//!   open — a redis-server of its own is SIGKILLed and the call waits for fallback mode
+//!   first (REDIS_URL is not used); `embedded_get`, `embedded_set`: the same calls on a
+//!   redkit with no Redis configured.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redkit::Redkit;
 use redkit::cache::{Cache, CacheOptions};
+use redkit::jobs::{EnqueueOptions, QueueOptions, Worker};
 use redkit::lock::LockOptions;
 use redkit::ratelimit::{Algorithm, Policy};
+use redkit::{Mode, Redkit};
 use redkit_bench::common::config;
+use redkit_testkit::RedisServer;
 
 /// The 100-byte value the cache scenarios store (same on every side).
 fn value() -> String {
     "x".repeat(100)
 }
 
+/// Keys the cache scenarios spread over.
+const KEYS: u64 = 1000;
+
+fn key(task: u64, i: u64, per_task: u64) -> String {
+    format!("k{}", (task * per_task + i) % KEYS)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 5 {
-        eprintln!("usage: side_by_side cache_get|cache_set|ratelimit|lock REDIS_URL OPS CONCURRENCY");
+        eprintln!("usage: side_by_side SCENARIO REDIS_URL OPS CONCURRENCY (scenarios: see the module doc)");
         std::process::exit(2);
     }
-    let (scenario, url) = (args[1].clone(), args[2].clone());
+    let (scenario, url) = (args[1].as_str(), args[2].clone());
     let ops: u64 = args[3].parse().expect("OPS");
     let tasks: u64 = args[4].parse().expect("CONCURRENCY");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let elapsed = rt.block_on(async {
-        let redkit = Redkit::open(config(Some(url), dir.path())).await.unwrap();
-        run(&redkit, &scenario, ops, tasks).await
+    let per_task = ops.div_ceil(tasks);
+    let rate = rt.block_on(async {
+        let elapsed = match scenario {
+            "moka_get" => moka_get(per_task, tasks).await,
+            "outage_get" | "outage_set" => {
+                let mut redis = RedisServer::start();
+                let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+                let cache: Cache<String> = redkit.cache("bench", CacheOptions::default().l1(false)).unwrap();
+                redis.kill();
+                while redkit.mode() != Mode::Fallback {
+                    let _ = cache.get("k0").await; // failing calls are what open the breaker
+                }
+                let cache = filled_cache(&redkit, false).await;
+                cache_calls(&cache, scenario.ends_with("get"), per_task, tasks).await
+            }
+            "embedded_get" | "embedded_set" => {
+                let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+                let cache = filled_cache(&redkit, false).await;
+                cache_calls(&cache, scenario.ends_with("get"), per_task, tasks).await
+            }
+            _ => {
+                let redkit = Redkit::open(config(Some(url), dir.path())).await.unwrap();
+                through_redis(&redkit, scenario, per_task, tasks).await
+            }
+        };
+        (per_task * tasks) as f64 / elapsed.as_secs_f64()
     });
-    println!("{:.0}", ops as f64 / elapsed.as_secs_f64());
+    println!("{rate:.0}");
 }
 
-async fn run(redkit: &Redkit, scenario: &str, ops: u64, tasks: u64) -> Duration {
-    let per_task = ops.div_ceil(tasks);
-    let cache: Cache<String> = redkit.cache("bench", CacheOptions::default().l1(false)).unwrap();
-    if scenario == "cache_get" {
-        for k in 0..1000 {
-            cache.set(&format!("k{k}"), &value()).await.unwrap();
+async fn through_redis(redkit: &Redkit, scenario: &str, per_task: u64, tasks: u64) -> Duration {
+    match scenario {
+        "cache_get" | "cache_set" => {
+            let cache = filled_cache(redkit, false).await;
+            cache_calls(&cache, scenario == "cache_get", per_task, tasks).await
+        }
+        "l1_get" => {
+            let cache = filled_cache(redkit, true).await;
+            cache_calls(&cache, true, per_task, tasks).await
+        }
+        "ratelimit" => {
+            let limiter = redkit.rate_limiter();
+            let hour = Duration::from_secs(3600);
+            limiter
+                .define(Policy::new("bench", Algorithm::Gcra, 1_000_000_000, hour))
+                .unwrap();
+            concurrently(per_task, tasks, move |t, _| {
+                let limiter = limiter.clone();
+                async move { assert!(limiter.check("bench", &format!("client:{t}"), 1).await.unwrap().allowed) }
+            })
+            .await
+        }
+        "lock" => {
+            let (locks, opts) = (
+                redkit.locks(),
+                LockOptions::new().ttl(Duration::from_secs(10)).watchdog(false),
+            );
+            concurrently(per_task, tasks, move |t, i| {
+                let (locks, opts) = (locks.clone(), opts.clone());
+                async move {
+                    let guard = locks.acquire(&format!("lock:{t}:{}", i % 1000), &opts).await.unwrap();
+                    guard.release().await.unwrap();
+                }
+            })
+            .await
+        }
+        "jobs" => jobs(redkit, per_task, tasks).await,
+        other => {
+            eprintln!("unknown scenario {other}");
+            std::process::exit(2);
         }
     }
-    let limiter = redkit.rate_limiter();
-    limiter
-        .define(Policy::new(
-            "bench",
-            Algorithm::Gcra,
-            1_000_000_000,
-            Duration::from_secs(3600),
-        ))
+}
+
+/// A cache with every key the scenarios use already stored.
+async fn filled_cache(redkit: &Redkit, l1: bool) -> Cache<String> {
+    let cache: Cache<String> = redkit.cache("bench", CacheOptions::default().l1(l1)).unwrap();
+    for k in 0..KEYS {
+        cache.set(&format!("k{k}"), &value()).await.unwrap();
+    }
+    cache
+}
+
+async fn cache_calls(cache: &Cache<String>, read: bool, per_task: u64, tasks: u64) -> Duration {
+    let (cache, v) = (cache.clone(), Arc::new(value()));
+    concurrently(per_task, tasks, move |t, i| {
+        let (cache, v) = (cache.clone(), v.clone());
+        async move {
+            let key = key(t, i, per_task);
+            if read {
+                assert!(cache.get(&key).await.unwrap().is_some(), "{key} missing");
+            } else {
+                cache.set(&key, &v).await.unwrap();
+            }
+        }
+    })
+    .await
+}
+
+async fn moka_get(per_task: u64, tasks: u64) -> Duration {
+    let moka: moka::sync::Cache<String, String> = moka::sync::Cache::builder().max_capacity(10_000).build();
+    for k in 0..KEYS {
+        moka.insert(format!("k{k}"), value());
+    }
+    concurrently(per_task, tasks, move |t, i| {
+        let moka = moka.clone();
+        async move { assert!(moka.get(&key(t, i, per_task)).is_some()) }
+    })
+    .await
+}
+
+/// No-op jobs: the worker is started first, then `tasks` producers enqueue; done when the
+/// queue's completed total has grown by every job.
+async fn jobs(redkit: &Redkit, per_task: u64, tasks: u64) -> Duration {
+    let queue = redkit
+        .queue(&format!("bench-{}", std::process::id()), QueueOptions::default())
         .unwrap();
-    let locks = redkit.locks();
+    let worker = Worker::new(queue.clone(), |_job| async { Ok(()) })
+        .concurrency(tasks as usize)
+        .start();
+    let total = per_task * tasks;
+    let started = Instant::now();
+    let producer = queue.clone();
+    let producing = concurrently(per_task, tasks, move |_, i| {
+        let queue = producer.clone();
+        async move {
+            queue
+                .enqueue(&serde_json::json!(i), EnqueueOptions::new())
+                .await
+                .unwrap();
+        }
+    });
+    producing.await;
+    while queue.stats().await.unwrap().completed_total < total {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed();
+    worker.shutdown(Duration::from_secs(5)).await;
+    elapsed
+}
+
+/// Runs `op(task, i)` for i in 0..per_task on each of `tasks` tasks; returns the wall time.
+async fn concurrently<F, Fut>(per_task: u64, tasks: u64, op: F) -> Duration
+where
+    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for t in 0..tasks {
-        let (cache, limiter, locks, scenario) = (cache.clone(), limiter.clone(), locks.clone(), scenario.to_string());
+        let op = op.clone();
         set.spawn(async move {
-            let v = value();
-            let opts = LockOptions::new().ttl(Duration::from_secs(10)).watchdog(false);
             for i in 0..per_task {
-                let key = format!("k{}", (t * per_task + i) % 1000);
-                match scenario.as_str() {
-                    "cache_get" => assert!(cache.get(&key).await.unwrap().is_some()),
-                    "cache_set" => cache.set(&key, &v).await.unwrap(),
-                    "ratelimit" => assert!(limiter.check("bench", &format!("client:{t}"), 1).await.unwrap().allowed),
-                    "lock" => {
-                        let guard = locks.acquire(&format!("lock:{t}:{}", i % 1000), &opts).await.unwrap();
-                        guard.release().await.unwrap();
-                    }
-                    other => panic!("unknown scenario {other}"),
-                }
+                op(t, i).await;
             }
         });
     }
     set.join_all().await;
-    started.elapsed().mul_f64(ops as f64 / (per_task * tasks) as f64)
+    started.elapsed()
 }
