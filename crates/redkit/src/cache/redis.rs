@@ -16,7 +16,6 @@ use super::backplane::{CHANNEL, Invalidation, Message};
 use crate::core::redis::{LuaScript, RedisCore, ToRedisArgsDyn};
 use crate::error::Result;
 
-static GET_MANY: LuaScript = LuaScript::new("cache_get", include_str!("get_many.lua"));
 static INVALIDATE_TAG: LuaScript = LuaScript::new("cache_invalidate_tag", include_str!("invalidate_tag.lua"));
 static SET_MANY: LuaScript = LuaScript::new("cache_set", include_str!("set_many.lua"));
 static DELETE: LuaScript = LuaScript::new("cache_delete", include_str!("delete.lua"));
@@ -72,24 +71,33 @@ impl RedisCache {
 #[async_trait::async_trait]
 impl CacheBackend for RedisCache {
     async fn get_many(&self, ns: &str, keys: &[&str]) -> Result<Vec<Option<L2Record>>> {
+        // GET + PTTL per key, pipelined: one round trip, and about a seventh of the Redis CPU
+        // of the same two calls wrapped in a Lua script (`bench/run` profile: 0.9 µs against
+        // 6.4 µs per read, INFO commandstats). Not atomic, so a record can expire between
+        // its GET and its PTTL; it then reads as having no time left.
         let prefix = key_prefix(ns);
-        let full: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
-        let refs: Vec<&dyn ToRedisArgsDyn> = full.iter().map(|k| k as _).collect();
-        let rows: Vec<(Option<Vec<u8>>, i64)> = self.core.script(&GET_MANY, &refs, &[]).await?;
-        Ok(rows
+        let mut pipe = redis::pipe();
+        for key in keys {
+            let full = format!("{prefix}{key}");
+            pipe.get(&full).pttl(&full);
+        }
+        // The flat reply (value, pttl, value, pttl, …) decodes pairwise.
+        let replies: Vec<(Option<Vec<u8>>, i64)> = self.core.pipeline("cache_get", &pipe).await?;
+        let rows = replies
             .into_iter()
             .map(|(bytes, pttl)| {
                 bytes.map(|bytes| L2Record {
                     bytes,
-                    // -1 (no expiry) cannot happen for cache records; treat it as long-lived.
-                    remaining: if pttl < 0 {
-                        Duration::MAX
-                    } else {
-                        Duration::from_millis(pttl as u64)
+                    remaining: match pttl {
+                        -2 => Duration::ZERO,
+                        // No expiry cannot happen for cache records; treat it as long-lived.
+                        ..0 => Duration::MAX,
+                        ms => Duration::from_millis(ms as u64),
                     },
                 })
             })
-            .collect())
+            .collect();
+        Ok(rows)
     }
 
     async fn set_many(&self, ns: &str, items: &[SetItem]) -> Result<()> {
