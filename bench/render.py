@@ -1,8 +1,9 @@
 """Turns bench/run's measurements into RESULTS.md: medians per scenario and side, and the
 ratio of the scenario's first side (redkit's primary configuration) to each other side.
+bench/METHOD.md (how each side is used) and bench/PROFILES.md (where redkit loses, and why)
+are included as they are.
 
-TSV columns: scenario, concurrency, side, run, ops/s[, p50 ms, p99 ms]. The text on how each
-side is used is bench/METHOD.md, included as is."""
+TSV columns: scenario, concurrency, side, run, ops/s[, p50 ms, p99 ms]."""
 
 import collections
 import datetime
@@ -29,7 +30,10 @@ DESCRIPTIONS = {
 # Sides that bound what redkit can reach rather than compete with it.
 CEILINGS = ("redis-benchmark", "moka")
 
-METHOD = open(os.path.join(os.path.dirname(__file__), "METHOD.md")).read()
+HERE = os.path.dirname(__file__)
+METHOD = open(os.path.join(HERE, "METHOD.md")).read()
+# Why redkit loses where it does, from profiles taken by hand (written for the last full run).
+PROFILES = open(os.path.join(HERE, "PROFILES.md")).read()
 
 
 def versions():
@@ -107,6 +111,7 @@ def main():
     print("Computed from the tables above: every row that beats redkit's.\n")
     print("\n".join(losses) if losses else "Nowhere against a peer in this run.")
     print()
+    print(PROFILES)
 
 
 if __name__ == "__main__":
