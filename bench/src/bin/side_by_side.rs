@@ -23,8 +23,8 @@ use redkit::cache::{Cache, CacheOptions};
 use redkit::jobs::{EnqueueOptions, QueueOptions, Worker};
 use redkit::lock::LockOptions;
 use redkit::ratelimit::{Algorithm, Policy};
-use redkit::{Mode, Redkit};
-use redkit_bench::common::config;
+use redkit::config::RedisConfig;
+use redkit::{Config, Mode, Redkit};
 use redkit_testkit::RedisServer;
 
 /// The 100-byte value the cache scenarios store (same on every side).
@@ -37,6 +37,16 @@ const KEYS: u64 = 1000;
 
 fn key(task: u64, i: u64, per_task: u64) -> String {
     format!("k{}", (task * per_task + i) % KEYS)
+}
+
+/// redkit as shipped: default timeouts and breaker settings (the tests' short timeouts are
+/// for making faults quick, not for measuring).
+fn config(redis_url: Option<String>, data_dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: data_dir.to_path_buf(),
+        redis: redis_url.map(RedisConfig::new),
+        ..Config::default()
+    }
 }
 
 fn main() {
