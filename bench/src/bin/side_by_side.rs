@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redkit::cache::{Cache, CacheOptions};
+use redkit::config::RedisConfig;
 use redkit::jobs::{EnqueueOptions, QueueOptions, Worker};
 use redkit::lock::LockOptions;
 use redkit::ratelimit::{Algorithm, Policy};
-use redkit::config::RedisConfig;
 use redkit::{Config, Mode, Redkit};
 use redkit_testkit::RedisServer;
 
