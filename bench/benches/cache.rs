@@ -7,8 +7,6 @@
 //!
 //! Run: `cargo bench -p redkit-bench --bench cache`
 
-use std::time::Instant;
-
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use redkit::Redkit;
 use redkit::cache::{CacheOptions, EntryOptions};
@@ -49,24 +47,15 @@ fn cache_benches(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(tasks), &tasks, |b, &tasks| {
             b.to_async(&rt).iter_custom(|iters| {
                 let cache = without_l1.clone();
-                async move {
-                    let per_task = iters.div_ceil(tasks as u64);
-                    let started = Instant::now();
-                    let mut set = tokio::task::JoinSet::new();
-                    for _ in 0..tasks {
-                        let cache = cache.clone();
-                        set.spawn(async move {
-                            for _ in 0..per_task {
-                                cache.get("k").await.unwrap();
-                            }
-                        });
+                // Time per get, across all tasks.
+                redkit_bench::time_for(iters, tasks as u64, move |_, calls| {
+                    let cache = cache.clone();
+                    async move {
+                        for _ in 0..calls {
+                            cache.get("k").await.unwrap();
+                        }
                     }
-                    set.join_all().await;
-                    // Time per get, across all tasks.
-                    started
-                        .elapsed()
-                        .mul_f64(iters as f64 / (per_task * tasks as u64) as f64)
-                }
+                })
             })
         });
     }

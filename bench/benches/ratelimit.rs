@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo bench -p redkit-bench --bench ratelimit`
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use redkit::Redkit;
@@ -13,24 +13,15 @@ use redkit_bench::common::config;
 use redkit_testkit::RedisServer;
 
 fn per_decision(rt: &tokio::runtime::Runtime, limits: &RateLimiter, tasks: usize, iters: u64) -> Duration {
-    rt.block_on(async {
-        let per_task = iters.div_ceil(tasks as u64);
-        let started = Instant::now();
-        let mut set = tokio::task::JoinSet::new();
-        for t in 0..tasks {
-            let limits = limits.clone();
-            set.spawn(async move {
-                let key = format!("client:{t}");
-                for _ in 0..per_task {
-                    assert!(limits.check("bench", &key, 1).await.unwrap().allowed);
-                }
-            });
+    rt.block_on(redkit_bench::time_for(iters, tasks as u64, |t, calls| {
+        let limits = limits.clone();
+        async move {
+            let key = format!("client:{t}");
+            for _ in 0..calls {
+                assert!(limits.check("bench", &key, 1).await.unwrap().allowed);
+            }
         }
-        set.join_all().await;
-        started
-            .elapsed()
-            .mul_f64(iters as f64 / (per_task * tasks as u64) as f64)
-    })
+    }))
 }
 
 fn ratelimit_benches(c: &mut Criterion) {

@@ -33,3 +33,33 @@ impl Stores {
         Stores { list, _dirs: (dr, de) }
     }
 }
+
+/// Runs `task(0..tasks)` as that many tokio tasks at once; returns the wall time from the
+/// first start to the last finish.
+pub async fn concurrently<F, Fut>(tasks: u64, task: F) -> std::time::Duration
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let started = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        set.spawn(task(t));
+    }
+    set.join_all().await;
+    started.elapsed()
+}
+
+/// Time for `iters` calls spread over `tasks` concurrent tasks (criterion's `iter_custom`):
+/// `task(t, n)` makes `n = iters / tasks` calls, rounded up, and the time is scaled back to
+/// exactly `iters`.
+pub async fn time_for<F, Fut>(iters: u64, tasks: u64, task: F) -> std::time::Duration
+where
+    F: Fn(u64, u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let per_task = iters.div_ceil(tasks);
+    concurrently(tasks, |t| task(t, per_task))
+        .await
+        .mul_f64(iters as f64 / (per_task * tasks) as f64)
+}

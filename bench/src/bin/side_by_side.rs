@@ -15,8 +15,6 @@
 //!   first (REDIS_URL is not used); `embedded_get`, `embedded_set`: the same calls on a
 //!   redkit with no Redis configured.
 
-use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redkit::cache::{Cache, CacheOptions};
@@ -25,6 +23,7 @@ use redkit::jobs::{EnqueueOptions, QueueOptions, Worker};
 use redkit::lock::LockOptions;
 use redkit::ratelimit::{Algorithm, Policy};
 use redkit::{Config, Mode, Redkit};
+use redkit_bench::concurrently;
 use redkit_testkit::RedisServer;
 
 /// The 100-byte value the cache scenarios store (same on every side).
@@ -106,9 +105,14 @@ async fn through_redis(redkit: &Redkit, scenario: &str, per_task: u64, tasks: u6
             limiter
                 .define(Policy::new("bench", Algorithm::Gcra, 1_000_000_000, hour))
                 .unwrap();
-            concurrently(per_task, tasks, move |t, _| {
+            concurrently(tasks, |t| {
                 let limiter = limiter.clone();
-                async move { assert!(limiter.check("bench", &format!("client:{t}"), 1).await.unwrap().allowed) }
+                async move {
+                    let client = format!("client:{t}");
+                    for _ in 0..per_task {
+                        assert!(limiter.check("bench", &client, 1).await.unwrap().allowed);
+                    }
+                }
             })
             .await
         }
@@ -117,11 +121,13 @@ async fn through_redis(redkit: &Redkit, scenario: &str, per_task: u64, tasks: u6
                 redkit.locks(),
                 LockOptions::new().ttl(Duration::from_secs(10)).watchdog(false),
             );
-            concurrently(per_task, tasks, move |t, i| {
+            concurrently(tasks, |t| {
                 let (locks, opts) = (locks.clone(), opts.clone());
                 async move {
-                    let guard = locks.acquire(&format!("lock:{t}:{}", i % 1000), &opts).await.unwrap();
-                    guard.release().await.unwrap();
+                    for i in 0..per_task {
+                        let guard = locks.acquire(&format!("lock:{t}:{}", i % 1000), &opts).await.unwrap();
+                        guard.release().await.unwrap();
+                    }
                 }
             })
             .await
@@ -144,15 +150,16 @@ async fn filled_cache(redkit: &Redkit, l1: bool) -> Cache<String> {
 }
 
 async fn cache_calls(cache: &Cache<String>, read: bool, per_task: u64, tasks: u64) -> Duration {
-    let (cache, v) = (cache.clone(), Arc::new(value()));
-    concurrently(per_task, tasks, move |t, i| {
-        let (cache, v) = (cache.clone(), v.clone());
+    concurrently(tasks, |t| {
+        let (cache, v) = (cache.clone(), value());
         async move {
-            let key = key(t, i, per_task);
-            if read {
-                assert!(cache.get(&key).await.unwrap().is_some(), "{key} missing");
-            } else {
-                cache.set(&key, &v).await.unwrap();
+            for i in 0..per_task {
+                let key = key(t, i, per_task);
+                if read {
+                    assert!(cache.get(&key).await.unwrap().is_some(), "{key} missing");
+                } else {
+                    cache.set(&key, &v).await.unwrap();
+                }
             }
         }
     })
@@ -164,9 +171,13 @@ async fn moka_get(per_task: u64, tasks: u64) -> Duration {
     for k in 0..KEYS {
         moka.insert(format!("k{k}"), value());
     }
-    concurrently(per_task, tasks, move |t, i| {
+    concurrently(tasks, |t| {
         let moka = moka.clone();
-        async move { assert!(moka.get(&key(t, i, per_task)).is_some()) }
+        async move {
+            for i in 0..per_task {
+                assert!(moka.get(&key(t, i, per_task)).is_some());
+            }
+        }
     })
     .await
 }
@@ -182,42 +193,22 @@ async fn jobs(redkit: &Redkit, per_task: u64, tasks: u64) -> Duration {
         .start();
     let total = per_task * tasks;
     let started = Instant::now();
-    let producer = queue.clone();
-    let producing = concurrently(per_task, tasks, move |_, i| {
-        let queue = producer.clone();
+    concurrently(tasks, |_| {
+        let queue = queue.clone();
         async move {
-            queue
-                .enqueue(&serde_json::json!(i), EnqueueOptions::new())
-                .await
-                .unwrap();
+            for i in 0..per_task {
+                queue
+                    .enqueue(&serde_json::json!(i), EnqueueOptions::new())
+                    .await
+                    .unwrap();
+            }
         }
-    });
-    producing.await;
+    })
+    .await;
     while queue.stats().await.unwrap().completed_total < total {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = started.elapsed();
     worker.shutdown(Duration::from_secs(5)).await;
     elapsed
-}
-
-/// Runs `op(task, i)` for i in 0..per_task on each of `tasks` tasks; returns the wall time.
-async fn concurrently<F, Fut>(per_task: u64, tasks: u64, op: F) -> Duration
-where
-    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for t in 0..tasks {
-        let op = op.clone();
-        set.spawn(async move {
-            for i in 0..per_task {
-                op(t, i).await;
-            }
-        });
-    }
-    set.join_all().await;
-    started.elapsed()
 }
