@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,10 @@ METHOD = open(os.path.join(HERE, "METHOD.md")).read()
 PROFILES = open(os.path.join(HERE, "PROFILES.md")).read()
 
 
+def command_output(args):
+    return subprocess.run(args, capture_output=True, text=True).stdout.strip()
+
+
 def versions():
     out = {}
     lock = os.path.join("bench", ".peers", "node", "package-lock.json")
@@ -45,17 +50,23 @@ def versions():
             out[name] = packages.get(f"node_modules/{name}", {}).get("version", "?")
     py = os.path.join("bench", ".peers", "py", "bin", "python")
     if os.path.exists(py):
-        listing = subprocess.run([py, "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout
+        listing = command_output([py, "-m", "pip", "list", "--format=json"])
         for p in json.loads(listing or "[]"):
             if p["name"].lower() in ("redis", "limits", "python-redis-lock", "coredis", "rq"):
                 out[p["name"]] = p["version"]
-    out["apalis"] = out["apalis-redis"] = "1.0.0"  # pinned in bench/peers/rust/Cargo.toml
-    out["throttlecrab-server"] = "0.4.40"  # pinned in bench/run
-    out["wrk"] = "4.1.0"
-    out["webdis"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "webdis"], capture_output=True, text=True).stdout or "?"
-    out["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    # What was built and installed, not what the pins say.
+    cargo_lock = open(os.path.join("bench", "peers", "rust", "Cargo.lock")).read()
+    for name in ("apalis", "apalis-redis"):
+        found = re.search(rf'name = "{name}"\nversion = "([^"]+)"', cargo_lock)
+        out[name] = found.group(1) if found else "?"
+    throttlecrab = os.path.join("bench", ".peers", "cargo", "bin", "throttlecrab-server")
+    if os.path.exists(throttlecrab):
+        out["throttlecrab-server"] = command_output([throttlecrab, "--version"]).split(" ")[-1]
+    for package in ("wrk", "webdis"):
+        out[package] = command_output(["dpkg-query", "-W", "-f=${Version}", package]) or "?"
+    out["node"] = command_output(["node", "--version"])
     out["python"] = platform.python_version()
-    out["rustc"] = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.split(" ")[1]
+    out["rustc"] = command_output(["rustc", "--version"]).split(" ")[1]
     return out
 
 

@@ -211,9 +211,7 @@ async fn check(
     Body(req): Body<CheckRequest>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Decision>)> {
     caller.require(Area::Ratelimit, &policy, Access::Write)?;
-    if state.limiter().policy(&policy).is_none() {
-        return Err(ApiError::not_found(format!("no rate-limit policy {policy:?}")));
-    }
+    // An unknown policy is the library's NotFound → 404.
     let decision = state.limiter().check(&policy, &req.key, req.cost).await?;
     let mut headers = HeaderMap::new();
     redkit::ratelimit::layer::set_headers(&mut headers, &decision, false);

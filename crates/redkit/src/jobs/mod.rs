@@ -590,7 +590,8 @@ impl Queue {
     /// Moves spooled jobs whose place is Redis now (used by workers between fetches).
     pub(crate) async fn drain_spool(&self) -> Result<()> {
         let hub = &self.inner.hub;
-        if hub.redis.is_some() && hub.routed.route().mode() == crate::core::route::Mode::Redis {
+        // Mode::Redis means Redis is configured and the breaker is closed.
+        if hub.routed.route().mode() == crate::core::route::Mode::Redis {
             hub.spool.drain().await?;
         }
         Ok(())
