@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::config::RedisTarget;
 use crate::core::breaker::BreakerSnapshot;
 use crate::core::embedded::EmbeddedSnapshot;
+use crate::core::journal::DeadLetters;
 use crate::core::redis::RedisInfo;
 use crate::core::route::{FallbackPolicy, Mode, Route};
 use crate::stats::{LastError, OpSnapshot};
@@ -43,8 +44,10 @@ pub struct Health {
     pub redis: Option<RedisHealth>,
     /// The embedded store.
     pub embedded: EmbeddedHealth,
-    /// Journaled writes waiting for Redis, per capability.
+    /// Journaled operations waiting for Redis, per capability.
     pub journal_pending: BTreeMap<String, u64>,
+    /// Journaled operations Redis refused for good (kept for an operator), per capability.
+    pub journal_dead_letters: BTreeMap<String, DeadLetters>,
     /// Registered capabilities and whether they serve now.
     pub capabilities: Vec<CapabilityHealth>,
     /// Each capability's own statistics (cache hit ratios, …), by capability.
@@ -138,6 +141,16 @@ pub(crate) async fn collect(route: &Route, started: Instant) -> Health {
         warnings.push(format!("cannot read the journal: {e}"));
         BTreeMap::new()
     });
+    let journal_dead_letters = route.journal().dead_letters().await.unwrap_or_else(|e| {
+        warnings.push(format!("cannot read the dead-lettered journal operations: {e}"));
+        BTreeMap::new()
+    });
+    for (capability, dead) in &journal_dead_letters {
+        warnings.push(format!(
+            "{} {capability} operation(s) made during an outage were refused by redis and dead-lettered; last error: {}",
+            dead.count, dead.last_error
+        ));
+    }
     let status = match mode {
         Mode::Fallback if capabilities.iter().any(|c| !c.available) => Status::Unavailable,
         Mode::Fallback => Status::Degraded,
@@ -154,6 +167,7 @@ pub(crate) async fn collect(route: &Route, started: Instant) -> Health {
             ops: route.embedded().stats().snapshot(),
         },
         journal_pending,
+        journal_dead_letters,
         capabilities,
         stats: route.capability_stats(),
         warnings,

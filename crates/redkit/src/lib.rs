@@ -62,6 +62,7 @@ struct Inner {
     rate_limiter: OnceLock<ratelimit::RateLimiter>,
     locks: OnceLock<lock::Locks>,
     jobs: OnceLock<Arc<jobs::JobsHub>>,
+    sessions: OnceLock<Arc<session::SessionsHub>>,
     prober: Option<JoinHandle<()>>,
     started: Instant,
 }
@@ -95,6 +96,7 @@ impl Redkit {
                 rate_limiter: OnceLock::new(),
                 locks: OnceLock::new(),
                 jobs: OnceLock::new(),
+                sessions: OnceLock::new(),
                 prober,
                 started: Instant::now(),
             }),
@@ -149,7 +151,12 @@ impl Redkit {
 
     /// A session store with these defaults and limits.
     pub fn sessions(&self, options: session::SessionOptions) -> Result<session::Sessions> {
-        session::Sessions::new(&self.inner.route, options)
+        let hub = self
+            .inner
+            .sessions
+            .get_or_init(|| session::SessionsHub::new(&self.inner.route))
+            .clone();
+        session::Sessions::new(hub, options)
     }
 
     fn jobs_hub(&self) -> Arc<jobs::JobsHub> {

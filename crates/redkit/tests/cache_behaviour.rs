@@ -374,9 +374,9 @@ async fn outage_invalidations_are_replayed_and_other_instances_do_not_read_old_v
         "the delete made during the outage reached B"
     );
     assert_eq!(
-        cb.get("changed").await.unwrap().as_deref(),
-        Some("new"),
-        "so did the overwrite"
+        cb.get("changed").await.unwrap(),
+        None,
+        "the overwrite replayed as an invalidation: B does not read the value from before the outage"
     );
     assert_eq!(cb.get("tagged").await.unwrap(), None, "and the tag invalidation");
     assert_eq!(redis.command(&["EXISTS", "rk:{c:outage}:k:doomed"]).unwrap(), "0");
@@ -425,11 +425,12 @@ async fn ten_thousand_keys_by_tag_pattern_clear_and_pages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreadable_journal_entry_does_not_keep_redis_out() {
+async fn an_unreadable_journal_entry_is_dead_lettered_and_does_not_keep_redis_out() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
     let cache = redkit.cache::<String>("poison", CacheOptions::default()).unwrap();
+    cache.set("after", &"before the outage".into()).await.unwrap();
     redis.kill();
     eventually(LIMIT, "fallback", async || {
         let _ = cache.get("probe").await;
@@ -439,7 +440,7 @@ async fn an_unreadable_journal_entry_does_not_keep_redis_out() {
     redkit
         .route()
         .journal()
-        .append("cache", b"not a journal entry".to_vec())
+        .append("cache", 1, b"not a journal entry".to_vec())
         .await
         .unwrap();
     cache.set("after", &"kept".into()).await.unwrap();
@@ -448,10 +449,13 @@ async fn an_unreadable_journal_entry_does_not_keep_redis_out() {
         redkit.mode() == Mode::Redis
     })
     .await;
-    assert!(redkit.health().await.journal_pending.is_empty());
+    let health = redkit.health().await;
+    assert!(health.journal_pending.is_empty());
+    assert_eq!(health.journal_dead_letters["cache"].count, 1, "{health:?}");
+    assert!(health.warnings.iter().any(|w| w.contains("dead-lettered")));
     assert_eq!(
         redis.command(&["EXISTS", "rk:{c:poison}:k:after"]).unwrap(),
-        "1",
-        "good entries replayed"
+        "0",
+        "the good entry after it replayed: the outage's write invalidated the older value"
     );
 }

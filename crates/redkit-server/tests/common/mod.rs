@@ -80,6 +80,11 @@ impl Server {
     }
 
     pub async fn start(redis_url: Option<String>, settings: ServerSettings) -> Server {
+        // RUST_LOG=redkit=debug shows the library's logs in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         redkit_server::metrics::install();
         let dir = tempfile::tempdir().unwrap();
         let redkit = Redkit::open(config(redis_url, dir.path())).await.unwrap();

@@ -1,38 +1,34 @@
 //! Coherence across instances, and the cache's way back after an outage.
 //!
-//! **Backplane.** Every change an instance makes in Redis is announced on the pub/sub
-//! channel [`CHANNEL`] in the same round trip, tagged with the instance's random id. Every
-//! instance subscribes; a message from another instance drops the named keys (or every key
-//! of a tag or pattern) from its L1. When the subscription breaks, or is (re)established,
-//! every L1 is cleared: invalidations may have been missed in between.
-//!
-//! Pub/sub was chosen over RESP3 client-side tracking: it works the same on standalone,
-//! Sentinel and Cluster (a cluster PUBLISH reaches every node), needs no RESP3, and an
-//! instance's own messages are filtered by id rather than by tracking-redirect plumbing
-//! that has to be re-established on every reconnect of the multiplexed connection.
+//! **Backplane.** Every change an instance makes in Redis is announced on the channel
+//! [`CHANNEL`] of the instance's [backplane](crate::core::backplane) in the same round
+//! trip, tagged with the instance's id. A message from another instance drops the named
+//! keys (or every key of a tag or pattern) from this instance's L1. When the subscription
+//! breaks, or is (re)established, every L1 is cleared: invalidations may have been missed.
 //!
 //! **Recovery.** In fallback mode every write (set, delete, tag or pattern invalidation) is
-//! journaled; on recovery the journal is replayed to Redis (which also announces it on the
-//! backplane, so other instances drop what they held), and then every L1 of this instance
-//! is cleared, since other instances may have changed Redis while this one was cut off.
+//! journaled as an *invalidation*: a value set during the outage is not written back (it
+//! may be older than what another instance wrote meanwhile), its key is removed from
+//! Redis instead, so the next read loads it afresh; deletes and tag and pattern
+//! invalidations are replayed as they were. Invalidations commute, so the order in which
+//! instances recover does not matter. Replays are announced on the backplane like any
+//! change; then every L1 of this instance is cleared and the values the outage wrote to
+//! the embedded store are dropped (a generation bump), never served again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
-use super::backend::{CacheBackend, SetItem};
+use super::backend::CacheBackend;
 use super::embedded::EmbeddedCache;
 use super::l1::L1Sink;
 use super::redis::RedisCache;
 use super::stats::CacheStatsSnapshot;
-use crate::core::redis::RedisCore;
+use crate::core::backplane::Listener;
+use crate::core::journal::Entry;
 use crate::core::route::{Recovery, Route, StatsProvider};
 use crate::error::Result;
-use crate::stats::now_ms;
 
 /// The pub/sub channel of the cache backplane.
 pub const CHANNEL: &str = "rk:cache:backplane";
@@ -78,26 +74,15 @@ pub(crate) trait Member: Send + Sync {
     fn stats(&self) -> CacheStatsSnapshot;
 }
 
-/// A write made in fallback mode, to be replayed to Redis.
+/// A write made in fallback mode, replayed to Redis as an invalidation.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum JournalOp {
-    Set {
-        ns: String,
-        items: Vec<SetItem>,
-        at_ms: u64,
-    },
-    Delete {
-        ns: String,
-        keys: Vec<String>,
-    },
-    Tag {
-        ns: String,
-        tag: String,
-    },
-    Pattern {
-        ns: String,
-        pattern: String,
-    },
+    /// Keys set or deleted: removed from Redis.
+    Keys { ns: String, keys: Vec<String> },
+    /// Every key under a tag removed.
+    Tag { ns: String, tag: String },
+    /// Every key matching a glob removed.
+    Pattern { ns: String, pattern: String },
 }
 
 impl JournalOp {
@@ -106,49 +91,55 @@ impl JournalOp {
     }
 }
 
-/// Shared by every cache of one `Redkit`: backends, backplane subscription, recovery.
+/// Shared by every cache of one `Redkit`: backends, backplane listener, recovery.
 pub(crate) struct CacheHub {
     pub instance: Arc<str>,
     pub route: Arc<Route>,
     pub redis: Option<Arc<RedisCache>>,
     pub embedded: Arc<EmbeddedCache>,
     members: Mutex<Vec<Weak<dyn Member>>>,
+    /// Set once the hub's listener has heard the subscription come up (false without Redis).
     subscribed: AtomicBool,
-    subscriber: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Drop for CacheHub {
-    fn drop(&mut self) {
-        if let Some(task) = self.subscriber.lock().expect("hub lock").take() {
-            task.abort();
-        }
-    }
 }
 
 impl CacheHub {
     pub fn new(route: &Arc<Route>) -> Arc<Self> {
-        let instance: Arc<str> = Arc::from(crate::core::random::token());
+        let backplane = route.backplane().cloned();
+        let instance: Arc<str> = backplane
+            .as_ref()
+            .map_or_else(|| Arc::from(crate::core::random::token()), |b| b.instance().clone());
         let redis = route
             .redis()
             .map(|core| Arc::new(RedisCache::new(core.clone(), instance.clone())));
+        let embedded = Arc::new(EmbeddedCache::new(route.embedded().clone()));
+        if redis.is_some() {
+            // Values an earlier run wrote in an outage are not served again; the journal
+            // still carries their invalidations.
+            let dropped = embedded.forget_outage();
+            route.spawn(async move {
+                if let Err(e) = dropped.await {
+                    tracing::warn!(error = %e, "dropping the cache's outage copies failed");
+                }
+            });
+        }
         let hub = Arc::new(CacheHub {
             instance,
             route: route.clone(),
             redis: redis.clone(),
-            embedded: Arc::new(EmbeddedCache::new(route.embedded().clone())),
+            embedded: embedded.clone(),
             members: Mutex::new(Vec::new()),
             subscribed: AtomicBool::new(false),
-            subscriber: Mutex::new(None),
         });
         let provider: Weak<dyn StatsProvider> = Arc::downgrade(&hub) as _;
         route.register_stats(provider);
-        if let (Some(redis), Some(core)) = (redis, route.redis()) {
+        if let (Some(redis), Some(backplane)) = (redis, backplane) {
             route.register_recovery(Arc::new(CacheRecovery {
                 redis,
+                embedded,
                 hub: Arc::downgrade(&hub),
             }));
-            let task = route.spawn(subscribe(Arc::downgrade(&hub), core.clone()));
-            *hub.subscriber.lock().expect("hub lock") = Some(task);
+            let listener: Weak<dyn Listener> = Arc::downgrade(&hub) as _;
+            route.spawn(async move { backplane.join(listener).await });
         }
         hub
     }
@@ -168,12 +159,31 @@ impl CacheHub {
             .collect()
     }
 
-    /// Whether the backplane subscription is live (always false without Redis).
+    /// Whether this instance receives other instances' invalidations (false without Redis).
     pub fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Acquire)
     }
 
-    fn deliver(&self, message: Message) {
+    fn clear_all(&self) {
+        for m in self.members() {
+            m.l1().clear();
+        }
+    }
+}
+
+impl Listener for CacheHub {
+    fn channel(&self) -> &'static str {
+        CHANNEL
+    }
+
+    fn deliver(&self, payload: &[u8]) {
+        let message = match serde_json::from_slice::<Message>(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a malformed cache backplane message");
+                return;
+            }
+        };
         if message.i == *self.instance {
             return;
         }
@@ -184,10 +194,16 @@ impl CacheHub {
         }
     }
 
-    fn clear_all(&self) {
-        for m in self.members() {
-            m.l1().clear();
-        }
+    fn resync(&self) {
+        // Whatever happened before this point may have been missed.
+        self.clear_all();
+        self.subscribed.store(true, Ordering::Release);
+    }
+
+    fn lost(&self) {
+        self.subscribed.store(false, Ordering::Release);
+        self.clear_all();
+        tracing::info!("cache backplane subscription lost; L1 cleared");
     }
 }
 
@@ -202,53 +218,14 @@ impl StatsProvider for CacheHub {
     }
 }
 
-async fn subscribe(hub: Weak<CacheHub>, core: Arc<RedisCore>) {
-    const MIN: Duration = Duration::from_millis(50);
-    let mut delay = MIN;
-    loop {
-        if let Ok(mut pubsub) = core.pubsub().await
-            && pubsub.subscribe(CHANNEL).await.is_ok()
-        {
-            let Some(h) = hub.upgrade() else { return };
-            // Whatever happened before this point may have been missed.
-            h.clear_all();
-            h.subscribed.store(true, Ordering::Release);
-            drop(h);
-            delay = MIN;
-            let mut messages = pubsub.on_message();
-            while let Some(msg) = messages.next().await {
-                let Some(h) = hub.upgrade() else { return };
-                match serde_json::from_slice::<Message>(msg.get_payload_bytes()) {
-                    Ok(m) => h.deliver(m),
-                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed cache backplane message"),
-                }
-            }
-            let Some(h) = hub.upgrade() else { return };
-            h.subscribed.store(false, Ordering::Release);
-            h.clear_all();
-            tracing::info!("cache backplane subscription lost; L1 cleared, resubscribing");
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
 struct CacheRecovery {
     redis: Arc<RedisCache>,
+    embedded: Arc<EmbeddedCache>,
     hub: Weak<CacheHub>,
 }
 
-/// Records per replayed set script call.
-const REPLAY_SET_BATCH: usize = 256;
-
-impl CacheRecovery {
-    async fn flush(&self, sets: &mut Option<(String, Vec<SetItem>)>) -> Result<()> {
-        match sets.take() {
-            Some((ns, items)) => self.redis.set_many(&ns, &items).await,
-            None => Ok(()),
-        }
-    }
-}
+/// Keys per replayed delete.
+const REPLAY_KEYS_BATCH: usize = 500;
 
 #[async_trait::async_trait]
 impl Recovery for CacheRecovery {
@@ -256,63 +233,49 @@ impl Recovery for CacheRecovery {
         "cache"
     }
 
-    async fn replay(&self, entries: &[Vec<u8>]) -> Result<()> {
-        // Consecutive sets of one namespace go to Redis in one script call; anything else
-        // flushes them first, so the order of writes is kept.
-        let mut sets: Option<(String, Vec<SetItem>)> = None;
+    async fn replay(&self, entries: &[Entry]) -> Result<()> {
+        // Consecutive key invalidations of one namespace go to Redis in one call; tag and
+        // pattern invalidations flush them first (they commute anyway).
+        let mut keys: Option<(String, Vec<String>)> = None;
         for entry in entries {
-            let op: JournalOp = match rmp_serde::from_slice(entry) {
-                Ok(op) => op,
-                Err(e) => {
-                    // Never let one unreadable entry keep Redis out of service forever.
-                    tracing::error!(error = %e, "skipping an unreadable cache journal entry");
-                    continue;
-                }
-            };
+            let op: JournalOp = rmp_serde::from_slice(&entry.op)
+                .map_err(|e| crate::error::Error::Codec(format!("cache journal entry: {e}")))?;
             match op {
-                JournalOp::Set { ns, items, at_ms } => {
-                    let elapsed = now_ms().saturating_sub(at_ms);
-                    for item in items {
-                        if item.ttl_ms <= elapsed {
-                            // Written and expired during the outage: what Redis holds is older.
-                            self.flush(&mut sets).await?;
-                            self.redis.delete(&ns, &[item.key]).await?;
-                            continue;
-                        }
-                        if sets
-                            .as_ref()
-                            .is_some_and(|(n, batch)| *n != ns || batch.len() >= REPLAY_SET_BATCH)
-                        {
-                            self.flush(&mut sets).await?;
-                        }
-                        let item = SetItem {
-                            ttl_ms: item.ttl_ms - elapsed,
-                            ..item
-                        };
-                        sets.get_or_insert_with(|| (ns.clone(), Vec::new())).1.push(item);
+                JournalOp::Keys { ns, keys: more } => {
+                    if keys
+                        .as_ref()
+                        .is_some_and(|(n, batch)| *n != ns || batch.len() >= REPLAY_KEYS_BATCH)
+                    {
+                        self.flush(&mut keys).await?;
                     }
-                }
-                JournalOp::Delete { ns, keys } => {
-                    self.flush(&mut sets).await?;
-                    self.redis.delete(&ns, &keys).await?;
+                    keys.get_or_insert_with(|| (ns, Vec::new())).1.extend(more);
                 }
                 JournalOp::Tag { ns, tag } => {
-                    self.flush(&mut sets).await?;
+                    self.flush(&mut keys).await?;
                     self.redis.invalidate_tag(&ns, &tag).await?;
                 }
                 JournalOp::Pattern { ns, pattern } => {
-                    self.flush(&mut sets).await?;
+                    self.flush(&mut keys).await?;
                     self.redis.invalidate_pattern(&ns, &pattern).await?;
                 }
             }
         }
-        self.flush(&mut sets).await
+        self.flush(&mut keys).await
     }
 
-    async fn after_replay(&self) -> Result<()> {
+    async fn after_close(&self) -> Result<()> {
         if let Some(hub) = self.hub.upgrade() {
             hub.clear_all();
         }
-        Ok(())
+        self.embedded.forget_outage().await
+    }
+}
+
+impl CacheRecovery {
+    async fn flush(&self, keys: &mut Option<(String, Vec<String>)>) -> Result<()> {
+        match keys.take() {
+            Some((ns, keys)) => self.redis.delete(&ns, &keys).await.map(drop),
+            None => Ok(()),
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The cache's L2 on the embedded store (SQLite): used when no Redis is configured, and
 //! as the fallback while Redis is away. Expired rows are skipped on read and purged in
-//! the background of writes.
+//! the background of writes. With Redis configured the rows are what an outage wrote:
+//! they belong to a generation that recovery bumps, so they are never served again, and
+//! every write records its invalidation in the journal in its own transaction.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +12,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::backend::{CacheBackend, KeysPage, L2Record, SetItem};
 use super::glob;
-use crate::core::embedded::EmbeddedStore;
+use crate::core::embedded::{EmbeddedStore, Generation};
+use crate::core::journal::{Pending, pending};
 use crate::error::Result;
 use crate::stats::now_ms;
 
@@ -21,19 +24,51 @@ const PURGE_EVERY: u64 = 1024;
 pub struct EmbeddedCache {
     store: Arc<EmbeddedStore>,
     writes: AtomicU64,
+    generation: Arc<Generation>,
 }
 
 impl EmbeddedCache {
     pub(crate) fn new(store: Arc<EmbeddedStore>) -> Self {
         EmbeddedCache {
+            generation: store.generation("cache"),
             store,
             writes: AtomicU64::new(0),
         }
     }
+
+    /// Drops every value written so far (after an outage, once Redis serves again).
+    pub(crate) fn forget_outage(&self) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let bumped = self.generation.bump();
+        let store = self.store.clone();
+        async move {
+            let generation = bumped.await? as i64;
+            loop {
+                let removed = store
+                    .sql("cache_forget_outage", move |c| {
+                        Ok(c.execute(
+                            "DELETE FROM cache_entries WHERE (ns, key) IN
+                               (SELECT ns, key FROM cache_entries WHERE gen < ?1 LIMIT 1000)",
+                            [generation],
+                        )?)
+                    })
+                    .await?;
+                if removed == 0 {
+                    return Ok(());
+                }
+            }
+        }
+    }
 }
 
-fn purge_expired(c: &rusqlite::Connection, now: i64) -> rusqlite::Result<()> {
-    c.execute("DELETE FROM cache_entries WHERE expires_ms <= ?1", [now])?;
+fn record(op: Option<Pending>, c: &rusqlite::Connection) -> Result<()> {
+    op.map_or(Ok(()), |p| p.record(c))
+}
+
+fn purge_expired(c: &rusqlite::Connection, now: i64, generation: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM cache_entries WHERE expires_ms <= ?1 OR gen < ?2",
+        params![now, generation],
+    )?;
     c.execute(
         "DELETE FROM cache_tags WHERE NOT EXISTS
            (SELECT 1 FROM cache_entries e WHERE e.ns = cache_tags.ns AND e.key = cache_tags.key)",
@@ -47,15 +82,17 @@ impl CacheBackend for EmbeddedCache {
     async fn get_many(&self, ns: &str, keys: &[&str]) -> Result<Vec<Option<L2Record>>> {
         let ns = ns.to_string();
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let generation = self.generation.current() as i64;
         self.store
             .sql("cache_get", move |c| {
                 let now = now_ms() as i64;
-                let mut stmt =
-                    c.prepare_cached("SELECT bytes, expires_ms FROM cache_entries WHERE ns = ?1 AND key = ?2")?;
+                let mut stmt = c.prepare_cached(
+                    "SELECT bytes, expires_ms FROM cache_entries WHERE ns = ?1 AND key = ?2 AND gen = ?3",
+                )?;
                 let mut out = Vec::with_capacity(keys.len());
                 for key in &keys {
                     let row: Option<(Vec<u8>, i64)> = stmt
-                        .query_row(params![ns, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .query_row(params![ns, key, generation], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()?;
                     out.push(row.filter(|(_, exp)| *exp > now).map(|(bytes, exp)| L2Record {
                         bytes,
@@ -71,26 +108,28 @@ impl CacheBackend for EmbeddedCache {
         let ns = ns.to_string();
         let items = items.to_vec();
         let purge = self.writes.fetch_add(items.len() as u64, Ordering::Relaxed) % PURGE_EVERY < items.len() as u64;
+        let (generation, op) = (self.generation.current() as i64, pending());
         self.store
             .sql("cache_set", move |c| {
                 let now = now_ms() as i64;
                 let tx = c.transaction()?;
                 {
                     let mut set = tx.prepare_cached(
-                        "INSERT OR REPLACE INTO cache_entries (ns, key, bytes, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT OR REPLACE INTO cache_entries (ns, key, bytes, expires_ms, gen) VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?;
                     let mut tag =
                         tx.prepare_cached("INSERT OR IGNORE INTO cache_tags (ns, tag, key) VALUES (?1, ?2, ?3)")?;
                     for item in &items {
-                        set.execute(params![ns, item.key, item.bytes, now + item.ttl_ms as i64])?;
+                        set.execute(params![ns, item.key, item.bytes, now + item.ttl_ms as i64, generation])?;
                         for t in &item.tags {
                             tag.execute(params![ns, t, item.key])?;
                         }
                     }
                 }
                 if purge {
-                    purge_expired(&tx, now)?;
+                    purge_expired(&tx, now, generation)?;
                 }
+                record(op, &tx)?;
                 tx.commit()?;
                 Ok(())
             })
@@ -100,23 +139,26 @@ impl CacheBackend for EmbeddedCache {
     async fn delete(&self, ns: &str, keys: &[String]) -> Result<u64> {
         let ns = ns.to_string();
         let keys = keys.to_vec();
+        let (generation, op) = (self.generation.current() as i64, pending());
         self.store
             .sql("cache_delete", move |c| {
                 let now = now_ms() as i64;
                 let tx = c.transaction()?;
                 let mut removed = 0;
                 {
-                    let mut del =
-                        tx.prepare_cached("DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2 AND expires_ms > ?3")?;
+                    let mut del = tx.prepare_cached(
+                        "DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2 AND expires_ms > ?3 AND gen = ?4",
+                    )?;
                     let mut del_expired = tx.prepare_cached("DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2")?;
                     for key in &keys {
-                        let n = del.execute(params![ns, key, now])?;
+                        let n = del.execute(params![ns, key, now, generation])?;
                         if n == 0 {
                             del_expired.execute(params![ns, key])?;
                         }
                         removed += n as u64;
                     }
                 }
+                record(op, &tx)?;
                 tx.commit()?;
                 Ok(removed)
             })
@@ -125,14 +167,15 @@ impl CacheBackend for EmbeddedCache {
 
     async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u64> {
         let (ns, tag) = (ns.to_string(), tag.to_string());
+        let (generation, op) = (self.generation.current() as i64, pending());
         self.store
             .sql("cache_invalidate_tag", move |c| {
                 let now = now_ms() as i64;
                 let tx = c.transaction()?;
                 let live: i64 = tx.query_row(
-                    "SELECT COUNT(*) FROM cache_entries WHERE ns = ?1 AND expires_ms > ?3 AND key IN
+                    "SELECT COUNT(*) FROM cache_entries WHERE ns = ?1 AND expires_ms > ?3 AND gen = ?4 AND key IN
                        (SELECT key FROM cache_tags WHERE ns = ?1 AND tag = ?2)",
-                    params![ns, tag, now],
+                    params![ns, tag, now, generation],
                     |r| r.get(0),
                 )?;
                 tx.execute(
@@ -141,6 +184,7 @@ impl CacheBackend for EmbeddedCache {
                     params![ns, tag],
                 )?;
                 tx.execute("DELETE FROM cache_tags WHERE ns = ?1 AND tag = ?2", params![ns, tag])?;
+                record(op, &tx)?;
                 tx.commit()?;
                 Ok(live as u64)
             })
@@ -149,14 +193,17 @@ impl CacheBackend for EmbeddedCache {
 
     async fn invalidate_pattern(&self, ns: &str, pattern: &str) -> Result<u64> {
         let (ns, pattern) = (ns.to_string(), pattern.to_string());
+        let (generation, op) = (self.generation.current() as i64, pending());
         self.store
             .sql("cache_invalidate_pattern", move |c| {
                 let now = now_ms() as i64;
                 let tx = c.transaction()?;
                 let matching: Vec<(String, bool)> = {
-                    let mut stmt = tx.prepare_cached("SELECT key, expires_ms > ?2 FROM cache_entries WHERE ns = ?1")?;
-                    let rows =
-                        stmt.query_map(params![ns, now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+                    let mut stmt =
+                        tx.prepare_cached("SELECT key, expires_ms > ?2 AND gen = ?3 FROM cache_entries WHERE ns = ?1")?;
+                    let rows = stmt.query_map(params![ns, now, generation], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+                    })?;
                     rows.filter(|r| r.as_ref().map_or(true, |(k, _)| glob::matches(&pattern, k)))
                         .collect::<rusqlite::Result<_>>()?
                 };
@@ -166,6 +213,7 @@ impl CacheBackend for EmbeddedCache {
                         del.execute(params![ns, key])?;
                     }
                 }
+                record(op, &tx)?;
                 tx.commit()?;
                 Ok(matching.iter().filter(|(_, live)| *live).count() as u64)
             })
@@ -175,17 +223,19 @@ impl CacheBackend for EmbeddedCache {
     async fn keys(&self, ns: &str, pattern: &str, cursor: Option<&str>, limit: usize) -> Result<KeysPage> {
         let (ns, pattern) = (ns.to_string(), pattern.to_string());
         let after = cursor.unwrap_or("").to_string();
+        let generation = self.generation.current() as i64;
         self.store
             .sql("cache_keys", move |c| {
                 let now = now_ms() as i64;
                 let mut stmt = c.prepare_cached(
-                    "SELECT key FROM cache_entries WHERE ns = ?1 AND key > ?2 AND expires_ms > ?3 ORDER BY key LIMIT ?4",
+                    "SELECT key FROM cache_entries WHERE ns = ?1 AND key > ?2 AND expires_ms > ?3 AND gen = ?5
+                     ORDER BY key LIMIT ?4",
                 )?;
                 let mut keys = Vec::new();
                 let mut last = after;
                 loop {
                     let batch: Vec<String> = stmt
-                        .query_map(params![ns, last, now, 1000], |r| r.get(0))?
+                        .query_map(params![ns, last, now, 1000, generation], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()?;
                     let exhausted = batch.len() < 1000;
                     for key in batch {

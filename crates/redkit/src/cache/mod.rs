@@ -19,8 +19,10 @@
 //!   serves stale while the factory finishes in the background; a hard timeout bounds the
 //!   wait when there is nothing stale. Eager refresh reloads hot entries before they expire.
 //! - **No lost invalidations.** In fallback mode, sets, deletes and invalidations go to L1
-//!   and the embedded store and are journaled; on recovery they are replayed to Redis (and
-//!   announced to other instances) before Redis serves again.
+//!   and the embedded store and are journaled as invalidations; on recovery they are
+//!   replayed to Redis (and announced to other instances) before Redis serves again: a key
+//!   set or deleted during the outage is removed from Redis, so no instance serves what
+//!   Redis held before, and the values the outage wrote are dropped.
 //!
 //! ```no_run
 //! # async fn demo(redkit: redkit::Redkit) -> redkit::Result<()> {
@@ -72,7 +74,6 @@ pub(crate) use backplane::CacheHub;
 
 use crate::core::route::{FallbackPolicy, Routed};
 use crate::error::{Error, Result};
-use crate::stats::now_ms;
 use backplane::{JournalOp, Member};
 use entry::Packer;
 use flight::Flights;
@@ -270,10 +271,9 @@ impl<T: CacheValue> Cache<T> {
         let (items, entries): (Vec<SetItem>, Vec<L1Entry<T>>) = prepared.into_iter().unzip();
         let ns = &self.inner.ns;
         let journal = || {
-            JournalOp::Set {
+            JournalOp::Keys {
                 ns: ns.clone(),
-                items: items.clone(),
-                at_ms: now_ms(),
+                keys: items.iter().map(|i| i.key.clone()).collect(),
             }
             .encode()
         };
@@ -327,7 +327,7 @@ impl<T: CacheValue> Cache<T> {
 
     async fn l2_lookup_many(&self, keys: &[&str]) -> Result<Vec<L2Lookup<T>>> {
         let ns = &self.inner.ns;
-        let records = self.inner.routed.call(|b| b.get_many(ns, keys)).await?;
+        let records = self.inner.routed.read(|b| b.get_many(ns, keys)).await?;
         Ok(keys
             .iter()
             .zip(records)
@@ -443,7 +443,7 @@ impl<T: CacheValue> Cache<T> {
         let ns = &self.inner.ns;
         let keys = vec![key.to_string()];
         let journal = || {
-            JournalOp::Delete {
+            JournalOp::Keys {
                 ns: ns.clone(),
                 keys: keys.clone(),
             }
@@ -527,6 +527,6 @@ impl<T: CacheValue> Cache<T> {
             return Err(Error::invalid("limit", format!("must be 1 to {MAX_KEYS_PAGE}")));
         }
         let ns = &self.inner.ns;
-        self.inner.routed.call(|b| b.keys(ns, pattern, cursor, limit)).await
+        self.inner.routed.read(|b| b.keys(ns, pattern, cursor, limit)).await
     }
 }

@@ -13,31 +13,46 @@
 //! A capability that must not silently become host-local declares
 //! [`FallbackPolicy::FailClosed`] and gets [`Error::Unavailable`] in fallback instead.
 //!
+//! **Who owns the data.** Redis is the truth whenever it is reachable. In a deployment
+//! with Redis, the embedded store holds only a *mirror* of what this instance read or
+//! wrote through Redis (served only while the breaker is open) and the *journal* of the
+//! outage: operations, not states, each recorded in the same SQLite transaction as the
+//! fallback write it describes ([`journal`](super::journal)). On recovery the operations
+//! are applied to Redis's current state, where a newer write or a tombstone wins, so the
+//! order in which instances recover does not matter; then the outage's own copies are
+//! dropped, never served as truth again.
+//!
 //! A call that reaches Redis and fails in a way that opens the breaker is run again on
 //! the embedded backend (or fails closed), so the call that trips the breaker is served
 //! too; calls that fail before the threshold is reached return
 //! [`Error::Unavailable`]. Because a timed-out write may still have reached Redis,
-//! journaled writes must be idempotent.
+//! journaled operations must be idempotent.
 //!
 //! **Recovery.** While the breaker is open a prober PINGs Redis with exponential backoff
 //! and jitter (a Redis that answers `LOADING` is waited for at the shortest interval). When
 //! Redis answers, the breaker moves to *recovering*: each registered [`Recovery`] replays
-//! its journal in order; then, with new fallback calls held back for a moment, the rest of
-//! the journal is replayed, each capability's `after_replay` runs, and the breaker closes.
-//! If Redis fails during recovery the breaker opens again and nothing is lost.
+//! its journal and catches up in batches while fallback calls still flow; then, with new
+//! fallback *writes* held back for a short tail (reads never are), the rest is replayed,
+//! the breaker closes, and each capability's [`Recovery::after_close`] drops its outage
+//! copies (and the job spool moves to Redis) in the background. A read that was served by
+//! the embedded store while recovery completed is asked again of Redis. If Redis fails
+//! during recovery the breaker opens again and nothing is lost; an operation Redis refuses
+//! for good is dead-lettered and recovery goes on.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use super::backplane::Backplane;
 use super::breaker::Breaker;
 use super::embedded::EmbeddedStore;
-use super::journal::Journal;
+use super::hlc::Hlc;
+use super::journal::{Entry, Journal, Pending, with_pending};
 use super::random::jittered;
 use super::redis::{Probe, RedisCore};
 use crate::error::{Error, ErrorKind, Result};
@@ -67,20 +82,64 @@ pub enum FallbackPolicy {
     FailClosed,
 }
 
+/// Which store made a handle that names state living in one store only (a job lease).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Redis made it: follow the route (journaled in fallback).
+    Redis,
+    /// The embedded store made it: it stays there, whatever the mode.
+    Embedded,
+}
+
+impl Origin {
+    /// The prefix a handle made by this store starts with.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Origin::Redis => "r-",
+            Origin::Embedded => "e-",
+        }
+    }
+
+    /// Where `handle` (made by [`Origin::prefix`] + anything, at most 128 bytes) came from.
+    pub fn of(handle: &str) -> Option<Origin> {
+        if handle.len() > 128 {
+            None
+        } else if handle.starts_with("r-") {
+            Some(Origin::Redis)
+        } else if handle.starts_with("e-") {
+            Some(Origin::Embedded)
+        } else {
+            None
+        }
+    }
+}
+
 /// A capability's way back to Redis after an outage.
 #[async_trait::async_trait]
 pub trait Recovery: Send + Sync {
     /// The capability whose journal entries this replays.
     fn capability(&self) -> &'static str;
 
-    /// Re-applies journaled writes to Redis, in order. Must be idempotent: after a
-    /// failure the whole batch is offered again. Implementations should pipeline (one
-    /// round trip per batch), since recovery must outpace writes still arriving in fallback.
-    async fn replay(&self, entries: &[Vec<u8>]) -> Result<()>;
+    /// Applies journaled operations to Redis's current state, in order. Must be
+    /// idempotent: after a failure the whole batch is offered again. A newer write or a
+    /// tombstone already in Redis must win over an older operation (compare
+    /// [`Entry::ts`]). Implementations should pipeline, since recovery must outpace
+    /// writes still arriving in fallback. An error that is not
+    /// [`ErrorKind::Unavailable`] dead-letters the entry that caused it.
+    async fn replay(&self, entries: &[Entry]) -> Result<()>;
 
-    /// Runs once the journal is drained, just before the breaker closes (e.g. to drop
-    /// in-process copies that may have missed invalidations).
-    async fn after_replay(&self) -> Result<()> {
+    /// Moves outage state that is kept as state rather than operations (the idle timers of
+    /// sessions used during the outage) to Redis, one batch per call; returns whether
+    /// anything is left. Called while fallback calls still flow, then with fallback writes
+    /// held back until it returns false.
+    async fn catch_up(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Runs right after the breaker closed (in the background, never holding calls back):
+    /// drop what the outage left in the embedded store, so it is never served as truth
+    /// again, and move what must move (the job spool).
+    async fn after_close(&self) -> Result<()> {
         Ok(())
     }
 }
@@ -99,10 +158,12 @@ pub struct Route {
     embedded: Arc<EmbeddedStore>,
     breaker: Arc<Breaker>,
     journal: Journal,
+    clock: Hlc,
+    backplane: OnceLock<Arc<Backplane>>,
     recoveries: Mutex<Vec<Arc<dyn Recovery>>>,
     stats: Mutex<Vec<Weak<dyn StatsProvider>>>,
     capabilities: Mutex<BTreeMap<&'static str, FallbackPolicy>>,
-    /// Held for reading by fallback calls; held for writing while the last of the journal
+    /// Held for reading by fallback writes; held for writing while the last of the journal
     /// is replayed and the breaker closes, so no fallback write slips in after the replay.
     gate: tokio::sync::RwLock<()>,
     /// Serializes journal drains (recovery vs. late registration).
@@ -114,9 +175,9 @@ pub struct Route {
 }
 
 const REPLAY_BATCH: usize = 512;
-/// Batches replayed while fallback writes still flow, before they are held back for the
-/// final drain; bounds recovery even if fallback writes arrive faster than replay.
-const UNGATED_BATCHES: usize = 16;
+/// Rounds of replay and catch-up while fallback writes still flow, before they are held
+/// back for the final tail; bounds recovery even if fallback writes outpace replay.
+const UNGATED_ROUNDS: usize = 64;
 
 impl Route {
     /// Must be called within a tokio runtime (it is, from `Redkit::open`).
@@ -126,6 +187,8 @@ impl Route {
             redis,
             embedded,
             breaker,
+            clock: Hlc::new(),
+            backplane: OnceLock::new(),
             recoveries: Mutex::default(),
             stats: Mutex::default(),
             capabilities: Mutex::default(),
@@ -165,6 +228,21 @@ impl Route {
         &self.journal
     }
 
+    /// This instance's hybrid-logical clock (see [`hlc`](super::hlc)).
+    pub fn clock(&self) -> &Hlc {
+        &self.clock
+    }
+
+    /// The pub/sub backplane shared by every capability of this instance (started on
+    /// first use); `None` without Redis.
+    pub fn backplane(&self) -> Option<&Arc<Backplane>> {
+        let core = self.redis.as_ref()?;
+        Some(
+            self.backplane
+                .get_or_init(|| Backplane::start(core.clone(), &self.runtime)),
+        )
+    }
+
     /// How many recoveries have completed (journal replayed, breaker closed).
     pub fn recoveries_completed(&self) -> u64 {
         self.recoveries_completed.load(Ordering::Relaxed)
@@ -194,10 +272,10 @@ impl Route {
         }
     }
 
-    /// Registers how `recovery.capability()` replays its journal. If Redis is serving and
-    /// entries are left from an earlier run, they are replayed now, in the background.
-    /// One recovery per capability: later registrations of the same capability only
-    /// trigger the replay of leftovers.
+    /// Registers how `recovery.capability()` returns to Redis. If Redis is serving and an
+    /// earlier run left operations or copies behind, they are replayed and dropped now, in
+    /// the background. One recovery per capability: later registrations of the same
+    /// capability only trigger that.
     pub fn register_recovery(self: &Arc<Self>, recovery: Arc<dyn Recovery>) {
         {
             let mut recoveries = self.recoveries.lock().expect("route lock");
@@ -208,8 +286,13 @@ impl Route {
         if self.mode() == Mode::Redis {
             let route = self.clone();
             self.runtime.spawn(async move {
-                if let Err(e) = route.drain(&recovery, None).await {
-                    tracing::warn!(capability = recovery.capability(), error = %e, "replaying an earlier run's journal failed; will retry on the next recovery");
+                let leftovers = async {
+                    route.drain(&recovery, None).await?;
+                    while recovery.catch_up().await? {}
+                    recovery.after_close().await
+                };
+                if let Err(e) = leftovers.await {
+                    tracing::warn!(capability = recovery.capability(), error = %e, "replaying an earlier run's outage failed; will retry on the next recovery");
                 }
             });
         }
@@ -285,35 +368,71 @@ impl Route {
 
     async fn recover(&self) -> Result<()> {
         let recoveries = self.recoveries.lock().expect("route lock").clone();
-        for r in &recoveries {
-            self.drain(r, Some(UNGATED_BATCHES)).await?;
+        // While fallback writes still flow: replay and catch up until what is left is
+        // small, so the tail that holds writes back is short.
+        for _ in 0..UNGATED_ROUNDS {
+            let mut more = false;
+            for r in &recoveries {
+                more |= self.drain(r, Some(1)).await? >= REPLAY_BATCH;
+                more |= r.catch_up().await?;
+            }
+            if !more {
+                break;
+            }
         }
-        let _hold_fallback = self.gate.write().await;
-        for r in &recoveries {
-            self.drain(r, None).await?;
-            r.after_replay().await?;
+        {
+            let _hold_fallback_writes = self.gate.write().await;
+            for r in &recoveries {
+                self.drain(r, None).await?;
+                while r.catch_up().await? {}
+            }
+            self.breaker.close();
         }
-        self.breaker.close();
         self.recoveries_completed.fetch_add(1, Ordering::Relaxed);
+        for r in recoveries {
+            self.runtime.spawn(async move {
+                if let Err(e) = r.after_close().await {
+                    tracing::warn!(capability = r.capability(), error = %e, "cleaning up after an outage failed; retried after the next one");
+                }
+            });
+        }
         Ok(())
     }
 
-    /// Replays `recovery`'s journal in batches until it is empty, or `max_batches` ran.
-    async fn drain(&self, recovery: &Arc<dyn Recovery>, max_batches: Option<usize>) -> Result<()> {
+    /// Replays `recovery`'s journal in batches until it is empty, or `max_batches` ran;
+    /// returns the size of the last batch. Entries Redis refuses for good are
+    /// dead-lettered; an unavailable Redis stops the drain with an error.
+    async fn drain(&self, recovery: &Arc<dyn Recovery>, max_batches: Option<usize>) -> Result<usize> {
         let _one_at_a_time = self.draining.lock().await;
         let capability = recovery.capability();
         let mut batches = 0;
+        let mut last = 0;
         while max_batches.is_none_or(|max| batches < max) {
             let batch = self.journal.oldest(capability, REPLAY_BATCH).await?;
-            let Some(&(last, _)) = batch.last() else {
-                return Ok(());
+            let Some(through) = batch.last().map(|e| e.seq) else {
+                return Ok(0);
             };
-            let entries: Vec<Vec<u8>> = batch.into_iter().map(|(_, e)| e).collect();
-            recovery.replay(&entries).await?;
-            self.journal.remove_through(capability, last).await?;
-            metrics::counter!("redkit_journal_replayed_total", "capability" => capability)
-                .increment(entries.len() as u64);
+            last = batch.len();
+            match recovery.replay(&batch).await {
+                Ok(()) => self.journal.remove_through(capability, through).await?,
+                Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
+                Err(_) => self.replay_one_by_one(recovery, &batch).await?,
+            }
+            metrics::counter!("redkit_journal_replayed_total", "capability" => capability).increment(last as u64);
             batches += 1;
+        }
+        Ok(last)
+    }
+
+    /// Replays a batch that Redis refused entry by entry, dead-lettering what it refuses.
+    async fn replay_one_by_one(&self, recovery: &Arc<dyn Recovery>, batch: &[Entry]) -> Result<()> {
+        let capability = recovery.capability();
+        for entry in batch {
+            match recovery.replay(std::slice::from_ref(entry)).await {
+                Ok(()) => self.journal.remove_through(capability, entry.seq).await?,
+                Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
+                Err(e) => self.journal.dead_letter(capability, entry, e.to_string()).await?,
+            }
         }
         Ok(())
     }
@@ -340,51 +459,80 @@ impl<B: ?Sized> Clone for Routed<B> {
     }
 }
 
+/// What the route does around an embedded call in fallback.
+enum Kind<'o> {
+    /// A read: asked again of Redis if recovery completed meanwhile.
+    Read,
+    /// A write Redis need not hear about (it is rebuilt, or moved by other means).
+    Unjournaled,
+    /// A write whose operation the embedded backend records in its transaction.
+    Journaled(Box<dyn FnOnce() -> Vec<u8> + Send + 'o>),
+}
+
 impl<B: ?Sized + Send + Sync> Routed<B> {
     /// The route behind this capability.
     pub fn route(&self) -> &Arc<Route> {
         &self.route
     }
 
-    /// Runs an operation that needs no replay (a read, or state that is rebuilt anyway).
+    /// Runs a read. A read served by the embedded store while recovery completed is run
+    /// again on Redis, so it never sees outage copies being dropped.
     ///
-    /// `f` calls one backend method: `routed.call(|b| b.get(key))`.
-    pub async fn call<'a, T>(&'a self, f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>) -> Result<T> {
-        self.run(None::<fn(&T) -> Option<Vec<u8>>>, f).await
+    /// `f` calls one backend method: `routed.read(|b| b.get(key))`.
+    pub async fn read<'a, T>(&'a self, f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>) -> Result<T> {
+        self.run(Kind::Read, f).await
     }
 
-    /// Runs a write that Redis must see after an outage. In fallback, `entry` (built only
-    /// then) is journaled once the embedded backend has applied the write, and handed to
-    /// this capability's [`Recovery::replay`] when Redis is back.
+    /// Runs a write that Redis need not hear about after an outage (state that is
+    /// rebuilt, like rate-limit counters, or moved by other means, like the job spool).
+    pub async fn call<'a, T>(&'a self, f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>) -> Result<T> {
+        self.run(Kind::Unjournaled, f).await
+    }
+
+    /// Runs a write that Redis must hear about after an outage. In fallback, `op` (built
+    /// only then) describes the write as an *operation*; the embedded backend records it
+    /// in the same transaction as the write (see [`journal::pending`](super::journal::pending)),
+    /// or drops it if the write did not take effect, and it is handed to this capability's
+    /// [`Recovery::replay`] when Redis is back.
     pub async fn write<'a, T>(
         &'a self,
-        entry: impl FnOnce() -> Vec<u8>,
+        op: impl FnOnce() -> Vec<u8> + Send + 'a,
         f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>,
     ) -> Result<T> {
-        self.run(Some(|_: &T| Some(entry())), f).await
+        self.run(Kind::Journaled(Box::new(op)), f).await
     }
 
-    /// Like [`Routed::write`], but the journal entry is built from the write's result (and
-    /// may be `None`: nothing to replay).
-    pub async fn write_with<'a, T>(
+    /// Runs `f` on the store that made `handle`'s state (see [`Origin`]): state the
+    /// embedded store made stays there whatever the mode; Redis's follows the route like
+    /// [`Routed::write`] (`op` journaled in fallback).
+    pub async fn write_at<'a, T>(
         &'a self,
-        entry: impl FnOnce(&T) -> Option<Vec<u8>>,
+        origin: Origin,
+        op: impl FnOnce() -> Vec<u8> + Send + 'a,
         f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>,
     ) -> Result<T> {
-        self.run(Some(entry), f).await
+        match origin {
+            Origin::Embedded => f(&self.embedded).await,
+            Origin::Redis => self.write(op, f).await,
+        }
     }
 
-    async fn run<'a, T>(
-        &'a self,
-        entry: Option<impl FnOnce(&T) -> Option<Vec<u8>>>,
-        f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>,
-    ) -> Result<T> {
+    /// Like [`Routed::write_at`] for calls Redis need not hear about after an outage.
+    pub async fn call_at<'a, T>(&'a self, origin: Origin, f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>) -> Result<T> {
+        match origin {
+            Origin::Embedded => f(&self.embedded).await,
+            Origin::Redis => self.call(f).await,
+        }
+    }
+
+    async fn run<'a, T>(&'a self, kind: Kind<'a>, f: impl Fn(&'a B) -> BoxFuture<'a, Result<T>>) -> Result<T> {
         let Some(redis) = &self.redis else {
             return f(&self.embedded).await;
         };
-        if self.route.breaker.is_closed() {
+        let breaker = &self.route.breaker;
+        if breaker.is_closed() {
             match f(redis).await {
-                Err(e) if e.kind() == ErrorKind::Unavailable && !self.route.breaker.is_closed() => {
+                Err(e) if e.kind() == ErrorKind::Unavailable && !breaker.is_closed() => {
                     tracing::debug!(capability = self.capability, error = %e, "redis failed and the breaker is open; serving from the fallback");
                 }
                 other => return other,
@@ -396,16 +544,38 @@ impl<B: ?Sized + Send + Sync> Routed<B> {
                 self.capability
             )));
         }
-        let _fallback = self.route.gate.read().await;
-        if self.route.breaker.is_closed() {
-            // Recovery finished while this call waited at the gate.
-            return f(redis).await;
-        }
         metrics::counter!("redkit_fallback_calls_total", "capability" => self.capability).increment(1);
-        let value = f(&self.embedded).await?;
-        if let Some(entry) = entry.and_then(|build| build(&value)) {
-            self.route.journal.append(self.capability, entry).await?;
+        match kind {
+            Kind::Read => {
+                let value = f(&self.embedded).await;
+                if breaker.is_closed() {
+                    // Recovery completed during the call: the outage copies it read may
+                    // already be gone, and Redis is the truth again.
+                    return f(redis).await;
+                }
+                value
+            }
+            Kind::Unjournaled => f(&self.embedded).await,
+            Kind::Journaled(op) => {
+                let _fallback = self.route.gate.read().await;
+                if breaker.is_closed() {
+                    // Recovery finished while this call waited at the gate.
+                    return f(redis).await;
+                }
+                let pending = Pending::new(self.capability, self.route.clock.now(), op());
+                let (value, unrecorded) = with_pending(pending, f(&self.embedded)).await;
+                if let (Ok(_), Some(p)) = (&value, unrecorded) {
+                    // A backend that never asked for its operation: record it on its own
+                    // rather than lose it (not atomic with the write; a bug to fix).
+                    debug_assert!(
+                        false,
+                        "{}: the embedded backend did not record its operation",
+                        self.capability
+                    );
+                    self.route.journal.append(self.capability, p.ts(), p.into_op()).await?;
+                }
+                value
+            }
         }
-        Ok(value)
     }
 }

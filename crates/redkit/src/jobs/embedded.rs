@@ -524,8 +524,12 @@ impl JobBackend for EmbeddedJobs {
     }
 
     async fn settle(&self, queue: &str, id: &str, token: &str, outcome: &Outcome, keep: Retention) -> Result<Settled> {
+        let op = crate::core::journal::pending();
         if token.starts_with("r-") {
-            // Leased from Redis, which is away: the caller journals it for the way back.
+            // Leased from Redis, which is away: recorded for the way back.
+            if let Some(op) = op {
+                self.store.sql("job_settle_deferred", move |c| op.record(c)).await?;
+            }
             return Ok(Settled::Deferred);
         }
         let (q, i, t, o) = (queue.to_string(), id.to_string(), token.to_string(), outcome.clone());

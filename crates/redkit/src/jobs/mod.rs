@@ -74,7 +74,7 @@ pub use options::{EnqueueOptions, QueueOptions};
 pub use schedule::Schedule;
 pub use worker::{Job, Worker, WorkerHandle, WorkerStats};
 
-use crate::core::route::{FallbackPolicy, Route, Routed, StatsProvider};
+use crate::core::route::{FallbackPolicy, Origin, Route, Routed, StatsProvider};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
 
@@ -216,19 +216,8 @@ struct QueueInner {
 }
 
 /// Where a lease token says the job was leased.
-enum Origin {
-    Redis,
-    Embedded,
-}
-
 fn origin(token: &str) -> Result<Origin> {
-    if token.starts_with("r-") && token.len() <= 128 {
-        Ok(Origin::Redis)
-    } else if token.starts_with("e-") && token.len() <= 128 {
-        Ok(Origin::Embedded)
-    } else {
-        Err(Error::invalid("token", "not a lease token"))
-    }
+    Origin::of(token).ok_or_else(|| Error::invalid("token", "not a lease token"))
 }
 
 impl Queue {
@@ -353,7 +342,14 @@ impl Queue {
             wait = wait.min(due.saturating_sub(now_ms()).max(1));
         }
         let q = &self.inner.name;
-        if let Err(e) = self.routed().call(|b| b.wait_for_work(q, wait)).await {
+        // A wait that fails over to the embedded store waits only what is left of it.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
+        let left = || {
+            deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_millis() as u64
+        };
+        if let Err(e) = self.routed().call(|b| b.wait_for_work(q, left())).await {
             tracing::debug!(queue = %q, error = %e, "waiting for work failed");
             tokio::time::sleep(Duration::from_millis(wait.min(100))).await;
         }
@@ -386,26 +382,22 @@ impl Queue {
     async fn settle(&self, id: &str, token: &str, outcome: Outcome) -> Result<Settled> {
         options::check_id(id)?;
         let (q, keep) = (&self.inner.name, self.inner.opts.retention());
-        let settled = match origin(token)? {
-            Origin::Embedded => self.inner.hub.embedded.settle(q, id, token, &outcome, keep).await?,
-            Origin::Redis => {
-                let entry = |s: &Settled| {
-                    (*s == Settled::Deferred).then(|| {
-                        recovery::Change::Settle {
-                            queue: q.clone(),
-                            id: id.to_string(),
-                            token: token.to_string(),
-                            outcome: outcome.clone(),
-                            keep,
-                        }
-                        .encode()
-                    })
-                };
-                self.routed()
-                    .write_with(entry, |b| b.settle(q, id, token, &outcome, keep))
-                    .await?
+        let op = || {
+            recovery::Change::Settle {
+                queue: q.clone(),
+                id: id.to_string(),
+                token: token.to_string(),
+                outcome: outcome.clone(),
+                keep,
             }
+            .encode()
         };
+        // A job leased from the spool is settled there, whatever the mode; one leased from
+        // Redis follows the route (journaled while Redis is away).
+        let settled = self
+            .routed()
+            .write_at(origin(token)?, op, |b| b.settle(q, id, token, &outcome, keep))
+            .await?;
         // Redis also announces it to other instances; their listeners skip this instance's id.
         self.inner.hub.emit(q, id, settled);
         self.inner.hub.counters.settled(settled);
@@ -435,27 +427,16 @@ impl Queue {
         options::check_id(id)?;
         options::check_lease(lease)?;
         let (q, lease_ms) = (&self.inner.name, lease.as_millis() as u64);
-        match origin(token)? {
-            Origin::Embedded => {
-                self.inner
-                    .hub
-                    .embedded
-                    .heartbeat(q, id, token, lease_ms, progress)
-                    .await
-            }
-            Origin::Redis => {
-                self.routed()
-                    .call(|b| b.heartbeat(q, id, token, lease_ms, progress))
-                    .await
-            }
-        }
+        self.routed()
+            .call_at(origin(token)?, |b| b.heartbeat(q, id, token, lease_ms, progress))
+            .await
     }
 
     /// Everything stored about job `id` (also jobs still in the local spool).
     pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
         options::check_id(id)?;
         let q = &self.inner.name;
-        match self.routed().call(|b| b.job(q, id)).await? {
+        match self.routed().read(|b| b.job(q, id)).await? {
             Some(info) => Ok(Some(info)),
             None if self.inner.hub.redis.is_some() => self.inner.hub.embedded.job(q, id).await,
             None => Ok(None),
@@ -465,7 +446,7 @@ impl Queue {
     /// Counts by state, lifetime totals, and whether the queue is paused.
     pub async fn stats(&self) -> Result<QueueCounts> {
         let q = &self.inner.name;
-        self.routed().call(|b| b.counts(q)).await
+        self.routed().read(|b| b.counts(q)).await
     }
 
     /// Stops handing jobs out (enqueueing continues).
@@ -497,7 +478,7 @@ impl Queue {
             return Err(Error::invalid("limit", "must be 1 to 1000"));
         }
         let q = &self.inner.name;
-        self.routed().call(|b| b.list(q, state, offset, limit)).await
+        self.routed().read(|b| b.list(q, state, offset, limit)).await
     }
 
     /// Dead jobs, newest first.

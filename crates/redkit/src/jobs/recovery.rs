@@ -5,10 +5,10 @@
 //! job whatever its lease (the work was done), unless it is finished already; a replayed
 //! fail or release applies only if the lease is still the one it names.
 //!
-//! **Spool.** After the journal, waiting and delayed jobs of the SQLite queue move into
-//! Redis in enqueue order, in batches (read, enqueue with ids kept, delete what did not
-//! change meanwhile) — while new fallback calls are held at the route's gate, so nothing
-//! is enqueued locally behind the drain's back. Jobs leased from the spool stay until
+//! **Spool.** Once Redis serves again, waiting and delayed jobs of the SQLite queue move
+//! into Redis in enqueue order, in batches (read, enqueue with ids kept, delete what did
+//! not change meanwhile), in the background: no request waits for it, and jobs enqueued
+//! after the breaker closed go straight to Redis. Jobs leased from the spool stay until
 //! their workers settle them; if a lease ends first, workers move the job to Redis too.
 
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use super::embedded::EmbeddedJobs;
 use super::redis::{RedisJobs, events_channel};
 use super::stats::JobCounters;
 use super::{JobEvent, JobEventKind};
+use crate::core::journal::Entry;
 use crate::core::redis::RedisCore;
 use crate::core::route::Recovery;
 use crate::error::Result;
@@ -114,13 +115,10 @@ impl Recovery for Spool {
         "jobs"
     }
 
-    async fn replay(&self, entries: &[Vec<u8>]) -> Result<()> {
+    async fn replay(&self, entries: &[Entry]) -> Result<()> {
         let Some(redis) = &self.redis else { return Ok(()) };
         for e in entries {
-            let Ok(change) = serde_json::from_slice::<Change>(e) else {
-                tracing::error!("skipping an unreadable jobs journal entry");
-                continue;
-            };
+            let change: Change = serde_json::from_slice(&e.op)?;
             match change {
                 Change::Settle {
                     queue,
@@ -137,7 +135,7 @@ impl Recovery for Spool {
         Ok(())
     }
 
-    async fn after_replay(&self) -> Result<()> {
+    async fn after_close(&self) -> Result<()> {
         let moved = self.drain().await?;
         if moved > 0 {
             tracing::info!(moved, "moved spooled jobs into redis");

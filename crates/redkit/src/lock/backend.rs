@@ -2,7 +2,17 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Result;
+
+/// The journal operation of a fence granted host-locally while Redis was away: on
+/// recovery Redis's fence of `name` is raised past it, so fences keep increasing.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct LocalFence {
+    pub name: String,
+    pub fence: u64,
+}
 
 /// The answer to an acquire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

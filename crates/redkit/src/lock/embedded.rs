@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::params;
 
-use super::backend::{Grant, LockBackend};
+use super::backend::{Grant, LocalFence, LockBackend};
 use crate::core::embedded::EmbeddedStore;
+use crate::core::journal::{Pending, pending};
 use crate::error::{Error, Result};
 
 struct Lease {
@@ -78,17 +79,28 @@ impl LocalLocks {
         })
     }
 
-    async fn next_fence(&self, name: &str, min_fence: u64) -> Result<u64> {
+    /// The next fence of `name` (above `min_fence`); in an outage, recorded in the
+    /// journal in the same transaction, so recovery raises Redis's fence past it.
+    async fn next_fence(&self, name: &str, min_fence: u64, op: Option<Pending>) -> Result<u64> {
         let name = name.to_string();
         self.store
             .sql("lock_fence", move |c| {
-                let fence: i64 = c.query_row(
+                let tx = c.transaction()?;
+                let fence: i64 = tx.query_row(
                     "INSERT INTO lock_fences (name, fence) VALUES (?1, ?2 + 1)
                      ON CONFLICT (name) DO UPDATE SET fence = MAX(fence, ?2) + 1
                      RETURNING fence",
                     params![name, min_fence as i64],
                     |r| r.get(0),
                 )?;
+                if let Some(op) = op {
+                    let granted = LocalFence {
+                        name,
+                        fence: fence as u64,
+                    };
+                    op.record_as(&tx, &serde_json::to_vec(&granted)?)?;
+                }
+                tx.commit()?;
                 Ok(fence as u64)
             })
             .await
@@ -104,6 +116,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[async_trait::async_trait]
 impl LockBackend for LocalLocks {
     async fn acquire(&self, name: &str, token: &str, permits: u32, lease: Duration, min_fence: u64) -> Result<Grant> {
+        let op = pending();
         if let Some(wait) = self.busy(name, permits, lease) {
             return Ok(Grant::Busy(wait));
         }
@@ -129,7 +142,7 @@ impl LockBackend for LocalLocks {
                 _file: file,
             });
         }
-        let fence = self.next_fence(name, min_fence).await?;
+        let fence = self.next_fence(name, min_fence, op).await?;
         Ok(Grant::Acquired { fence, lease })
     }
 
@@ -167,6 +180,6 @@ impl LockBackend for LocalLocks {
     }
 
     async fn raise_fence(&self, name: &str, fence: u64) -> Result<()> {
-        self.next_fence(name, fence.saturating_sub(1)).await.map(drop)
+        self.next_fence(name, fence.saturating_sub(1), None).await.map(drop)
     }
 }

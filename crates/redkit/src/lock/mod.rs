@@ -50,9 +50,11 @@ use tokio::task::JoinHandle;
 
 pub use backend::{Grant, LockBackend};
 
+use crate::core::journal::Entry;
 use crate::core::route::{FallbackPolicy, Recovery, Route, Routed};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
+use backend::LocalFence;
 
 /// How a lock is taken.
 #[derive(Debug, Clone)]
@@ -129,12 +131,6 @@ struct Inner {
     fences: moka::sync::Cache<String, u64>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct LocalFence {
-    name: String,
-    fence: u64,
-}
-
 struct FenceRecovery {
     redis: Arc<redis::RedisLocks>,
 }
@@ -145,13 +141,10 @@ impl Recovery for FenceRecovery {
         "lock_local"
     }
 
-    async fn replay(&self, entries: &[Vec<u8>]) -> Result<()> {
+    async fn replay(&self, entries: &[Entry]) -> Result<()> {
         let mut highest: HashMap<String, u64> = HashMap::new();
         for e in entries {
-            let Ok(f) = serde_json::from_slice::<LocalFence>(e) else {
-                tracing::error!("skipping an unreadable lock-fence journal entry");
-                continue;
-            };
+            let f: LocalFence = serde_json::from_slice(&e.op)?;
             let h = highest.entry(f.name).or_default();
             *h = (*h).max(f.fence);
         }
@@ -263,18 +256,9 @@ impl Locks {
         let routed = self.routed(opts);
         loop {
             let min_fence = self.inner.fences.get(name).unwrap_or(0);
-            let local_fence = |grant: &Grant| match grant {
-                Grant::Acquired { fence, .. } => Some(
-                    serde_json::to_vec(&LocalFence {
-                        name: name.to_string(),
-                        fence: *fence,
-                    })
-                    .expect("serializes"),
-                ),
-                Grant::Busy(_) => None,
-            };
+            // The host-local backend records the fence it grants (see `LocalFence`).
             let grant = routed
-                .write_with(local_fence, |b| b.acquire(name, &token, permits, opts.ttl, min_fence))
+                .write(Vec::new, |b| b.acquire(name, &token, permits, opts.ttl, min_fence))
                 .await?;
             match grant {
                 Grant::Acquired { fence, lease } => {

@@ -24,12 +24,21 @@ pub struct Session {
     pub idle_ms: u64,
     /// Absolute deadline, ms since the Unix epoch, whatever the activity.
     pub absolute_deadline_ms: u64,
+    /// The stamp of its last change (hybrid-logical clock, µs since the Unix epoch);
+    /// grows with every change of its data.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Session {
     /// When it expires if left idle (ms since the Unix epoch).
     pub fn expires_ms(&self) -> u64 {
         (self.last_seen_ms + self.idle_ms).min(self.absolute_deadline_ms)
+    }
+
+    /// Whether it is past a deadline at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        now_ms >= self.expires_ms()
     }
 }
 
@@ -53,22 +62,37 @@ pub enum Updated {
     TooLarge(usize),
 }
 
+/// What "log out everywhere" did.
+#[derive(Debug, Clone, Default)]
+pub struct Revoked {
+    /// Live sessions deleted.
+    pub count: u64,
+    /// The revoke stamp: sessions of the user created before it are dead.
+    pub stamp: u64,
+    /// The ids it found for the user.
+    pub ids: Vec<String>,
+}
+
 /// Session operations; each is atomic per session.
 #[async_trait::async_trait]
 pub trait SessionBackend: Send + Sync {
     /// Stores a new session and returns it as stored (the store's clock stamps its
     /// times); `None` if the id is taken.
     async fn create(&self, session: &Session) -> Result<Option<Session>>;
-    /// Writes a whole session (recovery, rotation).
+    /// Stores a session under a fresh id with the times it carries (rotation's second half).
     async fn put(&self, session: &Session) -> Result<()>;
     /// Reads a live session, optionally touching its idle timer.
     async fn get(&self, id: &str, touch: bool) -> Result<Option<Session>>;
     /// Merges fields into a live session (touching it), refusing growth past `max_bytes`.
     async fn update(&self, id: &str, patch: &Patch, max_bytes: usize) -> Result<Updated>;
-    /// Reads and deletes a session in one step (rotation).
+    /// Reads and deletes a live session in one step (rotation's first half); the
+    /// returned session's `version` is the stamp of the deletion.
     async fn take(&self, id: &str) -> Result<Option<Session>>;
+    /// Deletes a session (logout): like `take`, but in an outage the deletion is recorded
+    /// even for a session this instance does not know, so it holds once Redis is back.
+    async fn delete(&self, id: &str) -> Result<Option<Session>>;
     /// The live sessions of `user`.
     async fn list(&self, user: &str) -> Result<Vec<Session>>;
-    /// Deletes every session of `user`; returns how many.
-    async fn revoke_all(&self, user: &str) -> Result<u64>;
+    /// Revokes every session of `user` created before now.
+    async fn revoke_all(&self, user: &str) -> Result<Revoked>;
 }

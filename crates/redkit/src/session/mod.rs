@@ -9,12 +9,17 @@
 //! [`Sessions::revoke_all`] cover "log out everywhere". Oversized sessions are refused
 //! with the size and the limit, and nothing stored changes.
 //!
-//! **Outages.** While Redis is away sessions live in SQLite: creates, updates, deletes,
-//! rotations and revocations work there and are journaled, then written back to Redis on
-//! recovery — a revocation made during the outage stays revoked, also for sessions created
-//! before it. Sessions created *before* the outage are not readable during it (those users
-//! sign in again); redkit does not mirror them locally, because a per-instance mirror
-//! could replay stale data over newer writes made through other instances.
+//! **Outages.** Sessions stay readable and writable while Redis is away, for every
+//! session this instance has served: each answer from Redis is mirrored into SQLite (with
+//! the version Redis gave it), and other instances' changes, deletions and revocations
+//! reach the mirror through the backplane. In fallback, creates, updates, deletes,
+//! rotations and revocations are served from SQLite and journaled as *operations* in the
+//! same transaction; when Redis returns they are applied to what Redis holds then — a
+//! field changes only if the outage wrote it later than anyone else, a deletion or
+//! revocation always holds (also for sessions the instance never saw), and sessions used
+//! during the outage keep their idle timers. Then the outage's copies are dropped. A
+//! session this instance had not served before the outage reads as not found until Redis
+//! is back.
 //!
 //! [`layer::SessionLayer`] carries the id in a signed cookie (HttpOnly, Secure, SameSite).
 //!
@@ -32,20 +37,25 @@
 mod backend;
 mod embedded;
 pub mod layer;
+mod mirror;
+mod ops;
 mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tokio::task::JoinHandle;
 
-pub use backend::{Patch, Session, SessionBackend, Updated};
+pub use backend::{Patch, Revoked, Session, SessionBackend, Updated};
+pub use redis::CHANNEL;
 
-use crate::core::route::{FallbackPolicy, Recovery, Route, Routed};
+use crate::core::route::{FallbackPolicy, Route, Routed};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
+use embedded::EmbeddedSessions;
+use ops::Op;
 
 /// Session defaults and limits.
 #[derive(Debug, Clone)]
@@ -84,51 +94,74 @@ fn check_ttls(idle: Duration, absolute: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Journaled in fallback, written back on recovery.
-#[derive(Serialize, Deserialize)]
-enum Change {
-    Put(Session),
-    Delete { id: String, user: Option<String> },
-    RevokeAll { user: String },
+/// How often expired sessions and dropped copies are swept from SQLite.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// What every session store of one `Redkit` shares: the two backends, the mirror's
+/// listener and the sweeper.
+pub(crate) struct SessionsHub {
+    routed: Routed<dyn SessionBackend>,
+    _listener: Option<Arc<mirror::MirrorListener>>,
+    sweeper: JoinHandle<()>,
 }
 
-impl Change {
-    fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("changes serialize")
+impl Drop for SessionsHub {
+    fn drop(&mut self) {
+        self.sweeper.abort();
     }
 }
 
-struct WriteBack {
-    redis: Arc<redis::RedisSessions>,
-}
-
-#[async_trait::async_trait]
-impl Recovery for WriteBack {
-    fn capability(&self) -> &'static str {
-        "session"
-    }
-
-    async fn replay(&self, entries: &[Vec<u8>]) -> Result<()> {
-        for e in entries {
-            let Ok(change) = serde_json::from_slice::<Change>(e) else {
-                // Never let one unreadable entry keep Redis out of service forever.
-                tracing::error!("skipping an unreadable session journal entry");
-                continue;
-            };
-            match change {
-                Change::Put(s) if s.expires_ms() > now_ms() => self.redis.put(&s).await?,
-                Change::Put(s) => {
-                    self.redis.delete(&s.id, s.user.as_deref()).await?;
+impl SessionsHub {
+    pub(crate) fn new(route: &Arc<Route>) -> Arc<Self> {
+        let local = Arc::new(EmbeddedSessions::new(route.embedded().clone(), route.redis().is_some()));
+        let mut listener = None;
+        let mut mirrored = None;
+        if let (Some(core), Some(backplane)) = (route.redis(), route.backplane()) {
+            // A mirror from before this process started may have missed messages.
+            let dropped = local.drop_mirror();
+            route.spawn(async move {
+                if let Err(e) = dropped.await {
+                    tracing::warn!(error = %e, "remembering that the session mirror was dropped failed");
                 }
-                Change::Delete { id, user } => {
-                    self.redis.delete(&id, user.as_deref()).await?;
-                }
-                Change::RevokeAll { user } => {
-                    self.redis.revoke_all(&user).await?;
-                }
-            }
+            });
+            let redis = Arc::new(redis::RedisSessions::new(core.clone(), backplane.instance().clone()));
+            route.register_recovery(Arc::new(ops::SessionRecovery {
+                redis: redis.clone(),
+                local: local.clone(),
+            }));
+            let l = Arc::new(mirror::MirrorListener {
+                instance: backplane.instance().clone(),
+                local: local.clone(),
+                breaker: route.breaker().clone(),
+                route: Arc::downgrade(route),
+            });
+            let (backplane, weak) = (backplane.clone(), Arc::downgrade(&l) as _);
+            route.spawn(async move { backplane.join(weak).await });
+            listener = Some(l);
+            mirrored = Some(Arc::new(mirror::Mirrored {
+                redis,
+                local: local.clone(),
+                route: Arc::downgrade(route),
+            }) as Arc<dyn SessionBackend>);
         }
-        Ok(())
+        let sweeper = route.spawn(sweep(Arc::downgrade(&local)));
+        Arc::new(SessionsHub {
+            routed: route.routed("session", FallbackPolicy::Serve, mirrored, local),
+            _listener: listener,
+            sweeper,
+        })
+    }
+}
+
+async fn sweep(local: std::sync::Weak<EmbeddedSessions>) {
+    loop {
+        tokio::time::sleep(crate::core::random::jittered(SWEEP_EVERY)).await;
+        let Some(local) = local.upgrade() else { return };
+        match local.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "swept expired and dropped sessions"),
+            Err(e) => tracing::warn!(error = %e, "sweeping sessions failed"),
+        }
     }
 }
 
@@ -139,7 +172,7 @@ pub struct Sessions {
 }
 
 struct Inner {
-    routed: Routed<dyn SessionBackend>,
+    hub: Arc<SessionsHub>,
     opts: SessionOptions,
 }
 
@@ -164,29 +197,18 @@ fn check_user(user: &str) -> Result<()> {
 }
 
 impl Sessions {
-    pub(crate) fn new(route: &Arc<Route>, opts: SessionOptions) -> Result<Self> {
+    pub(crate) fn new(hub: Arc<SessionsHub>, opts: SessionOptions) -> Result<Self> {
         check_ttls(opts.idle_ttl, opts.absolute_ttl)?;
         if !(1..=16 << 20).contains(&opts.max_bytes) {
             return Err(Error::invalid("max_bytes", "must be 1 byte to 16 MiB"));
         }
-        let redis = route
-            .redis()
-            .map(|core| Arc::new(redis::RedisSessions::new(core.clone())));
-        if let Some(r) = &redis {
-            route.register_recovery(Arc::new(WriteBack { redis: r.clone() }));
-        }
-        let embedded = Arc::new(embedded::EmbeddedSessions::new(route.embedded().clone())) as Arc<dyn SessionBackend>;
         Ok(Sessions {
-            inner: Arc::new(Inner {
-                routed: route.routed(
-                    "session",
-                    FallbackPolicy::Serve,
-                    redis.map(|r| r as Arc<dyn SessionBackend>),
-                    embedded,
-                ),
-                opts,
-            }),
+            inner: Arc::new(Inner { hub, opts }),
         })
+    }
+
+    fn routed(&self) -> &Routed<dyn SessionBackend> {
+        &self.inner.hub.routed
     }
 
     /// The options in force.
@@ -242,11 +264,12 @@ impl Sessions {
             last_seen_ms: now,
             idle_ms: idle_ttl.as_millis() as u64,
             absolute_deadline_ms: now + absolute_ttl.as_millis() as u64,
+            version: 0,
         };
-        let entry = |stored: &Option<Session>| stored.clone().map(|s| Change::Put(s).encode());
-        self.inner
-            .routed
-            .write_with(entry, |b| b.create(&session))
+        // Written as a fallback write (held back at recovery's tail like any), but with
+        // nothing to journal: a new session reaches Redis through recovery's catch-up.
+        self.routed()
+            .write(Vec::new, |b| b.create(&session))
             .await?
             .ok_or_else(|| Error::Conflict("session id collision; retry".into()))
     }
@@ -255,16 +278,14 @@ impl Sessions {
     pub async fn get(&self, id: &str) -> Result<Option<Session>> {
         check_id(id)?;
         let touch = self.inner.opts.touch_on_get;
-        self.inner.routed.call(|b| b.get(id, touch)).await
+        self.routed().read(|b| b.get(id, touch)).await
     }
 
     /// Resets the idle timer; [`Error::NotFound`] if the session is gone.
     pub async fn extend(&self, id: &str) -> Result<Session> {
         check_id(id)?;
-        let entry = |s: &Option<Session>| s.clone().map(|s| Change::Put(s).encode());
-        self.inner
-            .routed
-            .write_with(entry, |b| b.get(id, true))
+        self.routed()
+            .read(|b| b.get(id, true))
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {id}")))
     }
@@ -286,16 +307,14 @@ impl Sessions {
             }
         }
         let max = self.inner.opts.max_bytes;
-        let entry = |u: &Updated| match u {
-            Updated::Done(s) => Some(Change::Put(s.clone()).encode()),
-            _ => None,
+        let op = || {
+            Op::Patch {
+                id: id.to_string(),
+                patch: patch.clone(),
+            }
+            .encode()
         };
-        match self
-            .inner
-            .routed
-            .write_with(entry, |b| b.update(id, &patch, max))
-            .await?
-        {
+        match self.routed().write(op, |b| b.update(id, &patch, max)).await? {
             Updated::Done(s) => Ok(s),
             Updated::Missing => Err(Error::NotFound(format!("session {id}"))),
             Updated::TooLarge(size) => Err(Error::TooLarge {
@@ -306,32 +325,22 @@ impl Sessions {
         }
     }
 
-    /// Deletes the session; returns whether it was live.
+    /// Deletes the session (logout); returns whether it was live. In an outage the
+    /// logout is recorded even for a session this instance does not know, and holds once
+    /// Redis is back.
     pub async fn delete(&self, id: &str) -> Result<bool> {
         check_id(id)?;
-        Ok(self.take(id).await?.is_some())
-    }
-
-    /// Reads and deletes a live session in one atomic step (delete, and rotation's first
-    /// half); in fallback the deletion is journaled.
-    async fn take(&self, id: &str) -> Result<Option<Session>> {
-        let entry = |s: &Option<Session>| {
-            s.as_ref().map(|s| {
-                Change::Delete {
-                    id: s.id.clone(),
-                    user: s.user.clone(),
-                }
-                .encode()
-            })
-        };
-        self.inner.routed.write_with(entry, |b| b.take(id)).await
+        let op = || delete_op(id);
+        Ok(self.routed().write(op, |b| b.delete(id)).await?.is_some())
     }
 
     /// Moves the session to a new id (same data, user and deadlines); the old id is dead.
     pub async fn rotate(&self, id: &str) -> Result<Session> {
         check_id(id)?;
+        let op = || delete_op(id);
         let old = self
-            .take(id)
+            .routed()
+            .write(op, |b| b.take(id))
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
         let fresh = Session {
@@ -339,21 +348,30 @@ impl Sessions {
             last_seen_ms: now_ms(),
             ..old
         };
-        let entry = || Change::Put(fresh.clone()).encode();
-        self.inner.routed.write(entry, |b| b.put(&fresh)).await?;
+        self.routed().write(Vec::new, |b| b.put(&fresh)).await?;
         Ok(fresh)
     }
 
     /// The live sessions of `user`.
     pub async fn list(&self, user: &str) -> Result<Vec<Session>> {
         check_user(user)?;
-        self.inner.routed.call(|b| b.list(user)).await
+        self.routed().read(|b| b.list(user)).await
     }
 
-    /// Deletes every session of `user` ("log out everywhere"); returns how many.
+    /// Revokes every session of `user` ("log out everywhere"), including sessions created
+    /// concurrently with it; returns how many live sessions it deleted.
     pub async fn revoke_all(&self, user: &str) -> Result<u64> {
         check_user(user)?;
-        let entry = || Change::RevokeAll { user: user.to_string() }.encode();
-        self.inner.routed.write(entry, |b| b.revoke_all(user)).await
+        let op = || Op::RevokeAll { user: user.to_string() }.encode();
+        Ok(self.routed().write(op, |b| b.revoke_all(user)).await?.count)
     }
+}
+
+fn delete_op(id: &str) -> Vec<u8> {
+    Op::Delete {
+        id: id.to_string(),
+        user: None,
+        deadline_ms: 0,
+    }
+    .encode()
 }

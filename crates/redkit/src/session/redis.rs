@@ -1,46 +1,77 @@
-//! Sessions on Redis: one hash per session, `rk:s:{ID}` (meta fields `_u _c _l _i _a`,
-//! data fields `d:NAME` = JSON), expiring at min(idle, absolute) — both enforced by the
-//! scripts on Redis's clock — and a per-user index `rk:s:u:{USER}` (sorted set of ids by
-//! absolute deadline). Every script touches one key, so this runs on Redis Cluster.
+//! Sessions on Redis.
+//!
+//! Layout (every script touches keys of one hash tag, so this runs on Redis Cluster):
+//! - `rk:s:{ID}` — one hash per session: meta fields `_u _c _l _i _a` (user, created, last
+//!   seen, idle ms, absolute deadline), `_t` (the stamp of its last change, µs), data
+//!   fields `d:NAME` = JSON and their stamps `t:NAME` (a removed field keeps its stamp);
+//!   it expires at min(idle, absolute), both enforced by the scripts on Redis's clock;
+//! - `rk:s:{ID}:x` — the tombstone of a deleted session, until its absolute deadline;
+//! - `rk:s:u:{USER}` — the user's index (sorted set of ids by absolute deadline) and
+//!   `rk:s:u:{USER}:r` — the user's revoke marker: sessions created before this stamp
+//!   are revoked ("log out everywhere", also for sessions created concurrently or
+//!   replayed after an outage).
+//!
+//! Changes made here are announced on the backplane channel [`CHANNEL`] so that other
+//! instances' mirrors drop what they hold.
 
 use std::sync::Arc;
 
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
 
-use super::backend::{Patch, Session, SessionBackend, Updated};
+use super::backend::{Patch, Revoked, Session, SessionBackend, Updated};
+use crate::core::keys::encode;
 use crate::core::redis::{LuaScript, RedisCore, ToRedisArgsDyn};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
 
-static GET: LuaScript = LuaScript::new(
-    "session_get",
-    concat!(include_str!("prelude.lua"), include_str!("session_get.lua")),
-);
-static UPDATE: LuaScript = LuaScript::new(
-    "session_update",
-    concat!(include_str!("prelude.lua"), include_str!("session_update.lua")),
-);
-static CREATE: LuaScript = LuaScript::new(
-    "session_create",
-    concat!(include_str!("prelude.lua"), include_str!("session_create.lua")),
-);
-static TAKE: LuaScript = LuaScript::new(
-    "session_take",
-    concat!(include_str!("prelude.lua"), include_str!("session_take.lua")),
-);
+/// The backplane channel of session changes.
+pub const CHANNEL: &str = "rk:s:bp";
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        static $name: LuaScript = LuaScript::new(
+            concat!("session_", $file),
+            concat!(
+                include_str!("prelude.lua"),
+                include_str!(concat!("session_", $file, ".lua"))
+            ),
+        );
+    };
+}
+script!(GET, "get");
+script!(UPDATE, "update");
+script!(CREATE, "create");
+script!(TAKE, "take");
+script!(REPLAY_PATCH, "replay_patch");
+script!(REPLAY_DELETE, "replay_delete");
+script!(ENSURE, "ensure");
+script!(REVOKE, "revoke");
+
+/// How long a user's revoke marker is kept: the longest absolute timeout a session can
+/// have, so every session created before it has died by the time it goes.
+const REVOKE_MARKER_MS: u64 = 366 * 86_400_000;
 
 /// Sessions on Redis.
 pub struct RedisSessions {
     core: Arc<RedisCore>,
+    instance: Arc<str>,
 }
 
 fn key(id: &str) -> String {
     format!("rk:s:{{{id}}}")
 }
 
+fn tombstone(id: &str) -> String {
+    format!("rk:s:{{{id}}}:x")
+}
+
 fn index(user: &str) -> String {
-    format!("rk:s:u:{{{user}}}")
+    format!("rk:s:u:{{{}}}", encode(user))
+}
+
+fn marker(user: &str) -> String {
+    format!("rk:s:u:{{{}}}:r", encode(user))
 }
 
 /// Parses HGETALL's flat list.
@@ -54,6 +85,7 @@ fn parse(id: &str, fields: &[String]) -> Result<Session> {
         last_seen_ms: 0,
         idle_ms: 0,
         absolute_deadline_ms: 0,
+        version: 0,
     };
     for pair in fields.chunks(2) {
         let [name, value] = pair else { return Err(bad()) };
@@ -64,6 +96,7 @@ fn parse(id: &str, fields: &[String]) -> Result<Session> {
             "_l" => s.last_seen_ms = num()?,
             "_i" => s.idle_ms = num()?,
             "_a" => s.absolute_deadline_ms = num()?,
+            "_t" => s.version = num()?,
             d => {
                 if let Some(field) = d.strip_prefix("d:") {
                     s.data.insert(field.to_string(), serde_json::from_str(value)?);
@@ -80,39 +113,161 @@ fn data_args(data: &Map<String, Value>) -> Vec<String> {
         .collect()
 }
 
+fn patch_args(patch: &Patch) -> Vec<String> {
+    let mut args = vec![patch.set.len().to_string()];
+    for (name, value) in &patch.set {
+        args.push(format!("d:{name}"));
+        args.push(value.clone());
+    }
+    args.extend(patch.remove.iter().map(|n| format!("d:{n}")));
+    args
+}
+
+fn refs(args: &[String]) -> Vec<&dyn ToRedisArgsDyn> {
+    args.iter().map(|a| a as _).collect()
+}
+
 impl RedisSessions {
-    pub(crate) fn new(core: Arc<RedisCore>) -> Self {
-        RedisSessions { core }
+    pub(crate) fn new(core: Arc<RedisCore>, instance: Arc<str>) -> Self {
+        RedisSessions { core, instance }
     }
 
-    async fn index_add(&self, s: &Session) -> Result<()> {
-        if let Some(user) = &s.user {
-            let mut add = redis::cmd("ZADD");
-            add.arg(index(user)).arg(s.absolute_deadline_ms).arg(&s.id);
-            let _: i64 = self.core.query("session_index", &add).await?;
-            let mut exp = redis::cmd("PEXPIREAT");
-            exp.arg(index(user)).arg(s.absolute_deadline_ms).arg("GT");
-            let _: i64 = self.core.query("session_index", &exp).await?;
-            let mut nx = redis::cmd("PEXPIREAT");
-            nx.arg(index(user)).arg(s.absolute_deadline_ms).arg("NX");
-            let _: i64 = self.core.query("session_index", &nx).await?;
+    fn announce_args(&self, id: &str) -> [String; 3] {
+        [CHANNEL.to_string(), self.instance.to_string(), id.to_string()]
+    }
+
+    /// Files a new session under its user, then checks the user's revoke marker: a
+    /// session created before a concurrent "log out everywhere" is deleted at once.
+    /// Returns whether the session survived.
+    async fn index_and_check(&self, s: &Session) -> Result<bool> {
+        let Some(user) = &s.user else { return Ok(true) };
+        let idx = index(user);
+        let mut pipe = redis::pipe();
+        pipe.zadd(&idx, &s.id, s.absolute_deadline_ms).ignore();
+        pipe.cmd("PEXPIREAT")
+            .arg(&idx)
+            .arg(s.absolute_deadline_ms)
+            .arg("GT")
+            .ignore();
+        pipe.cmd("PEXPIREAT")
+            .arg(&idx)
+            .arg(s.absolute_deadline_ms)
+            .arg("NX")
+            .ignore();
+        pipe.get(marker(user));
+        let (revoked_before,): (Option<u64>,) = self.core.pipeline("session_index", &pipe).await?;
+        match revoked_before {
+            Some(stamp) if s.created_ms * 1000 < stamp => {
+                self.replay_delete(&s.id, Some(user), stamp, s.absolute_deadline_ms, Some(stamp))
+                    .await?;
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    async fn unindex(&self, user: &str, ids: &[&str]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self
+            .core
+            .query("session_index", redis::cmd("ZREM").arg(index(user)).arg(ids))
+            .await?;
+        Ok(())
+    }
+
+    /// Replays a patch made at `ts` during an outage (newer field stamps in Redis win).
+    pub(crate) async fn replay_patch(&self, id: &str, patch: &Patch, ts: u64) -> Result<()> {
+        let mut args = vec![ts.to_string()];
+        args.extend(patch_args(patch));
+        args.extend(self.announce_args(id));
+        let _: i64 = self.core.script(&REPLAY_PATCH, &[&key(id)], &refs(&args)).await?;
+        Ok(())
+    }
+
+    /// Deletes session `id` for good (tombstone until `deadline_ms`, or the session's own
+    /// deadline); with `created_before`, only if it was created before that stamp.
+    /// Returns whether a live session was deleted.
+    pub(crate) async fn replay_delete(
+        &self,
+        id: &str,
+        user: Option<&str>,
+        ts: u64,
+        deadline_ms: u64,
+        created_before: Option<u64>,
+    ) -> Result<bool> {
+        let mut args = vec![ts.to_string(), deadline_ms.to_string()];
+        args.extend(self.announce_args(id));
+        if let Some(before) = created_before {
+            args.push(before.to_string());
+        }
+        let live: i64 = self
+            .core
+            .script(&REPLAY_DELETE, &[&key(id), &tombstone(id)], &refs(&args))
+            .await?;
+        if let Some(user) = user {
+            self.unindex(user, &[id]).await?;
+        }
+        Ok(live == 1)
+    }
+
+    /// Writes session `s` as the outage left it unless it was deleted or revoked since
+    /// (see `session_ensure.lua`); stamps its fields with `ts` if it has to create it.
+    pub(crate) async fn ensure(&self, s: &Session, ts: u64) -> Result<()> {
+        let mut args = vec![
+            ts.to_string(),
+            s.user.clone().unwrap_or_default(),
+            s.created_ms.to_string(),
+            s.last_seen_ms.to_string(),
+            s.idle_ms.to_string(),
+            s.absolute_deadline_ms.to_string(),
+        ];
+        args.extend(data_args(&s.data));
+        let outcome: i64 = self
+            .core
+            .script(&ENSURE, &[&key(&s.id), &tombstone(&s.id)], &refs(&args))
+            .await?;
+        if outcome == 2 {
+            self.index_and_check(s).await?;
         }
         Ok(())
     }
 
-    /// Deletes a session and its index entry (recovery replays, `revoke_all`).
-    pub(crate) async fn delete(&self, id: &str, user: Option<&str>) -> Result<bool> {
-        let n: i64 = self
+    /// Revokes every session of `user` created before `ts` (`None`: Redis's clock now).
+    pub(crate) async fn revoke(&self, user: &str, ts: Option<u64>) -> Result<Revoked> {
+        let args = [
+            ts.unwrap_or(0).to_string(),
+            REVOKE_MARKER_MS.to_string(),
+            CHANNEL.to_string(),
+            self.instance.to_string(),
+            user.to_string(),
+        ];
+        let reply: Vec<String> = self
             .core
-            .query("session_delete", redis::cmd("DEL").arg(key(id)))
+            .script(&REVOKE, &[&index(user), &marker(user)], &refs(&args))
             .await?;
-        if let Some(user) = user {
-            let _: i64 = self
-                .core
-                .query("session_index", redis::cmd("ZREM").arg(index(user)).arg(id))
-                .await?;
+        let (stamp, ids) = reply
+            .split_first()
+            .ok_or_else(|| Error::Codec("revoke answered nothing".into()))?;
+        let stamp: u64 = stamp
+            .parse()
+            .map_err(|_| Error::Codec("revoke answered a bad stamp".into()))?;
+        let deleted = join_all(ids.iter().map(|id| self.replay_delete(id, None, stamp, 0, Some(stamp)))).await;
+        let mut count = 0;
+        let mut gone: Vec<&str> = Vec::new();
+        for (id, d) in ids.iter().zip(deleted) {
+            if d? {
+                count += 1;
+                gone.push(id);
+            }
         }
-        Ok(n == 1)
+        self.unindex(user, &gone).await?;
+        Ok(Revoked {
+            count,
+            stamp,
+            ids: ids.to_vec(),
+        })
     }
 }
 
@@ -125,47 +280,28 @@ impl SessionBackend for RedisSessions {
             s.user.clone().unwrap_or_default(),
         ];
         args.extend(data_args(&s.data));
-        let refs: Vec<&dyn ToRedisArgsDyn> = args.iter().map(|a| a as _).collect();
-        let created: Option<Vec<u64>> = self.core.script(&CREATE, &[&key(&s.id)], &refs).await?;
-        let Some(&[now]) = created.as_deref() else {
+        let created: Option<(u64, u64)> = self
+            .core
+            .script(&CREATE, &[&key(&s.id), &tombstone(&s.id)], &refs(&args))
+            .await?;
+        let Some((now, stamp)) = created else {
             return Ok(None);
         };
         let stored = Session {
             created_ms: now,
             last_seen_ms: now,
             absolute_deadline_ms: now + (s.absolute_deadline_ms - s.created_ms),
+            version: stamp,
             ..s.clone()
         };
-        self.index_add(&stored).await?;
+        self.index_and_check(&stored).await?;
         Ok(Some(stored))
     }
 
     async fn put(&self, s: &Session) -> Result<()> {
-        let k = key(&s.id);
-        let mut pipe = redis::pipe();
-        pipe.del(&k).ignore();
-        let mut hset = redis::cmd("HSET");
-        hset.arg(&k)
-            .arg("_u")
-            .arg(s.user.clone().unwrap_or_default())
-            .arg("_c")
-            .arg(s.created_ms)
-            .arg("_l")
-            .arg(s.last_seen_ms)
-            .arg("_i")
-            .arg(s.idle_ms)
-            .arg("_a")
-            .arg(s.absolute_deadline_ms);
-        for a in data_args(&s.data) {
-            hset.arg(a);
-        }
-        pipe.add_command(hset).ignore();
-        pipe.cmd("PEXPIREAT")
-            .arg(&k)
-            .arg(s.expires_ms().max(now_ms() + 1))
-            .ignore();
-        let () = self.core.pipeline("session_put", &pipe).await?;
-        self.index_add(s).await
+        // Rotation's second half: the fresh id is new, so this is a create that keeps the
+        // old session's deadlines.
+        self.ensure(s, s.version.max(1)).await
     }
 
     async fn get(&self, id: &str, touch: bool) -> Result<Option<Session>> {
@@ -177,14 +313,10 @@ impl SessionBackend for RedisSessions {
     }
 
     async fn update(&self, id: &str, patch: &Patch, max_bytes: usize) -> Result<Updated> {
-        let mut args: Vec<String> = vec![max_bytes.to_string(), patch.set.len().to_string()];
-        for (name, value) in &patch.set {
-            args.push(format!("d:{name}"));
-            args.push(value.clone());
-        }
-        args.extend(patch.remove.iter().map(|n| format!("d:{n}")));
-        let refs: Vec<&dyn ToRedisArgsDyn> = args.iter().map(|a| a as _).collect();
-        let reply: Vec<String> = self.core.script(&UPDATE, &[&key(id)], &refs).await?;
+        let mut args: Vec<String> = vec![max_bytes.to_string()];
+        args.extend(patch_args(patch));
+        args.extend(self.announce_args(id));
+        let reply: Vec<String> = self.core.script(&UPDATE, &[&key(id)], &refs(&args)).await?;
         match reply.first().map(String::as_str) {
             Some("1") => Ok(Updated::Done(parse(id, &reply[1..])?)),
             Some("2") => Ok(Updated::TooLarge(
@@ -195,15 +327,26 @@ impl SessionBackend for RedisSessions {
     }
 
     async fn take(&self, id: &str) -> Result<Option<Session>> {
-        let fields: Option<Vec<String>> = self.core.script(&TAKE, &[&key(id)], &[]).await?;
-        let session = fields.map(|f| parse(id, &f)).transpose()?;
-        if let Some(user) = session.as_ref().and_then(|s| s.user.as_ref()) {
-            let _: i64 = self
-                .core
-                .query("session_index", redis::cmd("ZREM").arg(index(user)).arg(id))
-                .await?;
+        let args = [CHANNEL.to_string(), self.instance.to_string(), id.to_string()];
+        let reply: Option<Vec<String>> = self
+            .core
+            .script(&TAKE, &[&key(id), &tombstone(id)], &refs(&args))
+            .await?;
+        let Some((stamp, fields)) = reply.as_deref().and_then(<[String]>::split_first) else {
+            return Ok(None);
+        };
+        let mut session = parse(id, fields)?;
+        session.version = stamp
+            .parse()
+            .map_err(|_| Error::Codec("delete answered a bad stamp".into()))?;
+        if let Some(user) = &session.user {
+            self.unindex(user, &[id]).await?;
         }
-        Ok(session)
+        Ok(Some(session))
+    }
+
+    async fn delete(&self, id: &str) -> Result<Option<Session>> {
+        self.take(id).await
     }
 
     async fn list(&self, user: &str) -> Result<Vec<Session>> {
@@ -212,35 +355,13 @@ impl SessionBackend for RedisSessions {
         let ids: Vec<String> = self.core.query("session_index", &range).await?;
         let found = join_all(ids.iter().map(|id| self.get(id, false))).await;
         let mut live = Vec::new();
-        let mut dead = Vec::new();
-        for (id, s) in ids.iter().zip(found) {
-            match s? {
-                Some(s) => live.push(s),
-                None => dead.push(id.clone()),
-            }
-        }
-        if !dead.is_empty() {
-            let mut zrem = redis::cmd("ZREM");
-            zrem.arg(index(user)).arg(&dead);
-            let _: i64 = self.core.query("session_index", &zrem).await?;
+        for s in found {
+            live.extend(s?);
         }
         Ok(live)
     }
 
-    async fn revoke_all(&self, user: &str) -> Result<u64> {
-        let ids: Vec<String> = self
-            .core
-            .query("session_index", redis::cmd("ZRANGE").arg(index(user)).arg(0).arg(-1))
-            .await?;
-        let deleted = join_all(ids.iter().map(|id| self.delete(id, None))).await;
-        let mut n = 0;
-        for d in deleted {
-            n += u64::from(d?);
-        }
-        let _: i64 = self
-            .core
-            .query("session_index", redis::cmd("DEL").arg(index(user)))
-            .await?;
-        Ok(n)
+    async fn revoke_all(&self, user: &str) -> Result<Revoked> {
+        self.revoke(user, None).await
     }
 }

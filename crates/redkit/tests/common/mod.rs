@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use redkit::config::{BreakerConfig, RedisConfig};
 use redkit::core::embedded::EmbeddedStore;
+use redkit::core::journal::{Entry, pending};
 use redkit::core::redis::{LuaScript, RedisCore};
 use redkit::{Config, FallbackPolicy, Recovery, Redkit, Result, Routed};
 use rusqlite::{OptionalExtension, params};
@@ -116,22 +117,34 @@ impl KvBackend for EmbeddedKv {
             .await
     }
     async fn set(&self, key: &str, value: &str) -> Result<()> {
-        let (key, value) = (key.to_string(), value.as_bytes().to_vec());
+        let (key, value, op) = (key.to_string(), value.as_bytes().to_vec(), pending());
         self.store
             .sql("test_set", move |c| {
-                c.execute(
+                let tx = c.transaction()?;
+                tx.execute(
                     "INSERT OR REPLACE INTO kv (space, key, value) VALUES ('test', ?1, ?2)",
                     params![key, value],
                 )?;
+                // In an outage, the journal entry goes in with the write, or not at all.
+                if let Some(op) = op {
+                    op.record(&tx)?;
+                }
+                tx.commit()?;
                 Ok(())
             })
             .await
     }
     async fn del(&self, key: &str) -> Result<bool> {
-        let key = key.to_string();
+        let (key, op) = (key.to_string(), pending());
         self.store
             .sql("test_del", move |c| {
-                Ok(c.execute("DELETE FROM kv WHERE space = 'test' AND key = ?1", [key])? > 0)
+                let tx = c.transaction()?;
+                let deleted = tx.execute("DELETE FROM kv WHERE space = 'test' AND key = ?1", [key])? > 0;
+                if let Some(op) = op {
+                    op.record(&tx)?;
+                }
+                tx.commit()?;
+                Ok(deleted)
             })
             .await
     }
@@ -174,10 +187,10 @@ impl Recovery for KvRecovery {
     fn capability(&self) -> &'static str {
         self.capability
     }
-    async fn replay(&self, entries: &[Vec<u8>]) -> Result<()> {
+    async fn replay(&self, entries: &[Entry]) -> Result<()> {
         let mut pipe = redis::pipe();
         for entry in entries {
-            match serde_json::from_slice(entry)? {
+            match serde_json::from_slice(&entry.op)? {
                 Op::Set(k, v) => pipe.set(format!("{KEY_PREFIX}{k}"), v).ignore(),
                 Op::Del(k) => pipe.del(format!("{KEY_PREFIX}{k}")).ignore(),
             };
@@ -213,7 +226,7 @@ impl Kv {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>> {
-        self.routed.call(|b| b.get(key)).await
+        self.routed.read(|b| b.get(key)).await
     }
     pub async fn set(&self, key: &str, value: &str) -> Result<()> {
         let entry = || serde_json::to_vec(&Op::Set(key.into(), value.into())).unwrap();

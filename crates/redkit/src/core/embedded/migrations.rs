@@ -101,6 +101,36 @@ pub const MIGRATIONS: &[&str] = &[
         tick  INTEGER NOT NULL,
         PRIMARY KEY (queue, name)
     ) WITHOUT ROWID;",
+    // 7: the outage data model (see core::journal and core::route). Journal entries carry
+    // their hybrid-logical timestamp; refused ones are dead-lettered. Copies kept for an
+    // outage belong to a generation, dropped by bumping it. Sessions keep the version Redis
+    // gave them, and whether the outage changed them.
+    "ALTER TABLE journal ADD COLUMN ts INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE journal_dead (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        capability TEXT    NOT NULL,
+        entry      BLOB    NOT NULL,
+        ts         INTEGER NOT NULL,
+        at_ms      INTEGER NOT NULL,
+        error      TEXT    NOT NULL
+    );
+    CREATE TABLE generations (
+        name TEXT    NOT NULL PRIMARY KEY,
+        gen  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE sessions ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN ver INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX sessions_dirty ON sessions (dirty) WHERE dirty = 1;
+    CREATE INDEX sessions_by_gen ON sessions (gen);
+    CREATE INDEX sessions_by_expiry ON sessions (abs_ms);
+    CREATE TABLE session_tombstones (
+        id       TEXT    NOT NULL PRIMARY KEY,
+        ver      INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE cache_entries ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX cache_entries_by_gen ON cache_entries (gen);",
 ];
 
 /// Applies every migration newer than the database's `user_version`.

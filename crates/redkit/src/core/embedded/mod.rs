@@ -8,16 +8,20 @@
 //! The data dir is created if missing; one that cannot be created or opened is a start-up
 //! error naming the directory.
 
+mod generation;
 pub mod migrations;
 mod sqlite;
 mod volatile;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rusqlite::Connection;
 use serde::Serialize;
 
+pub use generation::Generation;
 pub use sqlite::Sqlite;
 pub use volatile::Volatile;
 
@@ -33,6 +37,8 @@ pub struct EmbeddedStore {
     sqlite: Sqlite,
     volatile: Volatile,
     stats: OpStats,
+    generations: Mutex<HashMap<&'static str, Arc<Generation>>>,
+    stored_generations: HashMap<String, u64>,
 }
 
 /// Serializable view for `health()`.
@@ -65,8 +71,15 @@ impl EmbeddedStore {
                 data_dir.display()
             ))
         })?;
+        let stored_generations = sqlite.call_blocking(|c| {
+            let mut stmt = c.prepare("SELECT name, gen FROM generations")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+        })?;
         Ok(EmbeddedStore {
             dir: data_dir.to_path_buf(),
+            generations: Mutex::default(),
+            stored_generations,
             sqlite,
             volatile: Volatile::new(DEFAULT_VOLATILE_BYTES),
             stats: OpStats::new("embedded"),
@@ -76,6 +89,19 @@ impl EmbeddedStore {
     /// The volatile (in-memory) part.
     pub fn volatile(&self) -> &Volatile {
         &self.volatile
+    }
+
+    /// The generation counter `name` (see [`Generation`]); one per name and store.
+    pub fn generation(&self, name: &'static str) -> Arc<Generation> {
+        self.generations
+            .lock()
+            .expect("generations lock")
+            .entry(name)
+            .or_insert_with(|| {
+                let stored = self.stored_generations.get(name).copied().unwrap_or(0);
+                Arc::new(Generation::new(name, stored, self.sqlite.clone()))
+            })
+            .clone()
     }
 
     /// The durable (SQLite) part, without statistics; prefer [`EmbeddedStore::sql`].

@@ -22,7 +22,12 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 pub struct Sqlite {
     tx: mpsc::Sender<Job>,
     path: PathBuf,
+    /// Jobs queued by [`Sqlite::submit`] and not run yet.
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Most fire-and-forget jobs waiting at once.
+const MAX_SUBMITTED: usize = 10_000;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -65,19 +70,77 @@ impl Sqlite {
             .name("redkit-sqlite".into())
             .spawn(move || {
                 while let Some(job) = next_job(&rx) {
-                    job(&mut conn);
+                    // A job that panics (a bug) must not take the store down with it: its
+                    // transaction rolls back as it unwinds, and its caller sees the reply
+                    // channel dropped.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn))).is_err() {
+                        tracing::error!("a job on the SQLite thread panicked; its transaction was rolled back");
+                        if !conn.is_autocommit() {
+                            let _ = conn.execute_batch("ROLLBACK");
+                        }
+                    }
                 }
             })
             .map_err(|e| Error::Storage(format!("cannot start the SQLite thread: {e}")))?;
         Ok(Sqlite {
             tx,
             path: path.to_path_buf(),
+            queued: Default::default(),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `f` on the SQLite thread, blocking the calling thread until it answers (for
+    /// start-up only: never from a hot path on the async runtime).
+    pub(crate) fn call_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = mpsc::channel();
+        self.tx
+            .send(Box::new(move |conn| {
+                let _ = reply.send(f(conn));
+            }))
+            .map_err(|_| Error::Storage("the SQLite thread has stopped".into()))?;
+        answer
+            .recv()
+            .map_err(|_| Error::Storage("the SQLite thread dropped a request".into()))?
+    }
+
+    /// Queues `f` on the SQLite thread without waiting for it; it runs after every job
+    /// queued before it. For work that must not be skipped but need not be waited for
+    /// (forgetting a deleted session's copy).
+    pub fn enqueue<F>(&self, f: F)
+    where
+        F: FnOnce(&mut Connection) + Send + 'static,
+    {
+        let _ = self.tx.send(Box::new(f));
+    }
+
+    /// Like [`Sqlite::enqueue`] for best-effort work (refreshing a mirror): skipped when
+    /// the thread is far behind, so it never queues without bound.
+    pub fn submit<F>(&self, f: F)
+    where
+        F: FnOnce(&mut Connection) + Send + 'static,
+    {
+        if self.queued.load(std::sync::atomic::Ordering::Relaxed) >= MAX_SUBMITTED {
+            metrics::counter!("redkit_embedded_submits_skipped_total").increment(1);
+            return;
+        }
+        let queued = self.queued.clone();
+        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.tx.send(Box::new(move |conn| {
+            queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            f(conn);
+        }));
+        if sent.is_err() {
+            self.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Runs `f` on the SQLite thread and returns its result.

@@ -1,0 +1,150 @@
+"""The soak's judgements on made-up histories: each check must be able to fail.
+Run: target/chaos-venv/bin/python -m unittest discover -s bench/chaos (bench/chaos/run does)."""
+
+from __future__ import annotations
+
+import unittest
+
+import checks
+from client import Call
+from model import (
+    DeadId,
+    DeadRead,
+    Enqueue,
+    Grant,
+    Observations,
+    Processing,
+    Register,
+    RegisterRead,
+    Verdict,
+    Window,
+    Write,
+    judge,
+    merge,
+    partitioned,
+)
+
+
+def call(status: int | None, start: float = 0.0, end: float = 0.1, inst: int = 0, op: str = "op") -> Call:
+    return Call("test", op, inst, start, end, status, None if status is not None else "timeout")
+
+
+def w(value: int | None, status: int | None) -> Write:
+    return Write(value, call(status))
+
+
+class JudgeTest(unittest.TestCase):
+    def test_the_last_acknowledged_value_is_ok(self) -> None:
+        writes = [w(1, 200), w(2, 200)]
+        self.assertEqual(judge(writes, 2).verdict, Verdict.OK)
+        self.assertEqual(judge([], None).verdict, Verdict.OK)
+
+    def test_an_older_acknowledged_value_is_stale(self) -> None:
+        self.assertEqual(judge([w(1, 200), w(2, 200)], 1).verdict, Verdict.STALE)
+
+    def test_nothing_after_an_acknowledged_put_is_missing(self) -> None:
+        self.assertEqual(judge([w(1, 200)], None).verdict, Verdict.MISSING)
+
+    def test_a_value_after_an_acknowledged_delete_is_resurrected(self) -> None:
+        self.assertEqual(judge([w(1, 200), w(None, 200)], 1).verdict, Verdict.RESURRECTED)
+        self.assertEqual(judge([w(1, 200), w(None, 200)], None).verdict, Verdict.OK)
+
+    def test_writes_of_unknown_outcome_after_the_last_ack_may_show(self) -> None:
+        writes = [w(1, 200), w(None, 200), w(2, 503), w(None, None)]
+        for value in (None, 2):
+            self.assertEqual(judge(writes, value).verdict, Verdict.OK)
+
+    def test_an_unknown_write_before_the_last_ack_showing_is_late(self) -> None:
+        self.assertEqual(judge([w(1, 503), w(None, 200)], 1).verdict, Verdict.LATE)
+        self.assertEqual(judge([w(1, None), w(2, 200)], 1).verdict, Verdict.LATE)
+
+    def test_refused_and_unwritten_values(self) -> None:
+        self.assertEqual(judge([w(1, 200), w(2, 404)], 2).verdict, Verdict.REFUSED_APPLIED)
+        self.assertEqual(judge([w(1, 200)], 7).verdict, Verdict.PHANTOM)
+
+    def test_a_read_only_sees_the_writes_answered_before_it(self) -> None:
+        register = Register("k", [w(1, 200), w(2, 200)])
+        read = RegisterRead("cache", register, 1, 1, call(200))
+        self.assertEqual(read.judgement().verdict, Verdict.OK)
+
+
+class PartitionTest(unittest.TestCase):
+    episodes = merge([Window(10, 12), Window(11, 14), Window(20, 22)])
+
+    def test_windows_merge(self) -> None:
+        self.assertEqual([(e.start, e.end) for e in self.episodes], [(10, 14), (20, 22)])
+
+    def test_only_the_other_server_in_the_same_episode_is_excused(self) -> None:
+        write, read = call(200, 11, 11.1, inst=0), call(200, 13, 13.1, inst=1)
+        self.assertTrue(partitioned(self.episodes, write, read))
+        self.assertFalse(partitioned(self.episodes, write, call(200, 13, 13.1, inst=0)))
+        self.assertFalse(partitioned(self.episodes, write, call(200, 15, 15.1, inst=1)))
+        self.assertFalse(partitioned(self.episodes, call(200, 9, 9.1), read))
+
+    def test_ended_sessions_read_at_the_end_are_never_excused(self) -> None:
+        dead = DeadId("s", "delete", call(200, 11, 11.1, inst=0))
+        obs = Observations(dead_reads=[DeadRead(dead, call(200, 12, 12.1, inst=1)),
+                                       DeadRead(dead, call(200, 30, 30.1, inst=1), final=True),
+                                       DeadRead(dead, call(404, 31, 31.1, inst=1), final=True)])
+        self.assertEqual(len(checks.revived(obs, self.episodes, explained=True)), 1)
+        self.assertEqual(len(checks.revived(obs, self.episodes, explained=False)), 1)
+
+
+def grant(fence: int, granted: float, released: float | None, name: str = "l") -> Grant:
+    g = Grant(name, fence, call(200, granted - 0.01, granted), 2.0, granted + 5.0)
+    g.release_sent = released
+    return g
+
+
+class FigureTest(unittest.TestCase):
+    def test_lost_counts_fields_once_and_resurrections_per_read(self) -> None:
+        field = Register("u1/f1", [w(1, 200), w(2, 200)])
+        stale = [RegisterRead("session", field, 2, 1, call(200, 30, 30.1, inst=i), final=True) for i in (0, 1)]
+        dead = DeadId("s", "delete", call(200, 1, 1.1))
+        revived = [DeadRead(dead, call(200, 5, 5.1)), DeadRead(dead, call(200, 30, 30.1), final=True)]
+        found = checks.Findings(stale, [], ["j9"], revived, [], [], [], [], [], [], [])
+        figures = {f.name: f.value for f in checks.required(found, checks.Timeline([], [], []), 0, 0)}
+        self.assertEqual(figures["lost"], 2)  # one field (read stale on both servers) and one job
+        self.assertEqual(figures["resurrected"], 2)
+
+
+class LockTest(unittest.TestCase):
+    def test_overlapping_holds_are_double_grants(self) -> None:
+        self.assertEqual(len(checks.double_grants([grant(1, 1.0, 1.5), grant(2, 1.4, 1.6)])), 1)
+        self.assertEqual(len(checks.double_grants([grant(1, 1.0, 1.5), grant(2, 1.5, 1.6)])), 0)
+        self.assertEqual(len(checks.double_grants([grant(1, 1.0, 1.5), grant(2, 1.4, 1.6, "m")])), 0)
+
+    def test_a_hold_ends_when_its_lease_does(self) -> None:
+        # Asked for at 0.99 s with a 2 s lease: held until 2.99 s at the latest.
+        self.assertEqual(len(checks.double_grants([grant(1, 1.0, None), grant(2, 3.0, 3.1)])), 0)
+        self.assertEqual(len(checks.double_grants([grant(1, 1.0, None), grant(2, 2.9, 3.1)])), 1)
+
+    def test_fences_must_increase_in_grant_order(self) -> None:
+        self.assertEqual(len(checks.fence_inversions([grant(5, 1.0, 1.1), grant(5, 2.0, 2.1)])), 1)
+        self.assertEqual(len(checks.fence_inversions([grant(5, 1.0, 1.1), grant(4, 2.0, 2.1)])), 1)
+        self.assertEqual(len(checks.fence_inversions([grant(5, 1.0, 1.1), grant(6, 2.0, 2.1)])), 0)
+
+
+class JobTest(unittest.TestCase):
+    def processing(self, job: str, fetched: float, ack_status: int, outcome: str = "completed") -> Processing:
+        return Processing(job, call(200, fetched - 0.01, fetched), 3.0, call(ack_status, fetched + 0.1, fetched + 0.2),
+                          outcome)
+
+    def test_duplicates_are_explained_by_a_failed_ack_or_an_outage(self) -> None:
+        obs = Observations(processings=[
+            self.processing("j1", 1.0, 200), self.processing("j1", 5.0, 200),  # unexplained
+            self.processing("j2", 1.0, 503, "?"), self.processing("j2", 5.0, 200),  # ack failed
+            self.processing("j3", 20.0, 200), self.processing("j3", 25.0, 200),  # lease in an outage
+        ])
+        episodes = [Window(21.0, 22.0)]
+        self.assertEqual([r[0].job_id for r in checks.duplicates(obs, episodes, explained=False)], ["j1"])
+        self.assertEqual(sorted(r[0].job_id for r in checks.duplicates(obs, episodes, explained=True)), ["j2", "j3"])
+
+    def test_an_acknowledged_job_never_processed_is_lost(self) -> None:
+        obs = Observations(enqueues=[Enqueue("j1", call(201)), Enqueue("j2", call(201)), Enqueue("j3", call(503))],
+                           processings=[self.processing("j1", 1.0, 200)])
+        self.assertEqual(checks.lost_jobs(obs), ["j2"])
+
+
+if __name__ == "__main__":
+    unittest.main()
