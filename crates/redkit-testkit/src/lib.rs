@@ -6,6 +6,9 @@
 //! run it with a password or ACL users. The process is killed and reaped when the handle
 //! drops — also when a test panics — and, on Linux, when the test process dies.
 //!
+//! [`Partition`] is a TCP proxy in front of Redis that can cut one client off while
+//! others still reach it.
+//!
 //! The binary is `redis-server` on `PATH`, or the path in `REDIS_SERVER`. If it is
 //! missing, starting panics with a message that says how to install it.
 
@@ -16,6 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+mod partition;
+pub use partition::Partition;
 
 /// Options for [`RedisServer`].
 #[derive(Debug, Clone, Default)]

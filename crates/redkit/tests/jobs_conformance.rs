@@ -1,4 +1,4 @@
-//! One job-queue suite, run unchanged on Redis and on the embedded store: enqueue, fetch,
+//! One job-queue suite, run unchanged on Redis, on the embedded store, and on the embedded store serving as the fallback: enqueue, fetch,
 //! ack, fail → retry → dead, delay, priority, unique keys, caller ids, pause, leases,
 //! release, retention, events and bad input.
 
@@ -386,4 +386,11 @@ async fn on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_embedded() {
     suite(&common::on_embedded().await.redkit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_fallback() {
+    let h = common::on_fallback().await;
+    suite(&h.redkit).await;
+    assert_eq!(h.redkit.mode(), redkit::Mode::Fallback, "the suite ran on the fallback");
 }

@@ -1,4 +1,4 @@
-//! Sessions on Redis and in SQLite with one suite; concurrent field updates; timeouts;
+//! Sessions on Redis, in SQLite, and in SQLite as the fallback with one suite; concurrent field updates; timeouts;
 //! an outage with write-back; the signed-cookie layer.
 
 mod common;
@@ -142,6 +142,13 @@ async fn on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_embedded() {
     suite(&common::on_embedded().await.redkit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_fallback() {
+    let h = common::on_fallback().await;
+    suite(&h.redkit).await;
+    assert_eq!(h.redkit.mode(), Mode::Fallback, "the suite ran on the fallback");
 }
 
 async fn fifty_concurrent_field_updates(redkit: &Redkit) {

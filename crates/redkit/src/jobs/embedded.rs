@@ -593,12 +593,15 @@ impl JobBackend for EmbeddedJobs {
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<()> {
-        let q = queue.to_string();
+        let (q, op) = (queue.to_string(), crate::core::journal::pending());
         self.store
             .sql("job_pause", move |c| {
                 let tx = c.transaction()?;
                 ensure_queue(&tx, &q)?;
                 tx.execute("UPDATE job_queues SET paused = ?2 WHERE queue = ?1", params![q, paused])?;
+                if let Some(op) = op {
+                    op.record(&tx)?;
+                }
                 tx.commit()?;
                 Ok(())
             })

@@ -128,6 +128,7 @@ impl SessionsHub {
             route.register_recovery(Arc::new(ops::SessionRecovery {
                 redis: redis.clone(),
                 local: local.clone(),
+                journal: route.journal().clone(),
             }));
             let l = Arc::new(mirror::MirrorListener {
                 instance: backplane.instance().clone(),

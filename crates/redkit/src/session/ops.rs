@@ -16,16 +16,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use super::backend::Patch;
 use super::embedded::EmbeddedSessions;
 use super::redis::RedisSessions;
-use crate::core::journal::Entry;
+use crate::core::journal::{Entry, Journal};
 use crate::core::route::Recovery;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 
 /// One journaled session operation.
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,6 +66,7 @@ const CATCH_UP_BATCH: usize = 256;
 pub(crate) struct SessionRecovery {
     pub redis: Arc<RedisSessions>,
     pub local: Arc<EmbeddedSessions>,
+    pub journal: Journal,
 }
 
 impl SessionRecovery {
@@ -115,7 +116,23 @@ impl Recovery for SessionRecovery {
     async fn catch_up(&self) -> Result<bool> {
         let touched = self.local.dirty(CATCH_UP_BATCH).await?;
         let full = touched.len() == CATCH_UP_BATCH;
-        try_join_all(touched.iter().map(|s| self.redis.ensure(s, s.version.max(1)))).await?;
+        let outcomes = join_all(touched.iter().map(|s| self.redis.ensure(s, s.version.max(1)))).await;
+        for (s, outcome) in touched.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
+                // Refused for good (the key holds something else): kept for an operator
+                // rather than keeping Redis out of service.
+                Err(e) => {
+                    let entry = Entry {
+                        seq: -1,
+                        ts: s.version,
+                        op: serde_json::to_vec(&serde_json::json!({ "ensure": s }))?,
+                    };
+                    self.journal.dead_letter("session", &entry, e.to_string()).await?;
+                }
+            }
+        }
         self.local.synced(touched).await?;
         Ok(full)
     }

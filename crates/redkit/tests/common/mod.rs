@@ -271,6 +271,19 @@ pub async fn on_embedded() -> Harness {
     }
 }
 
+/// A `Redkit` whose Redis was killed: the embedded store serves as the fallback.
+pub async fn on_fallback() -> Harness {
+    let mut h = on_redis().await;
+    h.redis.as_mut().expect("started with redis").kill();
+    let kv = Kv::new(&h.redkit, "trip", FallbackPolicy::Serve);
+    eventually(Duration::from_secs(5), "fallback", async || {
+        let _ = kv.get("trip").await;
+        h.redkit.mode() == redkit::Mode::Fallback
+    })
+    .await;
+    h
+}
+
 /// Two instances (separate data dirs) on one Redis.
 pub async fn two_instances(redis: &redkit_testkit::RedisServer) -> (Harness, Harness) {
     let mut pair = Vec::new();

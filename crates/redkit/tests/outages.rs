@@ -1,0 +1,464 @@
+//! The outage data model (DESIGN.md, "Outages: who owns the data"), one test per way it
+//! used to fail, on real redis-server processes: Redis killed for every instance, or one
+//! instance cut off by a [`Partition`] while another still reaches Redis.
+//!
+//! What must hold: nothing acknowledged is lost, nothing deleted comes back, replays are
+//! operations (never snapshots) so the order in which instances recover does not matter,
+//! sessions an instance has served stay readable through an outage, and recovery neither
+//! stalls requests nor makes a long poll wait twice.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{config, eventually};
+use redkit::cache::{Cache, CacheOptions};
+use redkit::jobs::{EnqueueOptions, QueueOptions};
+use redkit::session::{SessionOptions, Sessions};
+use redkit::{ErrorKind, Mode, Redkit};
+use redkit_testkit::{Partition, RedisServer};
+use serde_json::{Map, Value, json};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+/// An instance with its own data dir, reaching Redis at `url`.
+struct Instance {
+    redkit: Redkit,
+    sessions: Sessions,
+    cache: Cache<String>,
+    _dir: tempfile::TempDir,
+}
+
+async fn instance(url: String) -> Instance {
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(url), dir.path())).await.unwrap();
+    Instance {
+        sessions: redkit.sessions(SessionOptions::default()).unwrap(),
+        cache: redkit.cache("outage", CacheOptions::default().l1(false)).unwrap(),
+        redkit,
+        _dir: dir,
+    }
+}
+
+impl Instance {
+    /// Traffic is what notices a failure; recovery needs none.
+    async fn wait_mode(&self, mode: Mode) {
+        eventually(LIMIT, &format!("mode {mode:?}"), async || {
+            let _ = self.cache.get("poke").await;
+            self.redkit.mode() == mode
+        })
+        .await;
+    }
+
+    /// Back on Redis with the journal replayed and the outage's copies dropped.
+    async fn recovered(&self) {
+        self.wait_mode(Mode::Redis).await;
+        eventually(LIMIT, "journal empty", async || {
+            self.redkit.health().await.journal_pending.is_empty()
+        })
+        .await;
+        // `after_close` (dropping outage copies) runs just after the breaker closes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Lets backplane messages reach the other instance.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+fn exists(redis: &RedisServer, key: &str) -> bool {
+    redis.command(&["EXISTS", key]).unwrap() == "1"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_from_the_first_outage_is_served_as_truth_in_the_second() {
+    let mut redis = RedisServer::options().durable().start();
+    let a = instance(redis.url()).await;
+    let b = instance(redis.url()).await;
+    let kept = a.sessions.create(obj(json!({"n": 1})), Some("erin")).await.unwrap();
+    let doomed = a.sessions.create(obj(json!({"n": 2})), Some("erin")).await.unwrap();
+    a.cache.set("k", &"before".into()).await.unwrap();
+
+    // Outage 1: A writes a cache value and patches a session.
+    redis.kill();
+    a.wait_mode(Mode::Fallback).await;
+    a.cache.set("k", &"outage one".into()).await.unwrap();
+    a.sessions.update(&doomed.id, obj(json!({"during": 1}))).await.unwrap();
+    redis.restart();
+    a.recovered().await;
+    b.wait_mode(Mode::Redis).await;
+
+    // Between the outages, through Redis, from the other instance.
+    assert_eq!(
+        a.cache.get("k").await.unwrap(),
+        None,
+        "the outage's write replayed as an invalidation"
+    );
+    b.cache.set("k", &"between".into()).await.unwrap();
+    b.cache.delete("k").await.unwrap();
+    assert!(b.sessions.delete(&doomed.id).await.unwrap());
+    // The outage dropped A's mirror (it may have missed messages); serving refills it.
+    assert!(a.sessions.get(&kept.id).await.unwrap().is_some());
+    settle().await;
+
+    // Outage 2: neither the first outage's copies nor A's mirror bring anything back.
+    redis.kill();
+    a.wait_mode(Mode::Fallback).await;
+    assert_eq!(
+        a.cache.get("k").await.unwrap(),
+        None,
+        "cache value deleted between outages"
+    );
+    assert!(
+        a.sessions.get(&doomed.id).await.unwrap().is_none(),
+        "session deleted between outages"
+    );
+    let err = a.sessions.update(&doomed.id, obj(json!({"x": 1}))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        a.sessions.get(&kept.id).await.unwrap().unwrap().data["n"],
+        1,
+        "a session A served since its subscription came back stays readable"
+    );
+    redis.restart();
+    a.recovered().await;
+    b.recovered().await;
+    assert!(!exists(&redis, &format!("rk:s:{{{}}}", doomed.id)), "not back in Redis");
+    assert!(b.sessions.get(&doomed.id).await.unwrap().is_none());
+    assert!(b.sessions.get(&kept.id).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_patch_merges_with_writes_made_through_redis_meanwhile() {
+    let redis = RedisServer::options().durable().start();
+    let cut = Partition::to(redis.port());
+    let a = instance(cut.url()).await;
+    let b = instance(redis.url()).await;
+    let s = a
+        .sessions
+        .create(obj(json!({"base": 0, "shared": "start"})), Some("frank"))
+        .await
+        .unwrap();
+
+    cut.cut();
+    a.wait_mode(Mode::Fallback).await;
+    // A (cut off) writes first, B (through Redis) later: on the shared field B is newer.
+    a.sessions
+        .update(&s.id, obj(json!({"a": 1, "shared": "from A", "base": null})))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    b.sessions
+        .update(&s.id, obj(json!({"b": 2, "shared": "from B"})))
+        .await
+        .unwrap();
+    cut.heal();
+    a.recovered().await;
+
+    let merged = b.sessions.get(&s.id).await.unwrap().unwrap().data;
+    assert_eq!(
+        Value::Object(merged),
+        json!({"a": 1, "b": 2, "shared": "from B"}),
+        "A's fields and its removal replayed; B's later write of the shared field kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_during_an_outage_holds_for_sessions_made_before_it() {
+    let redis = RedisServer::options().durable().start();
+    let cut = Partition::to(redis.port());
+    let a = instance(cut.url()).await;
+    let b = instance(redis.url()).await;
+    // One session A has served, one it has never seen.
+    let known = a.sessions.create(Map::new(), Some("gina")).await.unwrap();
+    let unknown = b.sessions.create(Map::new(), Some("gina")).await.unwrap();
+
+    cut.cut();
+    a.wait_mode(Mode::Fallback).await;
+    assert!(a.sessions.delete(&known.id).await.unwrap(), "A knew it");
+    assert!(
+        !a.sessions.delete(&unknown.id).await.unwrap(),
+        "A cannot tell whether it was live…"
+    );
+    assert!(
+        b.sessions.get(&unknown.id).await.unwrap().is_some(),
+        "…and Redis has it until A recovers"
+    );
+    cut.heal();
+    a.recovered().await;
+
+    for id in [&known.id, &unknown.id] {
+        assert!(b.sessions.get(id).await.unwrap().is_none(), "logged out for good");
+        assert!(exists(&redis, &format!("rk:s:{{{id}}}:x")), "a tombstone keeps it out");
+    }
+    assert!(b.sessions.list("gina").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_in_which_instances_recover_does_not_matter() {
+    for a_first in [true, false] {
+        let redis = RedisServer::options().durable().start();
+        let (cut_a, cut_b) = (Partition::to(redis.port()), Partition::to(redis.port()));
+        let a = instance(cut_a.url()).await;
+        let b = instance(cut_b.url()).await;
+        let s = a.sessions.create(obj(json!({"x": 0})), None).await.unwrap();
+        assert!(b.sessions.get(&s.id).await.unwrap().is_some(), "B mirrors it too");
+        a.cache.set("k", &"before".into()).await.unwrap();
+
+        cut_a.cut();
+        cut_b.cut();
+        a.wait_mode(Mode::Fallback).await;
+        b.wait_mode(Mode::Fallback).await;
+        // A writes, B deletes, both acknowledged; then both write one field, B later.
+        a.cache.set("k", &"from A".into()).await.unwrap();
+        b.cache.delete("k").await.unwrap();
+        a.sessions.update(&s.id, obj(json!({"x": 1}))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        b.sessions.update(&s.id, obj(json!({"x": 2}))).await.unwrap();
+
+        let (first, second, cut_first, cut_second) = if a_first {
+            (&a, &b, &cut_a, &cut_b)
+        } else {
+            (&b, &a, &cut_b, &cut_a)
+        };
+        cut_first.heal();
+        first.recovered().await;
+        cut_second.heal();
+        second.recovered().await;
+
+        for i in [&a, &b] {
+            assert_eq!(i.cache.get("k").await.unwrap(), None, "a_first={a_first}");
+            assert_eq!(
+                i.sessions.get(&s.id).await.unwrap().unwrap().data["x"],
+                2,
+                "the later write wins whoever recovers last (a_first={a_first})"
+            );
+        }
+        assert!(!exists(&redis, "rk:{c:outage}:k:k"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_served_before_an_outage_stay_readable_and_writable_through_it() {
+    let mut redis = RedisServer::options().durable().start();
+    let a = instance(redis.url()).await;
+    let b = instance(redis.url()).await;
+    let s = a
+        .sessions
+        .create(obj(json!({"role": "user"})), Some("hank"))
+        .await
+        .unwrap();
+    let rotated_away = a.sessions.create(Map::new(), Some("hank")).await.unwrap();
+    // B rotates one of them (a privilege change): A's mirror hears of it.
+    let fresh = b.sessions.rotate(&rotated_away.id).await.unwrap();
+    settle().await;
+
+    redis.kill();
+    a.wait_mode(Mode::Fallback).await;
+    b.wait_mode(Mode::Fallback).await;
+    assert_eq!(a.sessions.get(&s.id).await.unwrap().unwrap().data["role"], "user");
+    assert!(
+        b.sessions.get(&s.id).await.unwrap().is_none(),
+        "B never served it: not readable there until Redis is back"
+    );
+    assert!(
+        a.sessions.get(&rotated_away.id).await.unwrap().is_none(),
+        "rotated away on B"
+    );
+    a.sessions.update(&s.id, obj(json!({"cart": [1]}))).await.unwrap();
+    assert_eq!(a.sessions.list("hank").await.unwrap().len(), 1);
+
+    redis.restart();
+    a.recovered().await;
+    b.recovered().await;
+    assert_eq!(
+        Value::Object(b.sessions.get(&s.id).await.unwrap().unwrap().data),
+        json!({"role": "user", "cart": [1]})
+    );
+    assert!(b.sessions.get(&fresh.id).await.unwrap().is_some());
+    assert!(a.sessions.get(&rotated_away.id).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_all_during_an_outage_also_revokes_sessions_replayed_after_it() {
+    let mut redis = RedisServer::options().durable().start();
+    let a = instance(redis.url()).await;
+    let b = instance(redis.url()).await;
+    let old = b.sessions.create(Map::new(), Some("ivy")).await.unwrap();
+
+    redis.kill();
+    a.wait_mode(Mode::Fallback).await;
+    b.wait_mode(Mode::Fallback).await;
+    // B creates one during the outage; A then revokes everything of the user.
+    let made_on_b = b.sessions.create(Map::new(), Some("ivy")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    a.sessions.revoke_all("ivy").await.unwrap();
+    redis.restart();
+    // A replays its revoke first; B's session, older than the revoke, must not survive it.
+    a.recovered().await;
+    b.recovered().await;
+    assert!(b.sessions.get(&old.id).await.unwrap().is_none());
+    assert!(b.sessions.get(&made_on_b.id).await.unwrap().is_none());
+    assert!(a.sessions.list("ivy").await.unwrap().is_empty());
+    let after = a.sessions.create(Map::new(), Some("ivy")).await.unwrap();
+    assert!(b.sessions.get(&after.id).await.unwrap().is_some(), "new logins work");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_used_through_a_long_outage_survives_redis_expiring_it() {
+    let mut redis = RedisServer::options().durable().start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let sessions = redkit.sessions(SessionOptions::default()).unwrap();
+    let s = sessions
+        .create_with(
+            obj(json!({"n": 1})),
+            None,
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    redis.kill();
+    eventually(LIMIT, "fallback", async || {
+        let _ = sessions.get(&s.id).await;
+        redkit.mode() == Mode::Fallback
+    })
+    .await;
+    // Used every 300 ms for 3 s: past its 2 s idle timeout in Redis, never idle here.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(sessions.get(&s.id).await.unwrap().is_some());
+    }
+    sessions.update(&s.id, obj(json!({"n": 2}))).await.unwrap();
+    redis.restart();
+    eventually(LIMIT, "recovered", async || redkit.mode() == Mode::Redis).await;
+    let back = sessions
+        .get(&s.id)
+        .await
+        .unwrap()
+        .expect("the session is still alive in Redis");
+    assert_eq!(back.data["n"], 2, "with the outage's write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_closes_the_breaker_before_the_job_spool_is_drained() {
+    let mut redis = RedisServer::options().durable().start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let queue = redkit.queue("spooled", QueueOptions::default()).unwrap();
+    redis.kill();
+    eventually(LIMIT, "fallback", async || {
+        let _ = queue.stats().await;
+        redkit.mode() == Mode::Fallback
+    })
+    .await;
+    let batch: Vec<_> = (0..1000).map(|i| (json!(i), EnqueueOptions::new())).collect();
+    for _ in 0..10 {
+        queue.enqueue_batch(&batch).await.unwrap();
+    }
+    redis.restart();
+    eventually(LIMIT, "back on redis", async || redkit.mode() == Mode::Redis).await;
+    let moved = redkit.health().await.stats["jobs"]["spool_moved"].as_u64().unwrap();
+    assert!(
+        moved < 10_000,
+        "requests are served by Redis while the spool still drains ({moved} moved when the breaker closed)"
+    );
+    eventually(LIMIT, "every spooled job in Redis", async || {
+        queue.stats().await.unwrap().waiting == 10_000
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_that_fails_over_waits_only_what_is_left_of_it() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let queue = redkit.queue("quiet", QueueOptions::default()).unwrap();
+    let wait = Duration::from_secs(3);
+    let poll = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let jobs = queue.fetch_wait("w", 1, Duration::from_secs(30), wait).await;
+            (jobs, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.freeze();
+    // Traffic trips the breaker while the poll is blocked on the frozen Redis.
+    eventually(LIMIT, "fallback", async || {
+        let _ = queue.stats().await;
+        redkit.mode() == Mode::Fallback
+    })
+    .await;
+    let (jobs, took) = poll.await.unwrap();
+    redis.thaw();
+    assert!(jobs.unwrap().is_empty());
+    // Its deadline, plus at most one response timeout for the call that was cut short;
+    // restarting the wait would take 3 s more.
+    assert!(
+        took < wait + Duration::from_millis(1500),
+        "a 3 s long poll took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_writes_survive_a_crash_and_are_replayed_by_the_next_run() {
+    let mut redis = RedisServer::options().durable().start();
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+        let sessions = redkit.sessions(SessionOptions::default()).unwrap();
+        let s = sessions.create(obj(json!({"n": 1})), None).await.unwrap();
+        redis.kill();
+        eventually(LIMIT, "fallback", async || {
+            let _ = sessions.get(&s.id).await;
+            redkit.mode() == Mode::Fallback
+        })
+        .await;
+        sessions.update(&s.id, obj(json!({"n": 2}))).await.unwrap();
+        s.id
+        // The process "crashes" here: dropped without recovering.
+    };
+    redis.restart();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let sessions = redkit.sessions(SessionOptions::default()).unwrap();
+    eventually(LIMIT, "the earlier run's journal replayed", async || {
+        redkit.health().await.journal_pending.is_empty()
+    })
+    .await;
+    assert_eq!(sessions.get(&id).await.unwrap().unwrap().data["n"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_redis_refuses_for_good_is_dead_lettered_and_recovery_goes_on() {
+    let mut redis = RedisServer::options().durable().start();
+    let a = instance(redis.url()).await;
+    let poisoned = a.sessions.create(Map::new(), None).await.unwrap();
+    let fine = a.sessions.create(Map::new(), None).await.unwrap();
+    redis.kill();
+    a.wait_mode(Mode::Fallback).await;
+    a.sessions.update(&poisoned.id, obj(json!({"x": 1}))).await.unwrap();
+    a.sessions.update(&fine.id, obj(json!({"y": 1}))).await.unwrap();
+    redis.restart();
+    // Someone turned the session's key into a string: its replay gets WRONGTYPE.
+    let key = format!("rk:s:{{{}}}", poisoned.id);
+    redis.command(&["DEL", &key]).unwrap();
+    redis.command(&["SET", &key, "not a hash"]).unwrap();
+    a.recovered().await;
+    let health = a.redkit.health().await;
+    // The patch, and the session's touch (the catch-up of its idle timer), both refused.
+    assert_eq!(
+        health.journal_dead_letters["session"].count, 2,
+        "{:?}",
+        health.journal_dead_letters
+    );
+    assert_eq!(a.sessions.get(&fine.id).await.unwrap().unwrap().data["y"], 1);
+}
