@@ -301,6 +301,8 @@ def latency_rows(calls: Sequence[Call], t: Timeline) -> list[tuple[str, dict[str
     """Per capability (and all but long polls): seconds by phase, 'all' holding every phase."""
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for c in calls:
+        if c.op.startswith("final"):  # the checks after the traffic
+            continue
         p = phase(c, t)
         for name in (c.cap, "all but job fetch" if c.op != "fetch" else None):
             if name is not None:

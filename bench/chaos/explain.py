@@ -87,7 +87,7 @@ def text(f: Findings, obs: Observations, t0: float, episodes: Sequence[Window], 
     """Every finding (or the first `limit` of each kind), as markdown; without a limit also the
     notable reported ones."""
     k = Clock(t0, episodes)
-    lines = ["Outage episodes (fault until both servers were back on redis): "
+    lines = ["Outage episodes (fault until both servers were back on redis, journal empty): "
              + (", ".join(f"{i}: {k.at(e.start)}–{k.at(e.end)} s" for i, e in enumerate(episodes, 1)) or "none"), ""]
     extra = notable(obs, k) if limit is None else []
     for title, items in sections(f, k, obs.job_states) + extra:

@@ -118,8 +118,8 @@ def merge(windows: Sequence[Window]) -> list[Window]:
 def partitioned(episodes: Sequence[Window], acked_by: Call, read: Call) -> bool:
     """Whether `read` may not see `acked_by` because the two servers were cut off from each
     other: the read went to the other server, and the write was acknowledged and the read
-    sent within one outage episode (from the fault until both servers are back on Redis,
-    which is after each replayed its journal)."""
+    sent within one outage episode (from the fault until both servers are back on Redis
+    with an empty journal)."""
     if acked_by.inst == read.inst:
         return False
     return any(e.holds(acked_by.end) and e.holds(read.start) for e in episodes)

@@ -58,7 +58,8 @@ def faults_section(info: RunInfo, faults: Sequence[Fault]) -> list[str]:
     seen = sum(1 for f in loading if f.loading_seen)
     lines = ["## Faults", "",
              "Start is seconds after the traffic began; *down* is until Redis answered PING again; *A/B back* "
-             "is how long after that each server's /health first said mode redis; *modes* are what /health "
+             "is how long after that each server's /health first said mode redis with an empty journal; *modes* "
+             "are what /health "
              "said from the fault until both were back. A fault *right after* another was injected as soon as "
              "one server was back on redis from it.", ""]
     lines += table(["#", "kind", "start (s)", "down (s)", "LOADING seen", "A back (s)", "B back (s)", "modes A · B"],
@@ -140,7 +141,7 @@ def render(info: RunInfo, faults: Sequence[Fault], calls: Sequence[Call], obs: O
            required: Sequence[Figure], reported: Sequence[Figure]) -> str:
     passed = all(f.value == 0 for f in required)
     lines = ["# Chaos soak", "",
-             f"{info.date} · commit `{info.commit}` · binary `{info.binary}` · traffic {info.duration:.0f} s · "
+             f"{info.date} · work tree at `{info.commit}` · binary `{info.binary}` · traffic {info.duration:.0f} s · "
              f"seed {info.seed} · Redis {info.redis_version}", "",
              f"Two `redkit serve` on one redis-server (AOF, fsync always); {info.settings}. "
              f"Soak event-loop lag at most {info.loop_lag_max_s * 1000:.0f} ms. Logs: `{info.logs}`.", "",

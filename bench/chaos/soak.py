@@ -115,6 +115,14 @@ async def finish(tasks: list[asyncio.Task[None]], timeout: float) -> None:
             raise RuntimeError("a soak client failed") from task.exception()
 
 
+async def cancel_others() -> None:
+    """Stops every task but this one (clients and watchers left running by an interruption)."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in others:
+        t.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
 async def drain_jobs(obs: Observations, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while checks.lost_jobs(obs) and time.monotonic() < deadline:
@@ -223,6 +231,7 @@ class Run:
         try:
             return await self.measure(http)
         finally:
+            await cancel_others()
             await http.close()
 
     async def measure(self, http: Http) -> int:

@@ -58,15 +58,18 @@ class Context:
         await asyncio.sleep(self.rng.uniform(low, high))
 
 
-async def until_acked(ctx: Context, attempt: Callable[[], Awaitable[Reply]]) -> Reply:
-    """Calls `attempt()` until a 2xx, at most RETRIES times; returns the last reply."""
+async def until_acked(ctx: Context, attempt: Callable[[], Awaitable[Reply]]) -> tuple[Reply, bool]:
+    """Calls `attempt()` until a 2xx, at most RETRIES times: the last reply, and whether an
+    earlier attempt's outcome was unknown (it may still take effect, later)."""
     reply: Reply = await attempt()
+    unknown = False
     for _ in range(RETRIES - 1):
         if reply.call.ok:
             break
+        unknown = unknown or reply.call.outcome is Outcome.UNKNOWN
         await ctx.pause(0.1, 0.3)
         reply = await attempt()
-    return reply
+    return reply, unknown
 
 
 def data_value(body: Any, name: str) -> int | None:
@@ -80,12 +83,13 @@ class SessionUser:
 
     def __init__(self, ctx: Context, user: str) -> None:
         self.ctx = ctx
-        self.user = user
+        self.name = user
+        self.user = user  # a new one after a revocation that may still land late
         self.live: list[Chain] = []
 
     async def create(self) -> None:
         ctx = self.ctx
-        reply = await until_acked(ctx, lambda: ctx.http.request(
+        reply, _ = await until_acked(ctx, lambda: ctx.http.request(
             "session", "create", ctx.inst(), "POST", "/v1/sessions", {"user": self.user}))
         sid = reply.body.get("id") if reply.call.ok and isinstance(reply.body, dict) else None
         if isinstance(sid, str):
@@ -158,7 +162,7 @@ class SessionUser:
 
     async def delete(self, chain: Chain) -> None:
         ctx = self.ctx
-        reply = await until_acked(ctx, lambda: ctx.http.request(
+        reply, _ = await until_acked(ctx, lambda: ctx.http.request(
             "session", "delete", ctx.inst(), "DELETE", f"/v1/sessions/{chain.current}"))
         if reply.call.ok:
             ctx.obs.dead.append(DeadId(chain.current, "delete", reply.call, json.dumps(reply.body)))
@@ -166,12 +170,14 @@ class SessionUser:
 
     async def revoke_all(self) -> None:
         ctx = self.ctx
-        reply = await until_acked(ctx, lambda: ctx.http.request(
+        reply, unknown = await until_acked(ctx, lambda: ctx.http.request(
             "session", "revoke_all", ctx.inst(), "DELETE", f"/v1/users/{self.user}/sessions"))
         for chain in list(self.live):
             if reply.call.ok:
                 ctx.obs.dead.append(DeadId(chain.current, "revoke", reply.call, json.dumps(reply.body)))
             self.retire(chain, "dead" if reply.call.ok else "uncertain")
+        if unknown or not reply.call.ok:  # an attempt landing late would end the replacements too
+            self.user = f"{self.name}.{len(ctx.obs.dead)}"
 
     def retire(self, chain: Chain, state: str) -> None:
         chain.state = state

@@ -46,6 +46,11 @@ pub enum Error {
     /// capability fails closed while Redis is away.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Redis did not answer a command it may have run (a timeout, or the connection broke
+    /// after it was sent): whether a write took effect is unknown. Retry it — redkit's
+    /// writes are idempotent.
+    #[error("unavailable: {0}; it may or may not have taken effect")]
+    Indeterminate(String),
     /// A cache factory (the caller's loader) failed or timed out and no stale value could
     /// be served instead.
     #[error("loading {key} failed: {reason}")]
@@ -106,7 +111,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::LimitExceeded(_) => ErrorKind::LimitExceeded,
-            Error::Unavailable(_) | Error::Factory { .. } => ErrorKind::Unavailable,
+            Error::Unavailable(_) | Error::Indeterminate(_) | Error::Factory { .. } => ErrorKind::Unavailable,
             Error::Config(_) => ErrorKind::Config,
             Error::Redis { .. } | Error::Storage(_) | Error::Codec(_) => ErrorKind::Internal,
         }
@@ -121,7 +126,12 @@ impl Error {
     }
 
     pub(crate) fn timeout(op: &str, after: Duration) -> Self {
-        Error::Unavailable(format!("redis did not answer {op} within {after:?}"))
+        Error::Indeterminate(format!("redis did not answer {op} within {after:?}"))
+    }
+
+    /// Whether the call may have taken effect although it failed ([`Error::Indeterminate`]).
+    pub fn is_indeterminate(&self) -> bool {
+        matches!(self, Error::Indeterminate(_))
     }
 }
 

@@ -38,12 +38,18 @@ async fn backplane_keeps_l1_coherent_across_instances() {
         Some("v1"),
         "set on A is read on B"
     );
-    assert_eq!(cb.stats().l1_entries, 1, "B holds it in L1 now");
+    // B keeps what it read in L1 — unless A's announcement of that very write reached B
+    // between its L2 read and the insert (then the next read fills it).
+    eventually(LIMIT, "B holds it in L1", async || {
+        cb.get("k").await.unwrap();
+        cb.stats().l1_entries == 1
+    })
+    .await;
     let health = serde_json::to_value(b.health().await).unwrap();
     let caches = &health["stats"]["cache"];
     assert_eq!(caches["backplane_subscribed"], true);
     assert_eq!(caches["caches"][0]["namespace"], "coherent");
-    assert_eq!(caches["caches"][0]["l2_hits"], 1);
+    assert!(caches["caches"][0]["l2_hits"].as_u64().unwrap() >= 1);
 
     ca.set("k", &"v2".into()).await.unwrap();
     eventually(LIMIT, "B sees the overwrite", async || {

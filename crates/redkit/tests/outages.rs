@@ -36,12 +36,19 @@ struct Instance {
 async fn instance(url: String) -> Instance {
     let dir = tempfile::tempdir().unwrap();
     let redkit = Redkit::open(config(Some(url), dir.path())).await.unwrap();
-    Instance {
+    let i = Instance {
         sessions: redkit.sessions(SessionOptions::default()).unwrap(),
         cache: redkit.cache("outage", CacheOptions::default().l1(false)).unwrap(),
         redkit,
         _dir: dir,
-    }
+    };
+    mirror_live(&i.sessions).await;
+    i
+}
+
+/// The mirror fills only while other instances' changes can reach it.
+async fn mirror_live(sessions: &Sessions) {
+    eventually(LIMIT, "session mirror live", async || sessions.mirror_live()).await;
 }
 
 impl Instance {
@@ -166,6 +173,59 @@ async fn an_outage_patch_merges_with_writes_made_through_redis_meanwhile() {
         json!({"a": 1, "b": 2, "shared": "from B"}),
         "A's fields and its removal replayed; B's later write of the shared field kept"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_a_session_rotated_meanwhile_follow_it_to_its_new_id() {
+    let redis = RedisServer::options().durable().start();
+    let cut = Partition::to(redis.port());
+    let a = instance(cut.url()).await;
+    let b = instance(redis.url()).await;
+    let s = a.sessions.create(obj(json!({"n": 0})), Some("kim")).await.unwrap();
+    let t = a.sessions.create(obj(json!({"n": 0})), Some("kim")).await.unwrap();
+    assert!(b.sessions.get(&t.id).await.unwrap().is_some());
+
+    cut.cut();
+    a.wait_mode(Mode::Fallback).await;
+    // A (cut off) writes to S; B rotates S through Redis before A is back.
+    a.sessions.update(&s.id, obj(json!({"from_a": 1}))).await.unwrap();
+    let s2 = b.sessions.rotate(&s.id).await.unwrap();
+    // The other way round: A rotates T in its outage, B writes T's old id through Redis.
+    let t2 = a.sessions.rotate(&t.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    b.sessions.update(&t.id, obj(json!({"from_b": 2}))).await.unwrap();
+    cut.heal();
+    a.recovered().await;
+
+    let s2 = b.sessions.get(&s2.id).await.unwrap().unwrap();
+    assert_eq!(
+        Value::Object(s2.data),
+        json!({"n": 0, "from_a": 1}),
+        "A's patch followed S to its new id"
+    );
+    assert!(b.sessions.get(&s.id).await.unwrap().is_none());
+    let t2 = b.sessions.get(&t2.id).await.unwrap().unwrap();
+    assert_eq!(
+        Value::Object(t2.data),
+        json!({"n": 0, "from_b": 2}),
+        "B's write moved with A's rotation"
+    );
+    assert!(
+        b.sessions.get(&t.id).await.unwrap().is_none(),
+        "the rotated-away id is dead"
+    );
+    let mut listed: Vec<String> = b
+        .sessions
+        .list("kim")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    listed.sort();
+    let mut expected = vec![s2.id, t2.id];
+    expected.sort();
+    assert_eq!(listed, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,6 +375,7 @@ async fn a_session_used_through_a_long_outage_survives_redis_expiring_it() {
     let dir = tempfile::tempdir().unwrap();
     let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
     let sessions = redkit.sessions(SessionOptions::default()).unwrap();
+    mirror_live(&sessions).await;
     let s = sessions
         .create_with(
             obj(json!({"n": 1})),
@@ -363,16 +424,23 @@ async fn recovery_closes_the_breaker_before_the_job_spool_is_drained() {
         queue.enqueue_batch(&batch).await.unwrap();
     }
     redis.restart();
-    eventually(LIMIT, "back on redis", async || redkit.mode() == Mode::Redis).await;
-    let moved = redkit.health().await.stats["jobs"]["spool_moved"].as_u64().unwrap();
-    assert!(
-        moved < 10_000,
-        "requests are served by Redis while the spool still drains ({moved} moved when the breaker closed)"
-    );
     eventually(LIMIT, "every spooled job in Redis", async || {
-        queue.stats().await.unwrap().waiting == 10_000
+        redkit.mode() == Mode::Redis && queue.stats().await.map(|s| s.waiting).unwrap_or(0) == 10_000
     })
     .await;
+    let health = redkit.health().await;
+    let closed_at = health.breaker.unwrap().last_transition.unwrap();
+    assert_eq!(
+        closed_at.to,
+        redkit::core::breaker::BreakerState::Closed,
+        "{closed_at:?}"
+    );
+    let moved_at = health.stats["jobs"]["spool_moved_at_ms"].as_u64().unwrap();
+    assert!(
+        moved_at >= closed_at.at_ms,
+        "the spool moved after the breaker closed (closed {}, last batch moved {moved_at}): requests never wait for it",
+        closed_at.at_ms
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,6 +484,7 @@ async fn outage_writes_survive_a_crash_and_are_replayed_by_the_next_run() {
     let id = {
         let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
         let sessions = redkit.sessions(SessionOptions::default()).unwrap();
+        mirror_live(&sessions).await;
         let s = sessions.create(obj(json!({"n": 1})), None).await.unwrap();
         redis.kill();
         eventually(LIMIT, "fallback", async || {
@@ -439,19 +508,20 @@ async fn outage_writes_survive_a_crash_and_are_replayed_by_the_next_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_redis_refuses_for_good_is_dead_lettered_and_recovery_goes_on() {
-    let mut redis = RedisServer::options().durable().start();
-    let a = instance(redis.url()).await;
+    let redis = RedisServer::options().durable().start();
+    let cut = Partition::to(redis.port());
+    let a = instance(cut.url()).await;
     let poisoned = a.sessions.create(Map::new(), None).await.unwrap();
     let fine = a.sessions.create(Map::new(), None).await.unwrap();
-    redis.kill();
+    cut.cut();
     a.wait_mode(Mode::Fallback).await;
     a.sessions.update(&poisoned.id, obj(json!({"x": 1}))).await.unwrap();
     a.sessions.update(&fine.id, obj(json!({"y": 1}))).await.unwrap();
-    redis.restart();
-    // Someone turned the session's key into a string: its replay gets WRONGTYPE.
+    // Meanwhile someone turned the session's key into a string: its replay gets WRONGTYPE.
     let key = format!("rk:s:{{{}}}", poisoned.id);
     redis.command(&["DEL", &key]).unwrap();
     redis.command(&["SET", &key, "not a hash"]).unwrap();
+    cut.heal();
     a.recovered().await;
     let health = a.redkit.health().await;
     // The patch, and the session's touch (the catch-up of its idle timer), both refused.
@@ -461,4 +531,55 @@ async fn an_operation_redis_refuses_for_good_is_dead_lettered_and_recovery_goes_
         health.journal_dead_letters
     );
     assert_eq!(a.sessions.get(&fine.id).await.unwrap().unwrap().data["y"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_all_reaches_sessions_however_they_were_made() {
+    let mut redis = RedisServer::options().durable().start();
+    let a = instance(redis.url()).await;
+    let b = instance(redis.url()).await;
+    let plain = a.sessions.create(Map::new(), Some("lee")).await.unwrap();
+    let to_rotate = a.sessions.create(Map::new(), Some("lee")).await.unwrap();
+    let rotated = b.sessions.rotate(&to_rotate.id).await.unwrap();
+    let in_outage_rotate = a.sessions.create(Map::new(), Some("lee")).await.unwrap();
+    redis.kill();
+    a.wait_mode(Mode::Fallback).await;
+    b.wait_mode(Mode::Fallback).await;
+    let made_in_outage = b.sessions.create(Map::new(), Some("lee")).await.unwrap();
+    let rotated_in_outage = a.sessions.rotate(&in_outage_rotate.id).await.unwrap();
+    redis.restart();
+    a.recovered().await;
+    b.recovered().await;
+    let ids = [&plain.id, &rotated.id, &made_in_outage.id, &rotated_in_outage.id];
+    for id in ids {
+        assert!(
+            b.sessions.get(id).await.unwrap().is_some(),
+            "{id} live before the revoke"
+        );
+    }
+    assert_eq!(a.sessions.revoke_all("lee").await.unwrap(), 4);
+    for id in ids {
+        assert!(a.sessions.get(id).await.unwrap().is_none(), "{id} revoked");
+        assert!(b.sessions.get(id).await.unwrap().is_none(), "{id} revoked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_all_by_an_instance_that_knew_none_of_the_sessions_holds() {
+    let redis = RedisServer::options().durable().start();
+    let cut = Partition::to(redis.port());
+    let a = instance(redis.url()).await;
+    let b = instance(cut.url()).await;
+    let s = a.sessions.create(Map::new(), Some("mo")).await.unwrap();
+    cut.cut();
+    b.wait_mode(Mode::Fallback).await;
+    assert_eq!(b.sessions.revoke_all("mo").await.unwrap(), 0, "B knows none of them");
+    let after = a.sessions.create(Map::new(), Some("mo")).await.unwrap();
+    cut.heal();
+    b.recovered().await;
+    assert!(a.sessions.get(&s.id).await.unwrap().is_none(), "revoked");
+    assert!(
+        a.sessions.get(&after.id).await.unwrap().is_some(),
+        "made after the revoke"
+    );
 }

@@ -184,6 +184,10 @@ async fn outage_changes_are_written_back_and_revocations_stick() {
     let b = Redkit::open(config(Some(redis.url()), db.path())).await.unwrap();
     let sa = a.sessions(SessionOptions::default()).unwrap();
     let sb = b.sessions(SessionOptions::default()).unwrap();
+    eventually(Duration::from_secs(5), "mirrors live", async || {
+        sa.mirror_live() && sb.mirror_live()
+    })
+    .await;
     let before = sa.create(obj(json!({"n": 1})), Some("carol")).await.unwrap();
     assert!(sb.get(&before.id).await.unwrap().is_some(), "B sees A's session");
 

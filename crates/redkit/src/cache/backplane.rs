@@ -144,10 +144,24 @@ impl CacheHub {
         hub
     }
 
+    /// Adds a cache; its L1 serves only while invalidations reach it.
     pub fn join(&self, member: Weak<dyn Member>) {
         let mut members = self.members.lock().expect("hub lock");
+        if let Some(m) = member.upgrade() {
+            m.l1().set_live(self.redis.is_none() || self.is_subscribed());
+        }
         members.retain(|m| m.strong_count() > 0);
         members.push(member);
+    }
+
+    /// Whether L1s may serve: flips every member under the members lock, so a cache
+    /// joining meanwhile gets the same answer.
+    fn set_live(&self, live: bool) {
+        let members = self.members.lock().expect("hub lock");
+        self.subscribed.store(live, Ordering::Release);
+        for m in members.iter().filter_map(Weak::upgrade) {
+            m.l1().set_live(live);
+        }
     }
 
     fn members(&self) -> Vec<Arc<dyn Member>> {
@@ -195,15 +209,13 @@ impl Listener for CacheHub {
     }
 
     fn resync(&self) {
-        // Whatever happened before this point may have been missed.
-        self.clear_all();
-        self.subscribed.store(true, Ordering::Release);
+        // Whatever happened before this point may have been missed: start empty.
+        self.set_live(true);
     }
 
     fn lost(&self) {
-        self.subscribed.store(false, Ordering::Release);
-        self.clear_all();
-        tracing::info!("cache backplane subscription lost; L1 cleared");
+        self.set_live(false);
+        tracing::info!("cache backplane subscription lost; L1 cleared and off until it is back");
     }
 }
 

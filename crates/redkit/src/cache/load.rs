@@ -175,7 +175,7 @@ impl<T: CacheValue> Cache<T> {
         throttled.fresh_until = now + r.throttle;
         throttled.stale_until = stale.stale_until.max(throttled.fresh_until);
         throttled.throttled = true;
-        self.inner.l1.insert(key, throttled);
+        self.inner.l1.insert(key, throttled, self.inner.l1.epoch());
         stale.value.clone()
     }
 

@@ -186,7 +186,7 @@ impl<T: CacheValue> Cache<T> {
                 max_value_bytes: opts.max_value_bytes,
             },
             routed: hub.route.routed("cache", FallbackPolicy::Serve, redis, embedded),
-            l1: L1::new(opts.l1_max_bytes, opts.l1),
+            l1: L1::new(opts.l1_max_bytes, opts.l1, false),
             flights: Flights::new(),
             stats: CacheStats::new(namespace),
             hub: hub.clone(),
@@ -277,6 +277,7 @@ impl<T: CacheValue> Cache<T> {
             }
             .encode()
         };
+        let epoch = self.inner.l1.epoch();
         let result = self.inner.routed.write(journal, |b| b.set_many(ns, &items)).await;
         if let Err(e) = result {
             self.inner.stats.errors.add(1);
@@ -284,7 +285,7 @@ impl<T: CacheValue> Cache<T> {
         }
         self.inner.stats.sets.add(items.len() as u64);
         for (item, entry) in items.iter().zip(entries) {
-            self.inner.l1.insert(&item.key, entry);
+            self.inner.l1.insert(&item.key, entry, epoch);
         }
         Ok(())
     }
@@ -327,6 +328,7 @@ impl<T: CacheValue> Cache<T> {
 
     async fn l2_lookup_many(&self, keys: &[&str]) -> Result<Vec<L2Lookup<T>>> {
         let ns = &self.inner.ns;
+        let epoch = self.inner.l1.epoch();
         let records = self.inner.routed.read(|b| b.get_many(ns, keys)).await?;
         Ok(keys
             .iter()
@@ -335,7 +337,7 @@ impl<T: CacheValue> Cache<T> {
                 Some((e, true)) => {
                     let e = Arc::new(e);
                     // L1 keeps what L2 said, so the next read is local.
-                    self.inner.l1.insert(key, L1Entry::clone(&e));
+                    self.inner.l1.insert(key, L1Entry::clone(&e), epoch);
                     L2Lookup::Fresh(e)
                 }
                 Some((e, false)) => L2Lookup::Stale(Arc::new(e)),

@@ -23,7 +23,9 @@ use tokio::sync::Notify;
 
 use super::redis::RedisCore;
 
-/// What a capability does with the backplane's messages.
+/// What a capability does with the backplane's messages. [`Listener::resync`] is also
+/// what tells a listener that it is live: it is called when the subscription is
+/// established with its channel, including when it joins a live one.
 pub trait Listener: Send + Sync {
     /// The channel it listens on.
     fn channel(&self) -> &'static str;
@@ -82,15 +84,19 @@ impl Backplane {
             listeners.push(listener);
             new
         };
-        if new_channel
-            && let Some(sink) = self.sink.lock().await.as_mut()
-            && sink.subscribe(channel).await.is_err()
-        {
-            tracing::debug!(
-                channel,
-                "subscribing a new backplane channel failed; it is subscribed on reconnect"
-            );
+        let mut sink = self.sink.lock().await;
+        if let Some(sink) = sink.as_mut() {
+            // Live already: this listener hears from now on.
+            if !new_channel || sink.subscribe(channel).await.is_ok() {
+                l.resync();
+            } else {
+                tracing::debug!(
+                    channel,
+                    "subscribing a new backplane channel failed; it is subscribed on reconnect"
+                );
+            }
         }
+        drop(sink);
         self.joined.notify_waiters();
     }
 

@@ -24,9 +24,11 @@
 //!
 //! A call that reaches Redis and fails in a way that opens the breaker is run again on
 //! the embedded backend (or fails closed), so the call that trips the breaker is served
-//! too; calls that fail before the threshold is reached return
-//! [`Error::Unavailable`]. Because a timed-out write may still have reached Redis,
-//! journaled operations must be idempotent.
+//! too — except a journaled write that Redis may have run (it timed out, or the
+//! connection broke after it was sent: [`Error::Indeterminate`]), which is answered as
+//! unavailable rather than answered again, perhaps differently, by the fallback. Calls
+//! that fail before the threshold is reached return [`Error::Unavailable`]. Journaled
+//! operations are idempotent, so a caller retries either.
 //!
 //! **Recovery.** While the breaker is open a prober PINGs Redis with exponential backoff
 //! and jitter (a Redis that answers `LOADING` is waited for at the shortest interval). When
@@ -532,6 +534,10 @@ impl<B: ?Sized + Send + Sync> Routed<B> {
         let breaker = &self.route.breaker;
         if breaker.is_closed() {
             match f(redis).await {
+                // A journaled write that Redis may have applied is not applied a second
+                // time, differently, by the fallback: its caller hears that the outcome is
+                // unknown and retries (the operations are idempotent).
+                Err(e) if e.is_indeterminate() && matches!(kind, Kind::Journaled(_)) => return Err(e),
                 Err(e) if e.kind() == ErrorKind::Unavailable && !breaker.is_closed() => {
                     tracing::debug!(capability = self.capability, error = %e, "redis failed and the breaker is open; serving from the fallback");
                 }

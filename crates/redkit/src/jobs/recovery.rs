@@ -102,6 +102,9 @@ impl Spool {
             self.counters
                 .spool_moved
                 .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            self.counters
+                .spool_moved_at_ms
+                .store(crate::stats::now_ms(), std::sync::atomic::Ordering::Relaxed);
             if n < SPOOL_BATCH {
                 return Ok(moved_total);
             }

@@ -19,6 +19,8 @@ pub(crate) struct JobCounters {
     lease_lost: AtomicU64,
     deferred: AtomicU64,
     pub(crate) spool_moved: AtomicU64,
+    /// When spooled jobs last moved into Redis (ms since the Unix epoch).
+    pub(crate) spool_moved_at_ms: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {

@@ -1,5 +1,7 @@
 //! The atomic session operations, on Redis and on SQLite.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -28,6 +30,11 @@ pub struct Session {
     /// grows with every change of its data.
     #[serde(default)]
     pub version: u64,
+    /// When each data field was last set or removed (a removed field keeps its stamp), so
+    /// that an older write replayed after an outage cannot overwrite a newer one.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub(crate) stamps: BTreeMap<String, u64>,
 }
 
 impl Session {
@@ -79,17 +86,17 @@ pub trait SessionBackend: Send + Sync {
     /// Stores a new session and returns it as stored (the store's clock stamps its
     /// times); `None` if the id is taken.
     async fn create(&self, session: &Session) -> Result<Option<Session>>;
-    /// Stores a session under a fresh id with the times it carries (rotation's second half).
-    async fn put(&self, session: &Session) -> Result<()>;
+    /// Moves live session `id` to `fresh_id` (same user, data, field stamps and deadlines;
+    /// touched now); the old id is dead, and operations on it replayed later follow it to
+    /// the new one. `None` if `id` is not live.
+    async fn rotate(&self, id: &str, fresh_id: &str) -> Result<Option<Session>>;
     /// Reads a live session, optionally touching its idle timer.
     async fn get(&self, id: &str, touch: bool) -> Result<Option<Session>>;
     /// Merges fields into a live session (touching it), refusing growth past `max_bytes`.
     async fn update(&self, id: &str, patch: &Patch, max_bytes: usize) -> Result<Updated>;
-    /// Reads and deletes a live session in one step (rotation's first half); the
-    /// returned session's `version` is the stamp of the deletion.
-    async fn take(&self, id: &str) -> Result<Option<Session>>;
-    /// Deletes a session (logout): like `take`, but in an outage the deletion is recorded
-    /// even for a session this instance does not know, so it holds once Redis is back.
+    /// Deletes a session (logout) and returns it as it was, its `version` being the stamp
+    /// of the deletion; in an outage the deletion is recorded even for a session this
+    /// instance does not know, so it holds once Redis is back.
     async fn delete(&self, id: &str) -> Result<Option<Session>>;
     /// The live sessions of `user`.
     async fn list(&self, user: &str) -> Result<Vec<Session>>;

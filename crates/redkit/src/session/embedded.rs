@@ -28,7 +28,7 @@ pub struct EmbeddedSessions {
     copies: bool,
 }
 
-const COLUMNS: &str = "id, user, data, created_ms, last_ms, idle_ms, abs_ms, ver";
+const COLUMNS: &str = "id, user, data, created_ms, last_ms, idle_ms, abs_ms, ver, stamps";
 
 /// How long the mirror remembers a deletion, so that a read answered before it cannot
 /// put the session back when the two race to the SQLite thread.
@@ -41,8 +41,10 @@ pub(crate) const MAX_MIRRORED: i64 = 100_000;
 const SWEEP_BATCH: i64 = 1000;
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Session, String)> {
+    let stamps: Option<String> = r.get(8)?;
     Ok((
         Session {
+            stamps: stamps.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
             id: r.get(0)?,
             user: r.get(1)?,
             data: Map::new(),
@@ -58,7 +60,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Session, String)> {
 
 fn store(c: &Connection, s: &Session, generation: u64, dirty: bool) -> Result<()> {
     c.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO sessions ({COLUMNS}, gen, dirty) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT OR REPLACE INTO sessions ({COLUMNS}, gen, dirty) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))?
     .execute(params![
         s.id,
@@ -69,6 +71,7 @@ fn store(c: &Connection, s: &Session, generation: u64, dirty: bool) -> Result<()
         s.idle_ms as i64,
         s.absolute_deadline_ms as i64,
         s.version as i64,
+        (!s.stamps.is_empty()).then(|| serde_json::to_string(&s.stamps).expect("stamps serialize")),
         generation as i64,
         dirty
     ])?;
@@ -327,14 +330,36 @@ impl SessionBackend for EmbeddedSessions {
             .await
     }
 
-    async fn put(&self, s: &Session) -> Result<()> {
-        let ((generation, copies), op) = (self.state(), pending());
-        let s = Session {
-            version: op.as_ref().map_or(s.version, Pending::ts),
-            ..s.clone()
-        };
+    async fn rotate(&self, id: &str, fresh_id: &str) -> Result<Option<Session>> {
+        let ((generation, copies), id, fresh_id, op) = (self.state(), id.to_string(), fresh_id.to_string(), pending());
         self.store
-            .sql("session_put", move |c| store(c, &s, generation, copies))
+            .sql("session_rotate", move |c| {
+                let tx = c.transaction()?;
+                let Some(old) = load(&tx, &id, now_ms(), generation)? else {
+                    return Ok(None);
+                };
+                tx.execute("DELETE FROM sessions WHERE id = ?1", [&id])?;
+                let fresh = Session {
+                    id: fresh_id.clone(),
+                    last_seen_ms: now_ms(),
+                    version: op.as_ref().map_or(old.version, Pending::ts),
+                    ..old.clone()
+                };
+                store(&tx, &fresh, generation, copies)?;
+                if let Some(p) = op {
+                    // The new session reaches Redis through catch-up; the old one's
+                    // deletion names it, so operations on the old id follow.
+                    let moved = Op::Delete {
+                        id: id.clone(),
+                        user: old.user.clone(),
+                        deadline_ms: old.absolute_deadline_ms,
+                        moved_to: Some(fresh_id),
+                    };
+                    p.record_as(&tx, &moved.encode())?;
+                }
+                tx.commit()?;
+                Ok(Some(fresh))
+            })
             .await
     }
 
@@ -368,6 +393,7 @@ impl SessionBackend for EmbeddedSessions {
                 let Some(mut s) = load(&tx, &id, now, generation)? else {
                     return Ok(Updated::Missing);
                 };
+                let stamp = op.as_ref().map(Pending::ts);
                 for (name, value) in &patch.set {
                     s.data.insert(name.clone(), serde_json::from_str(value)?);
                 }
@@ -379,8 +405,12 @@ impl SessionBackend for EmbeddedSessions {
                     return Ok(Updated::TooLarge(size));
                 }
                 s.last_seen_ms = now;
-                if let Some(p) = &op {
-                    s.version = p.ts();
+                if let Some(stamp) = stamp {
+                    // An outage write: its fields carry its stamp to Redis.
+                    s.version = stamp;
+                    for name in patch.set.iter().map(|(n, _)| n).chain(&patch.remove) {
+                        s.stamps.insert(name.clone(), stamp);
+                    }
                 }
                 store(&tx, &s, generation, copies)?;
                 record(op, &tx)?;
@@ -390,12 +420,32 @@ impl SessionBackend for EmbeddedSessions {
             .await
     }
 
-    async fn take(&self, id: &str) -> Result<Option<Session>> {
-        self.remove(id, false).await
-    }
-
     async fn delete(&self, id: &str) -> Result<Option<Session>> {
-        self.remove(id, true).await
+        let ((generation, _), id, op) = (self.state(), id.to_string(), pending());
+        self.store
+            .sql("session_delete", move |c| {
+                let tx = c.transaction()?;
+                let found = load(&tx, &id, now_ms(), generation)?;
+                tx.execute("DELETE FROM sessions WHERE id = ?1", [&id])?;
+                // In an outage the logout is recorded with what this instance knows of the
+                // session (user, deadline) — and even if it knows nothing, so it holds.
+                match (op, &found) {
+                    (Some(p), Some(s)) => {
+                        let known = Op::Delete {
+                            id: id.clone(),
+                            user: s.user.clone(),
+                            deadline_ms: s.absolute_deadline_ms,
+                            moved_to: None,
+                        };
+                        p.record_as(&tx, &known.encode())?;
+                    }
+                    (Some(p), None) => p.record(&tx)?,
+                    (None, _) => {}
+                }
+                tx.commit()?;
+                Ok(found)
+            })
+            .await
     }
 
     async fn list(&self, user: &str) -> Result<Vec<Session>> {
@@ -432,36 +482,6 @@ impl SessionBackend for EmbeddedSessions {
                 record(op, &tx)?;
                 tx.commit()?;
                 Ok(revoked)
-            })
-            .await
-    }
-}
-
-impl EmbeddedSessions {
-    /// Deletes session `id`. In an outage the deletion is recorded with what this
-    /// instance knows of the session (user, deadline) — and, for a logout (`always`),
-    /// even if it knows nothing, so the logout holds once Redis is back.
-    async fn remove(&self, id: &str, always: bool) -> Result<Option<Session>> {
-        let ((generation, _), id, op) = (self.state(), id.to_string(), pending());
-        self.store
-            .sql("session_delete", move |c| {
-                let tx = c.transaction()?;
-                let found = load(&tx, &id, now_ms(), generation)?;
-                tx.execute("DELETE FROM sessions WHERE id = ?1", [&id])?;
-                match (op, &found) {
-                    (Some(p), Some(s)) => {
-                        let known = Op::Delete {
-                            id: id.clone(),
-                            user: s.user.clone(),
-                            deadline_ms: s.absolute_deadline_ms,
-                        };
-                        p.record_as(&tx, &known.encode())?;
-                    }
-                    (Some(p), None) if always => p.record(&tx)?,
-                    _ => {}
-                }
-                tx.commit()?;
-                Ok(found)
             })
             .await
     }

@@ -5,9 +5,11 @@
 //! embedded store (without waiting), each with the version Redis gave it; the route
 //! serves the copies only while the breaker is open. Other instances' changes reach the
 //! mirror through the backplane ([`MirrorListener`]): a change drops the copy, a delete or
-//! revoke drops it and remembers the deletion. A mirror that may have missed messages —
-//! the subscription was (re)established while Redis serves — is dropped whole, as L1 is.
+//! revoke drops it and remembers the deletion. Nothing is mirrored while the subscription
+//! is down, and a mirror that may have missed messages — the subscription was
+//! (re)established while Redis serves — is dropped whole, as L1 is.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use super::backend::{Patch, Revoked, Session, SessionBackend, Updated};
@@ -23,14 +25,20 @@ pub(crate) struct Mirrored {
     pub redis: Arc<RedisSessions>,
     pub local: Arc<EmbeddedSessions>,
     pub route: Weak<Route>,
+    /// Set by the listener: whether other instances' changes reach the mirror now.
+    pub live: Arc<AtomicBool>,
 }
 
 impl Mirrored {
+    /// Mirrors `s` — only while the backplane is live: a copy made while other instances'
+    /// changes cannot reach it could be stale without anyone knowing.
     fn keep(&self, s: &Session) {
         if let Some(route) = self.route.upgrade() {
             route.clock().observe(s.version);
         }
-        self.local.mirror(s.clone());
+        if self.live.load(Ordering::Acquire) {
+            self.local.mirror(s.clone());
+        }
     }
 }
 
@@ -44,10 +52,13 @@ impl SessionBackend for Mirrored {
         Ok(created)
     }
 
-    async fn put(&self, session: &Session) -> Result<()> {
-        self.redis.put(session).await?;
-        self.keep(session);
-        Ok(())
+    async fn rotate(&self, id: &str, fresh_id: &str) -> Result<Option<Session>> {
+        let fresh = self.redis.rotate(id, fresh_id).await?;
+        if let Some(s) = &fresh {
+            self.local.forget(id, s.version);
+            self.keep(s);
+        }
+        Ok(fresh)
     }
 
     async fn get(&self, id: &str, touch: bool) -> Result<Option<Session>> {
@@ -69,14 +80,10 @@ impl SessionBackend for Mirrored {
         Ok(updated)
     }
 
-    async fn take(&self, id: &str) -> Result<Option<Session>> {
-        let taken = self.redis.take(id).await?;
-        self.local.forget(id, taken.as_ref().map_or(0, |s| s.version));
-        Ok(taken)
-    }
-
     async fn delete(&self, id: &str) -> Result<Option<Session>> {
-        self.take(id).await
+        let deleted = self.redis.delete(id).await?;
+        self.local.forget(id, deleted.as_ref().map_or(0, |s| s.version));
+        Ok(deleted)
     }
 
     async fn list(&self, user: &str) -> Result<Vec<Session>> {
@@ -103,6 +110,7 @@ pub(crate) struct MirrorListener {
     pub local: Arc<EmbeddedSessions>,
     pub breaker: Arc<Breaker>,
     pub route: Weak<Route>,
+    pub live: Arc<AtomicBool>,
 }
 
 impl Listener for MirrorListener {
@@ -133,7 +141,12 @@ impl Listener for MirrorListener {
         }
     }
 
+    fn lost(&self) {
+        self.live.store(false, Ordering::Release);
+    }
+
     fn resync(&self) {
+        self.live.store(true, Ordering::Release);
         // While Redis serves, a mirror that may have missed messages is dropped now; in an
         // outage it keeps serving, and recovery drops it once Redis is back.
         if self.breaker.is_closed() {

@@ -101,7 +101,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// listener and the sweeper.
 pub(crate) struct SessionsHub {
     routed: Routed<dyn SessionBackend>,
-    _listener: Option<Arc<mirror::MirrorListener>>,
+    listener: Option<Arc<mirror::MirrorListener>>,
     sweeper: JoinHandle<()>,
 }
 
@@ -130,11 +130,13 @@ impl SessionsHub {
                 local: local.clone(),
                 journal: route.journal().clone(),
             }));
+            let live = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let l = Arc::new(mirror::MirrorListener {
                 instance: backplane.instance().clone(),
                 local: local.clone(),
                 breaker: route.breaker().clone(),
                 route: Arc::downgrade(route),
+                live: live.clone(),
             });
             let (backplane, weak) = (backplane.clone(), Arc::downgrade(&l) as _);
             route.spawn(async move { backplane.join(weak).await });
@@ -143,12 +145,13 @@ impl SessionsHub {
                 redis,
                 local: local.clone(),
                 route: Arc::downgrade(route),
+                live,
             }) as Arc<dyn SessionBackend>);
         }
         let sweeper = route.spawn(sweep(Arc::downgrade(&local)));
         Arc::new(SessionsHub {
             routed: route.routed("session", FallbackPolicy::Serve, mirrored, local),
-            _listener: listener,
+            listener,
             sweeper,
         })
     }
@@ -212,6 +215,17 @@ impl Sessions {
         &self.inner.hub.routed
     }
 
+    /// Whether this instance's session mirror hears other instances' changes now (it is
+    /// filled only then; sessions it served since stay readable through an outage).
+    /// Always false without Redis.
+    pub fn mirror_live(&self) -> bool {
+        self.inner
+            .hub
+            .listener
+            .as_ref()
+            .is_some_and(|l| l.live.load(std::sync::atomic::Ordering::Acquire))
+    }
+
     /// The options in force.
     pub fn options(&self) -> &SessionOptions {
         &self.inner.opts
@@ -266,6 +280,7 @@ impl Sessions {
             idle_ms: idle_ttl.as_millis() as u64,
             absolute_deadline_ms: now + absolute_ttl.as_millis() as u64,
             version: 0,
+            stamps: Default::default(),
         };
         // Written as a fallback write (held back at recovery's tail like any), but with
         // nothing to journal: a new session reaches Redis through recovery's catch-up.
@@ -336,21 +351,23 @@ impl Sessions {
     }
 
     /// Moves the session to a new id (same data, user and deadlines); the old id is dead.
+    /// Writes made to the old id elsewhere during an outage follow it to the new one.
     pub async fn rotate(&self, id: &str) -> Result<Session> {
         check_id(id)?;
-        let op = || delete_op(id);
-        let old = self
-            .routed()
-            .write(op, |b| b.take(id))
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
-        let fresh = Session {
-            id: new_id(),
-            last_seen_ms: now_ms(),
-            ..old
+        let fresh_id = new_id();
+        let op = || {
+            Op::Delete {
+                id: id.to_string(),
+                user: None,
+                deadline_ms: 0,
+                moved_to: Some(fresh_id.clone()),
+            }
+            .encode()
         };
-        self.routed().write(Vec::new, |b| b.put(&fresh)).await?;
-        Ok(fresh)
+        self.routed()
+            .write(op, |b| b.rotate(id, &fresh_id))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("session {id}")))
     }
 
     /// The live sessions of `user`.
@@ -373,6 +390,7 @@ fn delete_op(id: &str) -> Vec<u8> {
         id: id.to_string(),
         user: None,
         deadline_ms: 0,
+        moved_to: None,
     }
     .encode()
 }

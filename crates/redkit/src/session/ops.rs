@@ -32,11 +32,14 @@ use crate::error::{ErrorKind, Result};
 pub(crate) enum Op {
     /// Fields set or removed.
     Patch { id: String, patch: Patch },
-    /// A logout or rotation; `user` and `deadline_ms` when this instance knew them.
+    /// A logout, or a rotation's deletion (`moved_to`: the new id, which operations on
+    /// the old one follow); `user` and `deadline_ms` when this instance knew them.
     Delete {
         id: String,
         user: Option<String>,
         deadline_ms: u64,
+        #[serde(default)]
+        moved_to: Option<String>,
     },
     /// "Log out everywhere".
     RevokeAll { user: String },
@@ -75,9 +78,14 @@ impl SessionRecovery {
         for (ts, op) in chain {
             match op {
                 Op::Patch { id, patch } => self.redis.replay_patch(&id, &patch, ts).await?,
-                Op::Delete { id, user, deadline_ms } => {
+                Op::Delete {
+                    id,
+                    user,
+                    deadline_ms,
+                    moved_to,
+                } => {
                     self.redis
-                        .replay_delete(&id, user.as_deref(), ts, deadline_ms, None)
+                        .replay_delete(&id, user.as_deref(), ts, deadline_ms, moved_to.as_deref(), None)
                         .await?;
                 }
                 Op::RevokeAll { user } => {

@@ -34,3 +34,24 @@ end
 local function announce(channel, instance, kind, ts, name)
   redis.call('PUBLISH', channel, instance .. ' ' .. kind .. ' ' .. string.format('%.0f', ts) .. ' ' .. name)
 end
+
+-- A tombstone's value: the deletion's stamp, and the id the session moved to if the
+-- deletion was a rotation ("STAMP" or "STAMP>NEWID").
+local function tombstone_of(value)
+  if not value then return nil, nil end
+  return tonumber(string.match(value, '^(%d+)')), string.match(value, '>(.+)$')
+end
+
+-- Writes data fields with their own stamps. `args` from `first`: name ('d:NAME'), value,
+-- stamp triples, `n` of them, then removed-field name ('d:NAME') and stamp pairs.
+local function write_stamped(key, args, first, n, last)
+  local i = first
+  for _ = 1, n do
+    redis.call('HSET', key, args[i], args[i + 1], 't:' .. string.sub(args[i], 3), args[i + 2])
+    i = i + 3
+  end
+  while i < last do
+    redis.call('HSET', key, 't:' .. string.sub(args[i], 3), args[i + 1])
+    i = i + 2
+  end
+end

@@ -5,7 +5,9 @@
 //!   seen, idle ms, absolute deadline), `_t` (the stamp of its last change, µs), data
 //!   fields `d:NAME` = JSON and their stamps `t:NAME` (a removed field keeps its stamp);
 //!   it expires at min(idle, absolute), both enforced by the scripts on Redis's clock;
-//! - `rk:s:{ID}:x` — the tombstone of a deleted session, until its absolute deadline;
+//! - `rk:s:{ID}:x` — the tombstone of a deleted session, until its absolute deadline: the
+//!   deletion's stamp, and for a rotation the id it moved to (`STAMP>NEWID`), which
+//!   operations on the old id replayed after an outage follow;
 //! - `rk:s:u:{USER}` — the user's index (sorted set of ids by absolute deadline) and
 //!   `rk:s:u:{USER}:r` — the user's revoke marker: sessions created before this stamp
 //!   are revoked ("log out everywhere", also for sessions created concurrently or
@@ -43,10 +45,14 @@ script!(GET, "get");
 script!(UPDATE, "update");
 script!(CREATE, "create");
 script!(TAKE, "take");
+script!(ADOPT, "adopt");
 script!(REPLAY_PATCH, "replay_patch");
 script!(REPLAY_DELETE, "replay_delete");
 script!(ENSURE, "ensure");
 script!(REVOKE, "revoke");
+
+/// Most rotations an operation replayed after an outage follows.
+const MAX_HOPS: usize = 8;
 
 /// How long a user's revoke marker is kept: the longest absolute timeout a session can
 /// have, so every session created before it has died by the time it goes.
@@ -86,6 +92,7 @@ fn parse(id: &str, fields: &[String]) -> Result<Session> {
         idle_ms: 0,
         absolute_deadline_ms: 0,
         version: 0,
+        stamps: Default::default(),
     };
     for pair in fields.chunks(2) {
         let [name, value] = pair else { return Err(bad()) };
@@ -100,6 +107,8 @@ fn parse(id: &str, fields: &[String]) -> Result<Session> {
             d => {
                 if let Some(field) = d.strip_prefix("d:") {
                     s.data.insert(field.to_string(), serde_json::from_str(value)?);
+                } else if let Some(field) = d.strip_prefix("t:") {
+                    s.stamps.insert(field.to_string(), num()?);
                 }
             }
         }
@@ -111,6 +120,47 @@ fn data_args(data: &Map<String, Value>) -> Vec<String> {
     data.iter()
         .flat_map(|(k, v)| [format!("d:{k}"), v.to_string()])
         .collect()
+}
+
+/// Data fields as name, value, stamp triples (`default` where no stamp is known), then
+/// removed fields as name, stamp pairs; with the number of triples.
+fn stamped_args(s: &Session, default: u64) -> (usize, Vec<String>) {
+    let mut args = Vec::with_capacity(s.data.len() * 3 + s.stamps.len() * 2);
+    for (k, v) in &s.data {
+        let stamp = s.stamps.get(k).copied().unwrap_or(default);
+        args.extend([format!("d:{k}"), v.to_string(), stamp.to_string()]);
+    }
+    for (k, stamp) in &s.stamps {
+        if !s.data.contains_key(k) {
+            args.extend([format!("d:{k}"), stamp.to_string()]);
+        }
+    }
+    (s.data.len(), args)
+}
+
+/// A replay script's answer: done, the id a rotation moved the session to, or the fields
+/// of the live session it deleted.
+#[derive(Debug)]
+enum Followed {
+    Done,
+    MovedTo(String),
+    Deleted(Vec<String>),
+}
+
+impl redis::FromRedisValue for Followed {
+    fn from_redis_value(v: redis::Value) -> std::result::Result<Self, redis::ParsingError> {
+        match v {
+            redis::Value::Array(items) => {
+                let mut items: Vec<String> = redis::from_redis_value(redis::Value::Array(items))?;
+                match items.first().map(String::as_str) {
+                    Some("2") if items.len() == 2 => Ok(Followed::MovedTo(items.pop().expect("two items"))),
+                    Some("1") => Ok(Followed::Deleted(items.split_off(1))),
+                    _ => Err("unexpected session replay answer".into()),
+                }
+            }
+            other => redis::from_redis_value::<i64>(other).map(|_| Followed::Done),
+        }
+    }
 }
 
 fn patch_args(patch: &Patch) -> Vec<String> {
@@ -158,7 +208,7 @@ impl RedisSessions {
         let (revoked_before,): (Option<u64>,) = self.core.pipeline("session_index", &pipe).await?;
         match revoked_before {
             Some(stamp) if s.created_ms * 1000 < stamp => {
-                self.replay_delete(&s.id, Some(user), stamp, s.absolute_deadline_ms, Some(stamp))
+                self.replay_delete(&s.id, Some(user), stamp, s.absolute_deadline_ms, None, Some(stamp))
                     .await?;
                 Ok(false)
             }
@@ -177,17 +227,30 @@ impl RedisSessions {
         Ok(())
     }
 
-    /// Replays a patch made at `ts` during an outage (newer field stamps in Redis win).
+    /// Replays a patch made at `ts` during an outage (newer field stamps in Redis win),
+    /// following the session through rotations made meanwhile.
     pub(crate) async fn replay_patch(&self, id: &str, patch: &Patch, ts: u64) -> Result<()> {
-        let mut args = vec![ts.to_string()];
-        args.extend(patch_args(patch));
-        args.extend(self.announce_args(id));
-        let _: i64 = self.core.script(&REPLAY_PATCH, &[&key(id)], &refs(&args)).await?;
+        let mut id = id.to_string();
+        for _ in 0..MAX_HOPS {
+            let mut args = vec![ts.to_string()];
+            args.extend(patch_args(patch));
+            args.extend(self.announce_args(&id));
+            match self
+                .core
+                .script(&REPLAY_PATCH, &[&key(&id), &tombstone(&id)], &refs(&args))
+                .await?
+            {
+                Followed::MovedTo(next) => id = next,
+                Followed::Done | Followed::Deleted(_) => return Ok(()),
+            }
+        }
+        tracing::warn!("a replayed session patch followed too many rotations; dropped");
         Ok(())
     }
 
     /// Deletes session `id` for good (tombstone until `deadline_ms`, or the session's own
-    /// deadline); with `created_before`, only if it was created before that stamp.
+    /// deadline). `moved_to` makes it a rotation's deletion; a logout follows rotations
+    /// made meanwhile. With `created_before`, only a session created before that stamp.
     /// Returns whether a live session was deleted.
     pub(crate) async fn replay_delete(
         &self,
@@ -195,43 +258,93 @@ impl RedisSessions {
         user: Option<&str>,
         ts: u64,
         deadline_ms: u64,
+        moved_to: Option<&str>,
         created_before: Option<u64>,
     ) -> Result<bool> {
-        let mut args = vec![ts.to_string(), deadline_ms.to_string()];
-        args.extend(self.announce_args(id));
-        if let Some(before) = created_before {
-            args.push(before.to_string());
+        let mut id = id.to_string();
+        for _ in 0..MAX_HOPS {
+            let mut args = vec![ts.to_string(), deadline_ms.to_string()];
+            args.extend(self.announce_args(&id));
+            args.push(moved_to.unwrap_or_default().to_string());
+            if let Some(before) = created_before {
+                args.push(before.to_string());
+            }
+            let outcome: Followed = self
+                .core
+                .script(&REPLAY_DELETE, &[&key(&id), &tombstone(&id)], &refs(&args))
+                .await?;
+            if let Some(user) = user {
+                self.unindex(user, &[&id]).await?;
+            }
+            match outcome {
+                Followed::MovedTo(next) => id = next,
+                Followed::Done => return Ok(false),
+                Followed::Deleted(fields) => {
+                    if let Some(fresh) = moved_to {
+                        // A rotation made in the outage: what the old id gathered in Redis
+                        // meanwhile moves to the new one (each field by its stamp).
+                        let mut gathered = parse(fresh, &fields)?;
+                        gathered.id = fresh.to_string();
+                        // Boxed: ensuring may revoke, which deletes.
+                        Box::pin(self.ensure(&gathered, ts)).await?;
+                    }
+                    return Ok(true);
+                }
+            }
         }
-        let live: i64 = self
-            .core
-            .script(&REPLAY_DELETE, &[&key(id), &tombstone(id)], &refs(&args))
-            .await?;
-        if let Some(user) = user {
-            self.unindex(user, &[id]).await?;
-        }
-        Ok(live == 1)
+        Ok(false)
     }
 
     /// Writes session `s` as the outage left it unless it was deleted or revoked since
-    /// (see `session_ensure.lua`); stamps its fields with `ts` if it has to create it.
+    /// (see `session_ensure.lua`); fields without a known stamp get `ts`.
     pub(crate) async fn ensure(&self, s: &Session, ts: u64) -> Result<()> {
+        let (n, stamped) = stamped_args(s, ts);
         let mut args = vec![
-            ts.to_string(),
             s.user.clone().unwrap_or_default(),
             s.created_ms.to_string(),
             s.last_seen_ms.to_string(),
             s.idle_ms.to_string(),
             s.absolute_deadline_ms.to_string(),
+            s.version.max(ts).to_string(),
+            n.to_string(),
         ];
-        args.extend(data_args(&s.data));
+        args.extend(stamped);
         let outcome: i64 = self
             .core
             .script(&ENSURE, &[&key(&s.id), &tombstone(&s.id)], &refs(&args))
             .await?;
-        if outcome == 2 {
+        if outcome != 0 {
+            // Also when it existed: an earlier attempt may have created it and been cut
+            // off before filing it and checking the user's revoke marker.
             self.index_and_check(s).await?;
         }
         Ok(())
+    }
+
+    /// Deletes live session `id` (a rotation to `moved_to` when given); returns it as it
+    /// was, with the deletion's stamp as its version, and its raw fields.
+    async fn take(&self, id: &str, moved_to: Option<&str>) -> Result<Option<(Session, Vec<String>)>> {
+        let args = [
+            CHANNEL.to_string(),
+            self.instance.to_string(),
+            id.to_string(),
+            moved_to.unwrap_or_default().to_string(),
+        ];
+        let reply: Option<Vec<String>> = self
+            .core
+            .script(&TAKE, &[&key(id), &tombstone(id)], &refs(&args))
+            .await?;
+        let Some((stamp, fields)) = reply.as_deref().and_then(<[String]>::split_first) else {
+            return Ok(None);
+        };
+        let mut session = parse(id, fields)?;
+        session.version = stamp
+            .parse()
+            .map_err(|_| Error::Codec("delete answered a bad stamp".into()))?;
+        if let Some(user) = &session.user {
+            self.unindex(user, &[id]).await?;
+        }
+        Ok(Some((session, fields.to_vec())))
     }
 
     /// Revokes every session of `user` created before `ts` (`None`: Redis's clock now).
@@ -253,7 +366,11 @@ impl RedisSessions {
         let stamp: u64 = stamp
             .parse()
             .map_err(|_| Error::Codec("revoke answered a bad stamp".into()))?;
-        let deleted = join_all(ids.iter().map(|id| self.replay_delete(id, None, stamp, 0, Some(stamp)))).await;
+        let deleted = join_all(
+            ids.iter()
+                .map(|id| self.replay_delete(id, None, stamp, 0, None, Some(stamp))),
+        )
+        .await;
         let mut count = 0;
         let mut gone: Vec<&str> = Vec::new();
         for (id, d) in ids.iter().zip(deleted) {
@@ -292,16 +409,28 @@ impl SessionBackend for RedisSessions {
             last_seen_ms: now,
             absolute_deadline_ms: now + (s.absolute_deadline_ms - s.created_ms),
             version: stamp,
+            stamps: s.data.keys().map(|k| (k.clone(), stamp)).collect(),
             ..s.clone()
         };
         self.index_and_check(&stored).await?;
         Ok(Some(stored))
     }
 
-    async fn put(&self, s: &Session) -> Result<()> {
-        // Rotation's second half: the fresh id is new, so this is a create that keeps the
-        // old session's deadlines.
-        self.ensure(s, s.version.max(1)).await
+    async fn rotate(&self, id: &str, fresh_id: &str) -> Result<Option<Session>> {
+        let Some((old, fields)) = self.take(id, Some(fresh_id)).await? else {
+            return Ok(None);
+        };
+        let adopted: i64 = self.core.script(&ADOPT, &[&key(fresh_id)], &refs(&fields)).await?;
+        if adopted == 0 {
+            return Err(Error::Conflict("session id collision; retry".into()));
+        }
+        let fresh = Session {
+            id: fresh_id.to_string(),
+            last_seen_ms: now_ms(),
+            ..old
+        };
+        self.index_and_check(&fresh).await?;
+        Ok(Some(fresh))
     }
 
     async fn get(&self, id: &str, touch: bool) -> Result<Option<Session>> {
@@ -326,27 +455,8 @@ impl SessionBackend for RedisSessions {
         }
     }
 
-    async fn take(&self, id: &str) -> Result<Option<Session>> {
-        let args = [CHANNEL.to_string(), self.instance.to_string(), id.to_string()];
-        let reply: Option<Vec<String>> = self
-            .core
-            .script(&TAKE, &[&key(id), &tombstone(id)], &refs(&args))
-            .await?;
-        let Some((stamp, fields)) = reply.as_deref().and_then(<[String]>::split_first) else {
-            return Ok(None);
-        };
-        let mut session = parse(id, fields)?;
-        session.version = stamp
-            .parse()
-            .map_err(|_| Error::Codec("delete answered a bad stamp".into()))?;
-        if let Some(user) = &session.user {
-            self.unindex(user, &[id]).await?;
-        }
-        Ok(Some(session))
-    }
-
     async fn delete(&self, id: &str) -> Result<Option<Session>> {
-        self.take(id).await
+        Ok(self.take(id, None).await?.map(|(s, _)| s))
     }
 
     async fn list(&self, user: &str) -> Result<Vec<Session>> {

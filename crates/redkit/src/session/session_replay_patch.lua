@@ -2,10 +2,15 @@
 -- ARGV[1]: the patch's stamp (µs), ARGV[2]: n fields set, then n name/value pairs
 -- ('d:NAME', JSON), then names removed, then the backplane channel, this instance's id
 -- and the session id (the last three). A field is changed only if its own stamp is older
--- than the patch: a newer write through Redis wins. A session that is gone (deleted,
--- revoked, expired) stays gone. Returns 1 if the session exists, 0 if not.
+-- than the patch: a newer write through Redis wins. A session that was deleted, revoked
+-- or expired stays gone; one that was rotated (tombstone KEYS[2] names the new id) is
+-- followed. Returns 1 if applied to the session, {2, new id} to follow, 0 if it is gone.
 local all = redis.call('HGETALL', KEYS[1])
-if #all == 0 then return 0 end
+if #all == 0 then
+  local _, moved = tombstone_of(redis.call('GET', KEYS[2]))
+  if moved then return {2, moved} end
+  return 0
+end
 local meta = meta_of(all)
 if expired(meta) then return 0 end
 local ts = tonumber(ARGV[1])

@@ -104,7 +104,7 @@ pub const MIGRATIONS: &[&str] = &[
     // 7: the outage data model (see core::journal and core::route). Journal entries carry
     // their hybrid-logical timestamp; refused ones are dead-lettered. Copies kept for an
     // outage belong to a generation, dropped by bumping it. Sessions keep the version Redis
-    // gave them, and whether the outage changed them.
+    // gave them, their fields' stamps, and whether the outage changed them.
     "ALTER TABLE journal ADD COLUMN ts INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE journal_dead (
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -121,6 +121,7 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sessions ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sessions ADD COLUMN ver INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN stamps TEXT;
     CREATE INDEX sessions_dirty ON sessions (dirty) WHERE dirty = 1;
     CREATE INDEX sessions_by_gen ON sessions (gen);
     CREATE INDEX sessions_by_expiry ON sessions (abs_ms);

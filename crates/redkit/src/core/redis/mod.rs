@@ -212,7 +212,10 @@ impl RedisCore {
         match tokio::time::timeout(self.cfg.connect_timeout, self.connector.pubsub()).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(e)) => Err(Error::Unavailable(format!("redis pub/sub connection failed: {e}"))),
-            Err(_) => Err(Error::timeout("pubsub connect", self.cfg.connect_timeout)),
+            Err(_) => Err(Error::Unavailable(format!(
+                "could not open a pub/sub connection within {:?}",
+                self.cfg.connect_timeout
+            ))),
         }
     }
 
@@ -260,7 +263,10 @@ impl RedisCore {
                     Ok(Err(e)) => return Err(self.failed(op, started.elapsed(), e)),
                     Err(_) => {
                         self.breaker.failure("connect timeout");
-                        return Err(Error::timeout(op, self.cfg.connect_timeout));
+                        return Err(Error::Unavailable(format!(
+                            "could not connect to redis within {:?} ({op})",
+                            self.cfg.connect_timeout
+                        )));
                     }
                 }
             }
@@ -313,7 +319,13 @@ impl RedisCore {
             }
             Health::Failed => {
                 self.breaker.failure(&e.to_string());
-                Error::Unavailable(format!("redis failed {op}: {e}"))
+                // An error reply (MASTERDOWN, READONLY, …) means the command did not run;
+                // a broken connection or a timeout leaves it unknown.
+                if e.kind() == redis::ErrorKind::Io || e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    Error::Indeterminate(format!("redis failed {op}: {e}"))
+                } else {
+                    Error::Unavailable(format!("redis failed {op}: {e}"))
+                }
             }
             Health::Refused => {
                 // No need to count to the threshold: nobody is listening.
