@@ -64,6 +64,7 @@ struct Inner {
     jobs: OnceLock<Arc<jobs::JobsHub>>,
     sessions: OnceLock<Arc<session::SessionsHub>>,
     prober: Option<JoinHandle<()>>,
+    maintenance: JoinHandle<()>,
     started: Instant,
 }
 
@@ -71,6 +72,19 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(p) = &self.prober {
             p.abort();
+        }
+        self.maintenance.abort();
+    }
+}
+
+/// How often the embedded store's WAL is checkpointed and truncated.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn maintain(embedded: Arc<EmbeddedStore>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if let Err(e) = embedded.checkpoint().await {
+            tracing::warn!(error = %e, "checkpointing the embedded store failed");
         }
     }
 }
@@ -86,6 +100,7 @@ impl Redkit {
             Some(rc) => Some(RedisCore::connect(rc.clone(), breaker.clone()).await?),
             None => None,
         };
+        let maintenance = tokio::spawn(maintain(embedded.clone()));
         let route = Route::new(redis, embedded, breaker);
         let prober = route.spawn_prober();
         Ok(Redkit {
@@ -98,6 +113,7 @@ impl Redkit {
                 jobs: OnceLock::new(),
                 sessions: OnceLock::new(),
                 prober,
+                maintenance,
                 started: Instant::now(),
             }),
         })

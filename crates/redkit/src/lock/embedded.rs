@@ -1,7 +1,13 @@
 //! Host-local locks: an in-process table of leases, plus — for single-permit locks — an
 //! OS file lock (`flock`) in a host-wide directory, so other processes on this host are
-//! excluded too (and a crashed holder's lock is freed by the OS). Fences come from a
-//! durable SQLite counter, so they keep increasing across restarts.
+//! excluded too (and a crashed holder's lock is freed by the OS). Fences come from one
+//! durable SQLite counter shared by every name (so it keeps increasing across restarts,
+//! per name too, and holds one row however many names are locked).
+//!
+//! Bounded: a sweeper ends expired leases every second, closing their lock files and
+//! deleting them; a lock file is deleted only by the process holding its `flock`, and
+//! whoever locks a file checks afterwards that it is still the one at its path, so a
+//! deletion never lets two processes hold one lock.
 //!
 //! Used when no Redis is configured, and — only for locks that opt in — while Redis is
 //! away. A host-local lock does not exclude other hosts.
@@ -23,7 +29,22 @@ struct Lease {
     token: String,
     until: Instant,
     /// Held while the lease lives (single-permit locks only).
-    _file: Option<File>,
+    file: Option<HeldFile>,
+}
+
+/// A lock file this process holds the `flock` of.
+struct HeldFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for HeldFile {
+    fn drop(&mut self) {
+        // Deleted while still locked, so nobody can lock this inode and believe it is the
+        // lock (see `lock_file`); the lock goes when the descriptor closes, right after.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = &self.file;
+    }
 }
 
 /// Host-local locks.
@@ -44,27 +65,51 @@ impl LocalLocks {
 
     /// Takes the host-wide file lock of `name` if free, on a blocking thread (file I/O
     /// stays off the async runtime).
-    async fn lock_file(&self, name: &str) -> Result<Option<File>> {
+    async fn lock_file(&self, name: &str) -> Result<Option<HeldFile>> {
         let dir = self.dir.clone();
         // Names are hashed: any lock name becomes a safe file name.
         let path = dir.join(format!("{:016x}.lock", fnv1a(name.as_bytes())));
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::Storage(format!("cannot create the lock dir {}: {e}", dir.display())))?;
-            let file = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::Storage(format!("cannot open lock file {}: {e}", path.display())))?;
-            match file.try_lock() {
-                Ok(()) => Ok(Some(file)),
-                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-                Err(std::fs::TryLockError::Error(e)) => Err(Error::Storage(format!("flock {}: {e}", path.display()))),
+            loop {
+                let file = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::Storage(format!("cannot open lock file {}: {e}", path.display())))?;
+                match file.try_lock() {
+                    Ok(()) => {}
+                    Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(Error::Storage(format!("flock {}: {e}", path.display())));
+                    }
+                }
+                // The holder before us may have deleted the file between our open and our
+                // lock: then we hold a lock nobody else will look at. Try the new file.
+                if same_file(&file, &path) {
+                    return Ok(Some(HeldFile { file, path }));
+                }
             }
         })
         .await
         .map_err(|e| Error::Storage(format!("lock file task failed: {e}")))?
+    }
+
+    /// Ends every expired lease (closing and deleting its lock file); returns how many.
+    pub(crate) async fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let mut ended = Vec::new();
+        self.leases.lock().expect("locks lock").retain(|_, held| {
+            let (gone, kept) = std::mem::take(held).into_iter().partition(|l| l.until <= now);
+            *held = kept;
+            ended.extend(gone);
+            !held.is_empty()
+        });
+        let n = ended.len();
+        close(ended).await;
+        n
     }
 
     /// Soonest lease end of `name` if all `permits` are held now.
@@ -86,11 +131,13 @@ impl LocalLocks {
         self.store
             .sql("lock_fence", move |c| {
                 let tx = c.transaction()?;
+                // One counter ('' row) for every name: strictly increasing per name too,
+                // and one row however many names are locked.
                 let fence: i64 = tx.query_row(
-                    "INSERT INTO lock_fences (name, fence) VALUES (?1, ?2 + 1)
-                     ON CONFLICT (name) DO UPDATE SET fence = MAX(fence, ?2) + 1
+                    "INSERT INTO lock_fences (name, fence) VALUES ('', ?1 + 1)
+                     ON CONFLICT (name) DO UPDATE SET fence = MAX(fence, ?1) + 1
                      RETURNING fence",
-                    params![name, min_fence as i64],
+                    params![min_fence as i64],
                     |r| r.get(0),
                 )?;
                 if let Some(op) = op {
@@ -104,6 +151,22 @@ impl LocalLocks {
                 Ok(fence as u64)
             })
             .await
+    }
+}
+
+/// Drops leases off the async runtime: their lock files are deleted and closed.
+async fn close(leases: Vec<Lease>) {
+    if leases.iter().any(|l| l.file.is_some()) {
+        let _ = tokio::task::spawn_blocking(move || drop(leases)).await;
+    }
+}
+
+/// Whether `file` is the file at `path` now (same device and inode).
+fn same_file(file: &File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -139,7 +202,7 @@ impl LockBackend for LocalLocks {
             all.entry(name.to_string()).or_default().push(Lease {
                 token: token.to_string(),
                 until: Instant::now() + lease,
-                _file: file,
+                file,
             });
         }
         let fence = self.next_fence(name, min_fence, op).await?;
@@ -164,18 +227,23 @@ impl LockBackend for LocalLocks {
 
     async fn release(&self, name: &str, token: &str) -> Result<bool> {
         let now = Instant::now();
-        let mut all = self.leases.lock().expect("locks lock");
-        let Some(held) = all.get_mut(name) else {
-            return Ok(false);
+        let (released, ended) = {
+            let mut all = self.leases.lock().expect("locks lock");
+            let Some(held) = all.get_mut(name) else {
+                return Ok(false);
+            };
+            let (gone, kept): (Vec<Lease>, Vec<Lease>) = std::mem::take(held)
+                .into_iter()
+                .partition(|l| l.until <= now || l.token == token);
+            let released = gone.iter().any(|l| l.token == token && l.until > now);
+            *held = kept;
+            if held.is_empty() {
+                // Apps lock many unique names; keep only names that are held.
+                all.remove(name);
+            }
+            (released, gone)
         };
-        held.retain(|l| l.until > now);
-        let before = held.len();
-        held.retain(|l| l.token != token);
-        let released = held.len() != before;
-        if held.is_empty() {
-            // Apps lock many unique names; keep only names that are held.
-            all.remove(name);
-        }
+        close(ended).await;
         Ok(released)
     }
 

@@ -177,10 +177,22 @@ fn lock_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("redkit-locks")
 }
 
+/// Ends expired host-local leases every second (closing and deleting their lock files),
+/// so names locked once and never released cost nothing for long.
+async fn end_expired_leases(host: std::sync::Weak<embedded::LocalLocks>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(host) = host.upgrade() else { return };
+        host.sweep().await;
+    }
+}
+
 impl Locks {
     pub(crate) fn new(route: &Arc<Route>) -> Self {
         let redis = route.redis().map(|core| Arc::new(redis::RedisLocks::new(core.clone())));
-        let local = Arc::new(embedded::LocalLocks::new(route.embedded().clone(), lock_dir())) as Arc<dyn LockBackend>;
+        let host = Arc::new(embedded::LocalLocks::new(route.embedded().clone(), lock_dir()));
+        route.spawn(end_expired_leases(Arc::downgrade(&host)));
+        let local = host as Arc<dyn LockBackend>;
         if let Some(r) = &redis {
             route.register_recovery(Arc::new(FenceRecovery { redis: r.clone() }));
         }

@@ -1,7 +1,9 @@
 //! Rate limits in process: the same algorithms as the Lua scripts, on a [`Clock`] that
 //! tests can drive. Used when no Redis is configured (full limits) and as the fallback
 //! limiter while Redis is away (each policy's `fallback_share` of its limits). State is
-//! in memory: a restart forgets counts, which errs on the side of allowing.
+//! in memory: a restart forgets counts, which errs on the side of allowing. At most
+//! [`MAX_KEYS`] keys have state at once; past that the keys whose state ends soonest are
+//! forgotten (also erring on the side of allowing), so no client can grow it without bound.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +55,10 @@ impl Clock for ManualClock {
 const STRIPES: usize = 64;
 /// Operations between sweeps of forgotten keys.
 const SWEEP_EVERY: u64 = 8192;
+/// Most keys with state at once (about 100 bytes each, more for sliding logs); beyond it
+/// the keys whose state ends soonest are forgotten first (which can only allow more).
+pub const MAX_KEYS: usize = 100_000;
+const MAX_KEYS_PER_STRIPE: usize = MAX_KEYS / STRIPES;
 
 /// In-process rate limits.
 pub struct EmbeddedRateLimits {
@@ -74,6 +80,11 @@ impl EmbeddedRateLimits {
         }
     }
 
+    /// Keys with state now (expired ones included until swept).
+    pub fn keys(&self) -> usize {
+        self.stripes.iter().map(|s| s.lock().expect("limiter lock").len()).sum()
+    }
+
     fn spec(&self, step: &Step<'_>) -> Spec {
         if self.fallback { step.fallback_spec } else { step.spec }
     }
@@ -91,6 +102,9 @@ impl EmbeddedRateLimits {
         match next {
             Some(state) => {
                 let until = algorithms::expires_at(&state, spec).max(now + 1);
+                if map.len() >= MAX_KEYS_PER_STRIPE && !map.contains_key(&key) {
+                    make_room(&mut map, now);
+                }
                 map.insert(key, (state, until));
             }
             None => {
@@ -106,6 +120,28 @@ impl EmbeddedRateLimits {
             local_fallback: self.fallback,
         }
     }
+}
+
+/// Frees an eighth of a full stripe: expired keys first, then those ending soonest.
+fn make_room(map: &mut HashMap<String, (State, u64)>, now: u64) {
+    map.retain(|_, (_, until)| *until > now);
+    let excess = (map.len() + MAX_KEYS_PER_STRIPE / 8).saturating_sub(MAX_KEYS_PER_STRIPE);
+    if excess == 0 {
+        return;
+    }
+    let mut ends: Vec<u64> = map.values().map(|(_, until)| *until).collect();
+    let (_, cutoff, _) = ends.select_nth_unstable(excess - 1);
+    let cutoff = *cutoff;
+    let mut left = excess;
+    map.retain(|_, (_, until)| {
+        if left > 0 && *until <= cutoff {
+            left -= 1;
+            false
+        } else {
+            true
+        }
+    });
+    metrics::counter!("redkit_ratelimit_keys_forgotten_total").increment((excess - left) as u64);
 }
 
 fn stripe_of(key: &str) -> usize {

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub use backend::{Outcome, RateLimitBackend, Step};
-pub use embedded::{Clock, EmbeddedRateLimits, ManualClock, SystemClock};
+pub use embedded::{Clock, EmbeddedRateLimits, MAX_KEYS as MAX_IN_PROCESS_KEYS, ManualClock, SystemClock};
 pub use policy::{Algorithm, MAX_LIMIT, MAX_LOG_LIMIT, MAX_PERIOD, Policy};
 
 use crate::core::route::{FallbackPolicy, Mode, Route, Routed, StatsProvider};
@@ -164,6 +164,7 @@ pub struct RateLimiter {
 
 struct Inner {
     routed: Routed<dyn RateLimitBackend>,
+    in_process: Arc<EmbeddedRateLimits>,
     policies: RwLock<BTreeMap<String, Arc<Defined>>>,
     /// (policy, key) → the refusal, until its retry time.
     blocked: moka::sync::Cache<(String, String), (Decision, Instant)>,
@@ -182,9 +183,11 @@ impl RateLimiter {
         let redis = route
             .redis()
             .map(|core| Arc::new(redis::RedisRateLimits::new(core.clone())) as Arc<dyn RateLimitBackend>);
-        let embedded = Arc::new(EmbeddedRateLimits::new(clock, redis.is_some())) as Arc<dyn RateLimitBackend>;
+        let in_process = Arc::new(EmbeddedRateLimits::new(clock, redis.is_some()));
+        let embedded = in_process.clone() as Arc<dyn RateLimitBackend>;
         let inner = Arc::new(Inner {
             routed: route.routed("ratelimit", FallbackPolicy::Serve, redis, embedded),
+            in_process,
             policies: RwLock::new(BTreeMap::new()),
             blocked: moka::sync::Cache::builder()
                 .max_capacity(BLOCKED_CAPACITY)
@@ -195,6 +198,12 @@ impl RateLimiter {
         let provider: Weak<dyn StatsProvider> = Arc::downgrade(&inner) as _;
         route.register_stats(provider);
         RateLimiter { inner }
+    }
+
+    /// Keys the in-process limiter (embedded store, or fallback) holds state for; at most
+    /// [`MAX_IN_PROCESS_KEYS`].
+    pub fn in_process_keys(&self) -> usize {
+        self.inner.in_process.keys()
     }
 
     /// Adds or replaces a policy.

@@ -158,8 +158,11 @@ impl SessionsHub {
 }
 
 async fn sweep(local: std::sync::Weak<EmbeddedSessions>) {
+    // Soon after start (what an earlier run left), then every SWEEP_EVERY.
+    let mut wait = Duration::from_secs(2);
     loop {
-        tokio::time::sleep(crate::core::random::jittered(SWEEP_EVERY)).await;
+        tokio::time::sleep(wait).await;
+        wait = crate::core::random::jittered(SWEEP_EVERY);
         let Some(local) = local.upgrade() else { return };
         match local.sweep().await {
             Ok(0) => {}

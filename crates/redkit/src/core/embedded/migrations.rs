@@ -104,7 +104,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 7: the outage data model (see core::journal and core::route). Journal entries carry
     // their hybrid-logical timestamp; refused ones are dead-lettered. Copies kept for an
     // outage belong to a generation, dropped by bumping it. Sessions keep the version Redis
-    // gave them, their fields' stamps, and whether the outage changed them.
+    // gave them, their fields' stamps, and whether the outage changed them. Host-local
+    // fences become one counter for every name (one row, however many names are locked).
     "ALTER TABLE journal ADD COLUMN ts INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE journal_dead (
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -131,7 +132,10 @@ pub const MIGRATIONS: &[&str] = &[
         until_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     ALTER TABLE cache_entries ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX cache_entries_by_gen ON cache_entries (gen);",
+    CREATE INDEX cache_entries_by_gen ON cache_entries (gen);
+    INSERT INTO lock_fences (name, fence) SELECT '', COALESCE(MAX(fence), 0) FROM lock_fences
+        WHERE true ON CONFLICT (name) DO UPDATE SET fence = MAX(fence, excluded.fence);
+    DELETE FROM lock_fences WHERE name <> '';",
 ];
 
 /// Applies every migration newer than the database's `user_version`.

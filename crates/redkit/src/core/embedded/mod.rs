@@ -122,6 +122,16 @@ impl EmbeddedStore {
         r
     }
 
+    /// Writes the WAL back into the database and truncates it (run now and then, so the
+    /// WAL never keeps a burst's size).
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.sql("checkpoint", |c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Statistics of every embedded operation.
     pub fn stats(&self) -> &OpStats {
         &self.stats

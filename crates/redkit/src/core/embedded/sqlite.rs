@@ -63,6 +63,9 @@ impl Sqlite {
             )));
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // After a checkpoint the WAL is cut back to this size rather than kept at its
+        // high-water mark (SQLite checkpoints every 1000 pages by itself).
+        conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::apply(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Job>();
