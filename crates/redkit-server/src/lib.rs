@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod conn;
 pub mod error;
 pub mod metrics;
 pub mod routes;
@@ -16,7 +17,6 @@ pub mod settings;
 mod state;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -56,30 +56,19 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves `state` on `listener` until `signal` resolves, then stops accepting, lets
 /// in-flight requests (and long polls, which return early) finish for up to the shutdown
-/// grace, and returns.
+/// grace, and returns. Heads are timed, idle keep-alives closed and connections capped
+/// as the settings say ([`conn`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     stop: watch::Sender<bool>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = state.settings().shutdown_grace;
-    let mut stopping = stop.subscribe();
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        signal.await;
-        tracing::info!("shutting down: no new connections; finishing requests in flight");
-        let _ = stop.send(true);
-    });
-    let deadline = async move {
-        let _ = stopping.wait_for(|s| *s).await;
-        tokio::time::sleep(grace).await;
+    let settings = state.settings();
+    let limits = conn::Limits {
+        header_read_timeout: settings.header_read_timeout,
+        idle_timeout: settings.idle_timeout,
     };
-    tokio::select! {
-        result = server => result,
-        _ = deadline => {
-            tracing::warn!(?grace, "shutdown grace expired; dropping requests still in flight");
-            Ok(())
-        }
-    }
+    let (max_connections, grace) = (settings.max_connections, settings.shutdown_grace);
+    conn::run(listener, app(state), limits, max_connections, grace, stop, signal).await
 }

@@ -1,10 +1,14 @@
-//! The server's own settings: the `[server]` table of the config file, and
-//! `REDKIT_API_KEYS`.
+//! The server's own settings: the `[server]` table of the config file, and the
+//! environment (`REDKIT_API_KEYS`, and `REDKIT_SERVER_<KEY>` for each number below, which
+//! overrides the file).
 //!
 //! ```toml
 //! [server]
 //! max_body_bytes = 1048576      # largest request body (413 above it)
 //! shutdown_grace_s = 10         # in-flight requests get this long after SIGTERM/SIGINT
+//! header_read_timeout_s = 10    # a request's head must arrive within this, from its first byte
+//! idle_timeout_s = 60           # keep-alive connections with no request are closed after this
+//! max_connections = 10000       # beyond it new connections wait in the listen backlog
 //!
 //! [[server.api_keys]]
 //! name = "billing"              # shown in logs and 403 messages, never the key
@@ -35,6 +39,16 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// How long in-flight requests get after a shutdown signal (default 10 s).
     pub shutdown_grace: Duration,
+    /// How long a client has to send a request's whole head (request line and headers),
+    /// from its first byte, or from the connection's opening for its first request
+    /// (default 10 s).
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may sit with no request before it is closed
+    /// (default 60 s).
+    pub idle_timeout: Duration,
+    /// Most connections open at once; beyond it new ones wait in the listen backlog
+    /// (default 10,000, lowered to what the open-files limit allows).
+    pub max_connections: usize,
     /// API keys; none means no authentication and loopback only.
     pub keys: Vec<ApiKey>,
     /// Rate-limit policies defined at start.
@@ -46,6 +60,9 @@ impl Default for ServerSettings {
         ServerSettings {
             max_body_bytes: 1 << 20,
             shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
             keys: Vec::new(),
             policies: Vec::new(),
         }
@@ -57,6 +74,9 @@ impl Default for ServerSettings {
 struct ServerTable {
     max_body_bytes: Option<u64>,
     shutdown_grace_s: Option<f64>,
+    header_read_timeout_s: Option<f64>,
+    idle_timeout_s: Option<f64>,
+    max_connections: Option<u64>,
     #[serde(default)]
     api_keys: Vec<KeyEntry>,
     #[serde(default)]
@@ -72,9 +92,83 @@ struct KeyEntry {
     scopes: Vec<String>,
 }
 
+/// A number in the `[server]` table, also settable from the environment.
+struct Number {
+    /// Its key in the `[server]` table.
+    key: &'static str,
+    /// Its environment variable: `REDKIT_SERVER_` and the key in capitals.
+    env: &'static str,
+    min: f64,
+    max: f64,
+    /// Whether it must be a whole number.
+    whole: bool,
+    /// What is allowed, for the refusal.
+    rule: &'static str,
+}
+
+const NUMBERS: [Number; 5] = [
+    Number {
+        key: "max_body_bytes",
+        env: "REDKIT_SERVER_MAX_BODY_BYTES",
+        min: 1024.0,
+        max: (512 << 20) as f64,
+        whole: true,
+        rule: "must be 1024 bytes to 512 MiB",
+    },
+    Number {
+        key: "shutdown_grace_s",
+        env: "REDKIT_SERVER_SHUTDOWN_GRACE_S",
+        min: 0.0,
+        max: 3600.0,
+        whole: false,
+        rule: "seconds, 0 to 3600",
+    },
+    Number {
+        key: "header_read_timeout_s",
+        env: "REDKIT_SERVER_HEADER_READ_TIMEOUT_S",
+        min: 0.1,
+        max: 300.0,
+        whole: false,
+        rule: "seconds, 0.1 to 300 (always on)",
+    },
+    Number {
+        key: "idle_timeout_s",
+        env: "REDKIT_SERVER_IDLE_TIMEOUT_S",
+        min: 0.1,
+        max: 3600.0,
+        whole: false,
+        rule: "seconds, 0.1 to 3600 (always on)",
+    },
+    Number {
+        key: "max_connections",
+        env: "REDKIT_SERVER_MAX_CONNECTIONS",
+        min: 1.0,
+        max: 1_000_000.0,
+        whole: true,
+        rule: "a whole number, 1 to 1000000",
+    },
+];
+
 impl ServerSettings {
-    /// Reads the `[server]` table of the file `config` was loaded from, and the
-    /// environment `env`. Errors name the setting and where it came from.
+    /// Sets the number `key` (of [`NUMBERS`]) after checking it; `Err` is the rule it broke.
+    fn set_number(&mut self, key: &str, value: f64) -> Result<(), &'static str> {
+        let n = NUMBERS.iter().find(|n| n.key == key).expect("a known number");
+        if !(n.min..=n.max).contains(&value) || (n.whole && value.fract() != 0.0) {
+            return Err(n.rule);
+        }
+        match key {
+            "max_body_bytes" => self.max_body_bytes = value as usize,
+            "shutdown_grace_s" => self.shutdown_grace = Duration::from_secs_f64(value),
+            "header_read_timeout_s" => self.header_read_timeout = Duration::from_secs_f64(value),
+            "idle_timeout_s" => self.idle_timeout = Duration::from_secs_f64(value),
+            "max_connections" => self.max_connections = value as usize,
+            _ => unreachable!("every number is set"),
+        }
+        Ok(())
+    }
+
+    /// Reads the `[server]` table of the file `config` was loaded from, then the
+    /// environment `env` (which wins). Errors name the setting and where it came from.
     pub fn load(config: &Config, env: &[(String, String)]) -> Result<Self, String> {
         let mut settings = ServerSettings::default();
         let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -86,29 +180,45 @@ impl ServerSettings {
                 settings.keys.push(key);
             }
         }
-        let Some(path) = &config.file else {
-            return Ok(settings);
-        };
+        if let Some(path) = &config.file {
+            settings.load_file(path, &var)?;
+        }
+        for n in &NUMBERS {
+            let Some(text) = var(n.env) else { continue };
+            let refuse = |rule: &str| {
+                format!(
+                    "invalid setting {SERVER_TABLE}.{} = {text:?} (from environment variable {}): {rule}",
+                    n.key, n.env
+                )
+            };
+            let value: f64 = text.trim().parse().map_err(|_| refuse(n.rule))?;
+            settings.set_number(n.key, value).map_err(refuse)?;
+        }
+        Ok(settings)
+    }
+
+    fn load_file(&mut self, path: &std::path::Path, var: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
         let refuse = |setting: &str, e: &dyn std::fmt::Display| {
             format!("invalid setting {setting} (from config file {}): {e}", path.display())
         };
         let text = std::fs::read_to_string(path).map_err(|e| refuse("config", &e))?;
         let mut file: toml::Table = text.parse().map_err(|e| refuse("config", &e))?;
         let Some(table) = file.remove(SERVER_TABLE) else {
-            return Ok(settings);
+            return Ok(());
         };
         let table: ServerTable = table.try_into().map_err(|e| refuse(SERVER_TABLE, &e))?;
-        if let Some(n) = table.max_body_bytes {
-            if !(1024..=512 << 20).contains(&n) {
-                return Err(refuse("server.max_body_bytes", &"must be 1024 bytes to 512 MiB"));
+        let numbers = [
+            ("max_body_bytes", table.max_body_bytes.map(|n| n as f64)),
+            ("shutdown_grace_s", table.shutdown_grace_s),
+            ("header_read_timeout_s", table.header_read_timeout_s),
+            ("idle_timeout_s", table.idle_timeout_s),
+            ("max_connections", table.max_connections.map(|n| n as f64)),
+        ];
+        for (key, value) in numbers {
+            if let Some(v) = value {
+                self.set_number(key, v)
+                    .map_err(|rule| refuse(&format!("{SERVER_TABLE}.{key}"), &rule))?;
             }
-            settings.max_body_bytes = n as usize;
-        }
-        if let Some(s) = table.shutdown_grace_s {
-            if !(0.0..=3600.0).contains(&s) {
-                return Err(refuse("server.shutdown_grace_s", &"seconds, 0 to 3600"));
-            }
-            settings.shutdown_grace = Duration::from_secs_f64(s);
         }
         for (i, entry) in table.api_keys.into_iter().enumerate() {
             let setting = format!("server.api_keys[{i}]");
@@ -123,14 +233,77 @@ impl ServerSettings {
                 _ => return Err(refuse(&setting, &"give exactly one of key and key_env")),
             };
             let key = ApiKey::new(&entry.name, &key, &entry.scopes).map_err(|e| refuse(&setting, &e))?;
-            settings.keys.push(key);
+            self.keys.push(key);
         }
         for (name, body) in table.policies {
             let setting = format!("server.policies.{name}");
             let policy = body.into_policy(&name);
             policy.validate().map_err(|e| refuse(&setting, &e))?;
-            settings.policies.push(policy);
+            self.policies.push(policy);
         }
-        Ok(settings)
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<ServerSettings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redkit.toml");
+        std::fs::write(&path, file).unwrap();
+        let config = Config {
+            file: Some(path),
+            ..Config::default()
+        };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ServerSettings::load(&config, &env)
+    }
+
+    #[test]
+    fn connection_bounds_come_from_the_file_and_the_environment_wins() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.max_connections, 10_000);
+        let file = "[server]\nheader_read_timeout_s = 2.5\nidle_timeout_s = 30\nmax_connections = 500\n";
+        let s = load(file, &[]).unwrap();
+        assert_eq!(s.header_read_timeout, Duration::from_millis(2500));
+        assert_eq!(s.idle_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_connections, 500);
+        let s = load(
+            file,
+            &[
+                ("REDKIT_SERVER_MAX_CONNECTIONS", "20"),
+                ("REDKIT_SERVER_IDLE_TIMEOUT_S", "5"),
+                ("REDKIT_SERVER_MAX_BODY_BYTES", "4096"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.max_connections, 20);
+        assert_eq!(s.idle_timeout, Duration::from_secs(5));
+        assert_eq!(s.max_body_bytes, 4096);
+        assert_eq!(s.header_read_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn connection_bounds_cannot_be_turned_off_or_be_nonsense() {
+        let e = load("[server]\nheader_read_timeout_s = 0\n", &[]).unwrap_err();
+        assert!(
+            e.contains("server.header_read_timeout_s") && e.contains("redkit.toml") && e.contains("0.1 to 300"),
+            "{e}"
+        );
+        let e = load("[server]\nmax_connections = 0\n", &[]).unwrap_err();
+        assert!(e.contains("server.max_connections"), "{e}");
+        let e = load("", &[("REDKIT_SERVER_IDLE_TIMEOUT_S", "forever")]).unwrap_err();
+        assert!(
+            e.contains("server.idle_timeout_s = \"forever\"")
+                && e.contains("environment variable REDKIT_SERVER_IDLE_TIMEOUT_S")
+                && e.contains("seconds"),
+            "{e}"
+        );
+        let e = load("", &[("REDKIT_SERVER_MAX_CONNECTIONS", "2.5")]).unwrap_err();
+        assert!(e.contains("whole number"), "{e}");
     }
 }

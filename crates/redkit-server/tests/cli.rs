@@ -385,3 +385,55 @@ fn status_keys_and_queues_commands() {
         "{text}"
     );
 }
+
+/// Issue 15 item 3, as reported: under `ulimit -n 128`, 150 half-sent requests made the
+/// server unreachable (accept failed with EMFILE, and nothing ever closed them). The cap
+/// now stays below the open-files limit and the header-read timeout frees the slots.
+#[test]
+fn half_sent_requests_beyond_the_open_files_limit_do_not_make_the_server_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut sh = Command::new("sh");
+    sh.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("REDKIT_SERVER_HEADER_READ_TIMEOUT_S", "1")
+        .current_dir(dir.path())
+        .args([
+            "-c",
+            r#"ulimit -n 128 && exec "$0" serve --listen "$1""#,
+            env!("CARGO_BIN_EXE_redkit"),
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let server = Server {
+        child: sh.spawn().unwrap(),
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut half_sent = Vec::new();
+    for _ in 0..150 {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Half: ")
+            .unwrap();
+        half_sent.push(c);
+    }
+    let started = Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    let _ = c.read_to_string(&mut raw);
+    assert!(
+        raw.starts_with("HTTP/1.1 200"),
+        "no answer within {:?} behind 150 half-sent requests: {raw:?}",
+        started.elapsed()
+    );
+    eprintln!("answered after {:?}", started.elapsed());
+    drop(server);
+}

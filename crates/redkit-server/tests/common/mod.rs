@@ -110,6 +110,11 @@ impl Server {
         }
     }
 
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
     /// The same server, called with API key `key`.
     pub fn with_key(&self, key: &str) -> Client<'_> {
         Client {
@@ -216,5 +221,95 @@ pub async fn eventually(limit: Duration, what: &str, mut check: impl AsyncFnMut(
             "timed out after {limit:?} waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A response read off a raw connection.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// The status line and headers, as sent.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// A header's value (names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Reads one HTTP/1.1 response (`Content-Length` bodies, or up to the close); `None`
+/// when the connection closes (or fails) before a whole head arrives.
+pub async fn read_response(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<RawReply> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let status = head.get(9..12)?.parse().ok()?;
+    let mut body = buf[end..].to_vec();
+    let length = head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    match length {
+        Some(len) => {
+            while body.len() < len {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => body.extend_from_slice(&chunk[..n]),
+                }
+            }
+        }
+        None => {
+            let _ = stream.read_to_end(&mut body).await;
+        }
+    }
+    Some(RawReply { status, head, body })
+}
+
+/// Sends `request` as is on a new connection and reads the response.
+pub async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> RawReply {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), read_response(&mut stream))
+        .await
+        .expect("an answer within 10 s")
+        .expect("an answer, not a closed connection")
+}
+
+/// Waits until the peer closes `stream` (EOF or reset), reading and discarding what
+/// arrives; returns false if it is still open after `limit`.
+pub async fn closes_within(stream: &mut (impl tokio::io::AsyncRead + Unpin), limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
     }
 }
