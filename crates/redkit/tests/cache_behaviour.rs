@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, eventually};
 use redkit::cache::{Cache, CacheOptions, EntryOptions};
-use redkit::{Mode, Redkit};
+use redkit::{ErrorKind, Mode, Redkit};
 use redkit_testkit::RedisServer;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -464,4 +464,54 @@ async fn an_unreadable_journal_entry_is_dead_lettered_and_does_not_keep_redis_ou
         "0",
         "the good entry after it replayed: the outage's write invalidated the older value"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_hold_only_live_keys_and_values_have_a_bounded_number_of_them() {
+    let h = common::on_redis().await;
+    let redis = h.redis.as_ref().unwrap();
+    let cache = h
+        .redkit
+        .cache::<u32>("tagged", CacheOptions::default().l1(false))
+        .unwrap();
+    let short = EntryOptions::new().ttl(Duration::from_millis(300)).tags(["t"]);
+    for i in 0..200 {
+        cache.set_with(&format!("k{i}"), &i, &short).await.unwrap();
+    }
+    assert_eq!(redis.command(&["ZCARD", "rk:{c:tagged}:tz:t"]).unwrap(), "200");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cache
+        .set_with("fresh", &1, &EntryOptions::new().tags(["t"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        redis.command(&["ZCARD", "rk:{c:tagged}:tz:t"]).unwrap(),
+        "1",
+        "expired members pruned as the tag is written"
+    );
+
+    // Invalidation works in bounded steps, however many keys a tag holds.
+    let long = EntryOptions::new().tags(["big"]);
+    let items: Vec<(String, u32)> = (0..1200).map(|i| (format!("b{i}"), i)).collect();
+    let refs: Vec<(&str, u32)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    cache.set_many(&refs, &long).await.unwrap();
+    assert_eq!(cache.invalidate_tag("big").await.unwrap(), 1200);
+    assert_eq!(
+        redis
+            .command(&["EXISTS", "rk:{c:tagged}:tz:big", "rk:{c:tagged}:k:b7"])
+            .unwrap(),
+        "0"
+    );
+
+    let tags: Vec<String> = (0..=redkit::cache::MAX_TAGS).map(|i| format!("t{i}")).collect();
+    let err = cache
+        .set_with("many", &1, &EntryOptions::new().tags(tags.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("at most 64"), "{err}");
+    cache
+        .set_with("many", &1, &EntryOptions::new().tags(tags[..64].to_vec()))
+        .await
+        .unwrap();
 }

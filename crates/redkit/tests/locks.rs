@@ -281,3 +281,13 @@ async fn outage_fails_closed_by_default_and_local_locks_opt_in() {
         "fences keep increasing after recovery"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_name_cannot_move_its_hash_tag() {
+    let h = common::on_redis().await;
+    let redis = h.redis.as_ref().unwrap();
+    let guard = h.redkit.locks().acquire("l}:f", &LockOptions::new()).await.unwrap();
+    assert_eq!(redis.command(&["EXISTS", "rk:{lk:l%7D%3Af}:h"]).unwrap(), "1");
+    assert_eq!(redis.command(&["EXISTS", "rk:{lk:l}:f}:h"]).unwrap(), "0");
+    guard.release().await.unwrap();
+}

@@ -215,7 +215,7 @@ async fn on_redis() {
     let h = common::on_redis().await;
     suite(&h.redkit).await;
     let redis = h.redis.as_ref().unwrap();
-    assert!(redis.command(&["EXISTS", "rk:{rl:p-Gcra:user:1}"]).unwrap() == "1");
+    assert!(redis.command(&["EXISTS", "rk:{rl:p-Gcra:user%3A1}"]).unwrap() == "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,5 +409,60 @@ impl BurstIfApplicable for Policy {
             Algorithm::Gcra | Algorithm::TokenBucket => self.burst(burst),
             _ => self,
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tower_layer_limits_empty_and_long_keys_and_never_fails_open_on_misconfiguration() {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    let h = common::on_embedded().await;
+    let limits = h.redkit.rate_limiter();
+    limits
+        .define(Policy::new("hdr", Algorithm::FixedWindow, 1, Duration::from_secs(60)))
+        .unwrap();
+    let layer = |policy: &str| {
+        axum::Router::new()
+            .route("/", get(|| async { "hello" }))
+            .layer(RateLimitLayer::new(limits.clone(), policy).key_by(KeyBy::Header("x-key".parse().unwrap())))
+    };
+    let with_key = |key: &str| {
+        http::Request::builder()
+            .uri("/")
+            .header("x-key", key)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let app = layer("hdr");
+    for key in ["", &"k".repeat(5000)] {
+        assert_eq!(app.clone().oneshot(with_key(key)).await.unwrap().status(), 200);
+        assert_eq!(
+            app.clone().oneshot(with_key(key)).await.unwrap().status(),
+            429,
+            "a key of {} bytes is limited like any other",
+            key.len()
+        );
+    }
+    let misconfigured = layer("no-such-policy").oneshot(with_key("a")).await.unwrap();
+    assert_eq!(misconfigured.status(), 500, "not let through unlimited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_and_keys_never_share_a_counter_however_they_are_named() {
+    for h in [common::on_redis().await, common::on_embedded().await] {
+        let limits = h.redkit.rate_limiter();
+        limits
+            .define(Policy::new("login", Algorithm::FixedWindow, 1, Duration::from_secs(60)))
+            .unwrap();
+        limits
+            .define(Policy::new("login:user", Algorithm::Gcra, 1, Duration::from_secs(60)))
+            .unwrap();
+        assert!(limits.check("login", "user:42", 1).await.unwrap().allowed);
+        // Joined with ':' these would be one Redis key, holding another algorithm's state.
+        assert!(limits.check("login:user", "42", 1).await.unwrap().allowed);
+        assert!(!limits.check("login", "user:42", 1).await.unwrap().allowed);
+        assert!(!limits.check("login:user", "42", 1).await.unwrap().allowed);
     }
 }

@@ -97,6 +97,8 @@ pub(crate) struct CacheHub {
     pub route: Arc<Route>,
     pub redis: Option<Arc<RedisCache>>,
     pub embedded: Arc<EmbeddedCache>,
+    /// The memory every L1 of this `Redkit` shares.
+    pub l1_budget: Arc<super::l1::Budget>,
     members: Mutex<Vec<Weak<dyn Member>>>,
     /// Set once the hub's listener has heard the subscription come up (false without Redis).
     subscribed: AtomicBool,
@@ -127,6 +129,7 @@ impl CacheHub {
             route: route.clone(),
             redis: redis.clone(),
             embedded: embedded.clone(),
+            l1_budget: Arc::new(super::l1::Budget::new(super::l1::L1_TOTAL_BYTES)),
             members: Mutex::new(Vec::new()),
             subscribed: AtomicBool::new(false),
         });
@@ -226,7 +229,12 @@ impl StatsProvider for CacheHub {
 
     fn snapshot(&self) -> serde_json::Value {
         let caches: Vec<CacheStatsSnapshot> = self.members().iter().map(|m| m.stats()).collect();
-        serde_json::json!({ "backplane_subscribed": self.is_subscribed(), "caches": caches })
+        serde_json::json!({
+            "backplane_subscribed": self.is_subscribed(),
+            "l1_bytes": self.l1_budget.used(),
+            "l1_budget_bytes": super::l1::L1_TOTAL_BYTES,
+            "caches": caches,
+        })
     }
 }
 

@@ -60,6 +60,59 @@ impl EmbeddedCache {
     }
 }
 
+/// How long one step of a listing or pattern invalidation may hold the store's thread.
+const STEP_BUDGET: Duration = Duration::from_millis(10);
+
+/// What one step of a scan found: keys with whether each is live, and the key to continue
+/// after if it stopped early.
+type Found = (Vec<(String, bool)>, Option<String>);
+
+/// Keys of `ns` after `after` (in key order) matching the glob, with whether each is live;
+/// up to `limit` of them, `live_only` or all, within [`STEP_BUDGET`]. Like Redis `SCAN`, a
+/// step may find fewer than `limit`, or none, and still have more.
+fn scan(
+    c: &rusqlite::Connection,
+    ns: &str,
+    pattern: &str,
+    after: &str,
+    limit: usize,
+    generation: i64,
+    live_only: bool,
+) -> Result<Found> {
+    const BATCH: i64 = 500;
+    let started = std::time::Instant::now();
+    let now = now_ms() as i64;
+    let mut stmt = c.prepare_cached(
+        "SELECT key, expires_ms > ?3 AND gen = ?4 FROM cache_entries WHERE ns = ?1 AND key > ?2
+         ORDER BY key LIMIT ?5",
+    )?;
+    let mut found = Vec::new();
+    let mut last = after.to_string();
+    loop {
+        let batch: Vec<(String, bool)> = stmt
+            .query_map(params![ns, last, now, generation, BATCH], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let exhausted = (batch.len() as i64) < BATCH;
+        for (key, live) in batch {
+            last.clone_from(&key);
+            if (live || !live_only) && glob::matches(pattern, &key) {
+                found.push((key, live));
+                if found.len() == limit {
+                    return Ok((found, Some(last)));
+                }
+            }
+            if started.elapsed() >= STEP_BUDGET {
+                return Ok((found, Some(last)));
+            }
+        }
+        if exhausted {
+            return Ok((found, None));
+        }
+    }
+}
+
 fn record(op: Option<Pending>, c: &rusqlite::Connection) -> Result<()> {
     op.map_or(Ok(()), |p| p.record(c))
 }
@@ -119,8 +172,11 @@ impl CacheBackend for EmbeddedCache {
                     )?;
                     let mut tag =
                         tx.prepare_cached("INSERT OR IGNORE INTO cache_tags (ns, tag, key) VALUES (?1, ?2, ?3)")?;
+                    // A value set again keeps only its new tags.
+                    let mut untag = tx.prepare_cached("DELETE FROM cache_tags WHERE ns = ?1 AND key = ?2")?;
                     for item in &items {
                         set.execute(params![ns, item.key, item.bytes, now + item.ttl_ms as i64, generation])?;
+                        untag.execute(params![ns, item.key])?;
                         for t in &item.tags {
                             tag.execute(params![ns, t, item.key])?;
                         }
@@ -150,11 +206,13 @@ impl CacheBackend for EmbeddedCache {
                         "DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2 AND expires_ms > ?3 AND gen = ?4",
                     )?;
                     let mut del_expired = tx.prepare_cached("DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2")?;
+                    let mut untag = tx.prepare_cached("DELETE FROM cache_tags WHERE ns = ?1 AND key = ?2")?;
                     for key in &keys {
                         let n = del.execute(params![ns, key, now, generation])?;
                         if n == 0 {
                             del_expired.execute(params![ns, key])?;
                         }
+                        untag.execute(params![ns, key])?;
                         removed += n as u64;
                     }
                 }
@@ -192,32 +250,40 @@ impl CacheBackend for EmbeddedCache {
     }
 
     async fn invalidate_pattern(&self, ns: &str, pattern: &str) -> Result<u64> {
-        let (ns, pattern) = (ns.to_string(), pattern.to_string());
-        let (generation, op) = (self.generation.current() as i64, pending());
-        self.store
-            .sql("cache_invalidate_pattern", move |c| {
-                let now = now_ms() as i64;
-                let tx = c.transaction()?;
-                let matching: Vec<(String, bool)> = {
-                    let mut stmt =
-                        tx.prepare_cached("SELECT key, expires_ms > ?2 AND gen = ?3 FROM cache_entries WHERE ns = ?1")?;
-                    let rows = stmt.query_map(params![ns, now, generation], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
-                    })?;
-                    rows.filter(|r| r.as_ref().map_or(true, |(k, _)| glob::matches(&pattern, k)))
-                        .collect::<rusqlite::Result<_>>()?
-                };
-                {
-                    let mut del = tx.prepare_cached("DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2")?;
-                    for (key, _) in &matching {
-                        del.execute(params![ns, key])?;
+        let generation = self.generation.current() as i64;
+        let mut op = pending();
+        let mut after = String::new();
+        let mut removed = 0;
+        // A step at a time, each its own transaction within a time budget, so other work
+        // on the store's thread runs in between however costly the pattern is.
+        loop {
+            let (ns, pattern, op) = (ns.to_string(), pattern.to_string(), op.take());
+            let from = std::mem::take(&mut after);
+            let (live, next) = self
+                .store
+                .sql("cache_invalidate_pattern", move |c| {
+                    let tx = c.transaction()?;
+                    let (matching, next) = scan(&tx, &ns, &pattern, &from, usize::MAX, generation, false)?;
+                    let mut live = 0;
+                    {
+                        let mut del = tx.prepare_cached("DELETE FROM cache_entries WHERE ns = ?1 AND key = ?2")?;
+                        for (key, is_live) in &matching {
+                            del.execute(params![ns, key])?;
+                            live += u64::from(*is_live);
+                        }
                     }
-                }
-                record(op, &tx)?;
-                tx.commit()?;
-                Ok(matching.iter().filter(|(_, live)| *live).count() as u64)
-            })
-            .await
+                    // The invalidation is journaled with the first step (replay covers all).
+                    record(op, &tx)?;
+                    tx.commit()?;
+                    Ok((live, next))
+                })
+                .await?;
+            removed += live;
+            match next {
+                Some(n) => after = n,
+                None => return Ok(removed),
+            }
+        }
     }
 
     async fn keys(&self, ns: &str, pattern: &str, cursor: Option<&str>, limit: usize) -> Result<KeysPage> {
@@ -226,37 +292,11 @@ impl CacheBackend for EmbeddedCache {
         let generation = self.generation.current() as i64;
         self.store
             .sql("cache_keys", move |c| {
-                let now = now_ms() as i64;
-                let mut stmt = c.prepare_cached(
-                    "SELECT key FROM cache_entries WHERE ns = ?1 AND key > ?2 AND expires_ms > ?3 AND gen = ?5
-                     ORDER BY key LIMIT ?4",
-                )?;
-                let mut keys = Vec::new();
-                let mut last = after;
-                loop {
-                    let batch: Vec<String> = stmt
-                        .query_map(params![ns, last, now, 1000, generation], |r| r.get(0))?
-                        .collect::<rusqlite::Result<_>>()?;
-                    let exhausted = batch.len() < 1000;
-                    for key in batch {
-                        last = key.clone();
-                        if glob::matches(&pattern, &key) {
-                            keys.push(key);
-                            if keys.len() == limit {
-                                return Ok(KeysPage {
-                                    keys,
-                                    next_cursor: Some(last),
-                                });
-                            }
-                        }
-                    }
-                    if exhausted {
-                        return Ok(KeysPage {
-                            keys,
-                            next_cursor: None,
-                        });
-                    }
-                }
+                let (keys, next_cursor) = scan(c, &ns, &pattern, &after, limit, generation, true)?;
+                Ok(KeysPage {
+                    keys: keys.into_iter().map(|(k, _)| k).collect(),
+                    next_cursor,
+                })
             })
             .await
     }

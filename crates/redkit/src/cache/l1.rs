@@ -70,9 +70,61 @@ impl<T> Expiry<Arc<str>, Arc<L1Entry<T>>> for UntilStaleEnds {
 /// Per-entry bookkeeping moka does not see, added to the weight.
 const ENTRY_OVERHEAD: u32 = 96;
 
+/// Bytes all the L1s of one `Redkit` may hold together, whatever the number of caches.
+pub const L1_TOTAL_BYTES: u64 = 256 << 20;
+
+/// The memory budget shared by every L1 of one `Redkit`: an entry that would take the
+/// total past it is not kept (the value is still served, from L2).
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicU64,
+    max: u64,
+}
+
+impl Budget {
+    pub fn new(max: u64) -> Self {
+        Budget {
+            used: AtomicU64::new(0),
+            max,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, weight: u64) -> bool {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            if used + weight > self.max {
+                return false;
+            }
+            match self
+                .used
+                .compare_exchange_weak(used, used + weight, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    fn give_back(&self, weight: u64) {
+        self.used.fetch_sub(weight, Ordering::AcqRel);
+    }
+}
+
+fn weight_of<T>(key: &str, e: &L1Entry<T>) -> u32 {
+    (key.len() as u32)
+        .saturating_add(e.weight)
+        .saturating_add(ENTRY_OVERHEAD)
+}
+
 /// The in-process level of one cache.
 pub(crate) struct L1<T> {
     cache: Moka<Arc<str>, Arc<L1Entry<T>>>,
+    budget: Arc<Budget>,
     enabled: bool,
     /// Whether invalidations reach this L1 (the backplane is live, or there is no Redis).
     live: AtomicBool,
@@ -81,17 +133,18 @@ pub(crate) struct L1<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> L1<T> {
-    pub fn new(max_bytes: u64, enabled: bool, live: bool) -> Self {
-        let budget = if enabled { max_bytes } else { 1 << 20 };
+    pub fn new(max_bytes: u64, enabled: bool, live: bool, budget: Arc<Budget>) -> Self {
+        let own = if enabled { max_bytes } else { 1 << 20 };
+        let shared = budget.clone();
         let cache = Moka::builder()
-            .max_capacity(budget)
-            .weigher(|k: &Arc<str>, e: &Arc<L1Entry<T>>| {
-                (k.len() as u32).saturating_add(e.weight).saturating_add(ENTRY_OVERHEAD)
-            })
+            .max_capacity(own)
+            .weigher(|k: &Arc<str>, e: &Arc<L1Entry<T>>| weight_of(k, e))
             .expire_after(UntilStaleEnds)
+            .eviction_listener(move |k, e, _| shared.give_back(u64::from(weight_of(&k, &e))))
             .build();
         L1 {
             cache,
+            budget,
             enabled,
             live: AtomicBool::new(live),
             epoch: AtomicU64::new(0),
@@ -117,6 +170,10 @@ impl<T: Clone + Send + Sync + 'static> L1<T> {
     /// (only throttle entries when L1 is off or not live).
     pub fn insert(&self, key: &str, entry: L1Entry<T>, epoch: u64) {
         if entry.throttled || (self.serves() && self.epoch() == epoch) {
+            if !self.budget.take(u64::from(weight_of(key, &entry))) {
+                metrics::counter!("redkit_cache_l1_over_budget_total").increment(1);
+                return;
+            }
             self.cache.insert(Arc::from(key), Arc::new(entry));
             // An invalidation that raced the insert wins: drop what was just put.
             if self.epoch() != epoch {
@@ -183,5 +240,69 @@ impl<T: Clone + Send + Sync + 'static> L1Sink for L1<T> {
     fn set_live(&self, live: bool) {
         self.live.store(live, Ordering::Release);
         self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(v: u32, weight: u32) -> L1Entry<u32> {
+        let now = Instant::now();
+        L1Entry {
+            value: v,
+            fresh_until: now + Duration::from_secs(60),
+            stale_until: now + Duration::from_secs(60),
+            ttl: Duration::from_secs(60),
+            tags: Arc::from(Vec::<String>::new()),
+            weight,
+            throttled: false,
+        }
+    }
+
+    #[test]
+    fn an_invalidation_between_the_l2_read_and_the_insert_wins() {
+        let l1 = L1::<u32>::new(1 << 20, true, true, Arc::new(Budget::new(1 << 20)));
+        let read_at = l1.epoch();
+        // Another instance's write is announced while this one's L2 read was in flight.
+        l1.apply(&Invalidation::Keys(vec!["k".into()]));
+        l1.insert("k", entry(1, 10), read_at);
+        assert!(l1.get("k").is_none(), "the older value must not shadow the newer one");
+        let read_at = l1.epoch();
+        l1.insert("k", entry(2, 10), read_at);
+        assert_eq!(l1.get("k").unwrap().value, 2);
+    }
+
+    #[test]
+    fn nothing_is_served_or_kept_while_invalidations_cannot_arrive() {
+        let l1 = L1::<u32>::new(1 << 20, true, false, Arc::new(Budget::new(1 << 20)));
+        l1.insert("k", entry(1, 10), l1.epoch());
+        assert!(l1.get("k").is_none());
+        l1.set_live(true);
+        l1.insert("k", entry(1, 10), l1.epoch());
+        assert!(l1.get("k").is_some());
+        l1.set_live(false);
+        assert!(l1.get("k").is_none(), "cleared when the backplane is lost");
+    }
+
+    #[test]
+    fn all_caches_share_one_memory_budget() {
+        let budget = Arc::new(Budget::new(10_000));
+        let caches: Vec<L1<u32>> = (0..10).map(|_| L1::new(1 << 20, true, true, budget.clone())).collect();
+        for (i, l1) in caches.iter().enumerate() {
+            for k in 0..100 {
+                l1.insert(&format!("{i}:{k}"), entry(k, 100), l1.epoch());
+            }
+        }
+        assert!(budget.used() <= 10_000, "{} bytes held", budget.used());
+        caches[0].clear();
+        caches[0].cache.run_pending_tasks();
+        let freed = budget.used();
+        caches[1].insert("again", entry(1, 100), caches[1].epoch());
+        assert!(
+            budget.used() <= freed + 300,
+            "{} after freeing to {freed}",
+            budget.used()
+        );
     }
 }

@@ -67,7 +67,8 @@ use serde::de::DeserializeOwned;
 pub use backend::{CacheBackend, KeysPage, L2Record, SetItem};
 pub use backplane::{CHANNEL, Invalidation};
 pub use crypto::Keyring;
-pub use options::{CacheOptions, Codec, EntryOptions};
+pub use l1::L1_TOTAL_BYTES;
+pub use options::{CacheOptions, Codec, EntryOptions, MAX_TAGS};
 pub use stats::CacheStatsSnapshot;
 
 pub(crate) use backplane::CacheHub;
@@ -186,7 +187,7 @@ impl<T: CacheValue> Cache<T> {
                 max_value_bytes: opts.max_value_bytes,
             },
             routed: hub.route.routed("cache", FallbackPolicy::Serve, redis, embedded),
-            l1: L1::new(opts.l1_max_bytes, opts.l1, false),
+            l1: L1::new(opts.l1_max_bytes, opts.l1, false, hub.l1_budget.clone()),
             flights: Flights::new(),
             stats: CacheStats::new(namespace),
             hub: hub.clone(),

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// Most tags one value may be filed under.
+pub const MAX_TAGS: usize = 64;
+
 use super::crypto::Keyring;
 
 /// How values are turned into bytes for L2.
@@ -251,6 +254,14 @@ impl Resolved {
         }
         let mut tags = defaults.tags.clone();
         tags.extend(call.tags.iter().cloned());
+        tags.sort_unstable();
+        tags.dedup();
+        if tags.len() > MAX_TAGS {
+            return Err(Error::invalid(
+                "tags",
+                format!("at most {MAX_TAGS} per value ({} given)", tags.len()),
+            ));
+        }
         for t in &tags {
             if t.is_empty() || t.len() > 256 {
                 return Err(Error::invalid("tags", "each tag must be 1 to 256 bytes"));

@@ -3,7 +3,9 @@
 //! Layout (one hash tag per namespace, so every script and pipeline of a namespace stays
 //! in one slot on Redis Cluster):
 //! - `rk:{c:NS}:k:KEY` — the record (string), `PX` = TTL + stale window;
-//! - `rk:{c:NS}:t:TAG` — set of the keys filed under a tag, expiring with its longest member;
+//! - `rk:{c:NS}:tz:TAG` — the keys filed under a tag, a sorted set by when each expires
+//!   (pruned as it is written, so it holds only keys still alive), expiring with its
+//!   longest-lived member;
 //! - `rk:{c:NS}:l:KEY` — the short stampede lock.
 //!
 //! Every change is announced on the backplane channel in the same round trip.
@@ -24,6 +26,9 @@ static UNLOCK: LuaScript = LuaScript::new("cache_unlock", include_str!("unlock.l
 /// How many keys one UNLINK or SCAN step handles.
 const BATCH: usize = 500;
 
+/// Most SCAN steps behind one page of [`CacheBackend::keys`].
+const MAX_SCANS_PER_PAGE: usize = 16;
+
 /// L2 on Redis.
 pub struct RedisCache {
     core: Arc<RedisCore>,
@@ -35,7 +40,7 @@ fn key_prefix(ns: &str) -> String {
 }
 
 fn tag_key(ns: &str, tag: &str) -> String {
-    format!("rk:{{c:{ns}}}:t:{tag}")
+    format!("rk:{{c:{ns}}}:tz:{tag}")
 }
 
 fn lock_key(ns: &str, key: &str) -> String {
@@ -127,14 +132,30 @@ impl CacheBackend for RedisCache {
     }
 
     async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u64> {
-        let message = self.announce(ns, Invalidation::Tag(tag.to_string()));
+        let (tag_key, prefix) = (tag_key(ns, tag), key_prefix(ns));
+        let mut removed = 0;
+        // Steps of BATCH keys until the tag is empty; keys filed under it meanwhile go too,
+        // but a tag that keeps filling cannot hold the call for ever.
+        let steps = 1 + self
+            .core
+            .query::<u64>("cache_tag_size", redis::cmd("ZCARD").arg(&tag_key))
+            .await? as usize
+            / BATCH;
+        for _ in 0..=steps {
+            let (gone, left): (u64, u64) = self
+                .core
+                .script(&INVALIDATE_TAG, &[&tag_key], &[&prefix, &BATCH])
+                .await?;
+            removed += gone;
+            if left == 0 {
+                break;
+            }
+        }
+        let announce = self.announce(ns, Invalidation::Tag(tag.to_string()));
         self.core
-            .script(
-                &INVALIDATE_TAG,
-                &[&tag_key(ns, tag)],
-                &[&key_prefix(ns), &CHANNEL, &message],
-            )
-            .await
+            .query::<()>("cache_publish", redis::cmd("PUBLISH").arg(CHANNEL).arg(announce))
+            .await?;
+        Ok(removed)
     }
 
     async fn invalidate_pattern(&self, ns: &str, pattern: &str) -> Result<u64> {
@@ -163,9 +184,19 @@ impl CacheBackend for RedisCache {
     }
 
     async fn keys(&self, ns: &str, pattern: &str, cursor: Option<&str>, limit: usize) -> Result<KeysPage> {
+        if let Some(c) = cursor
+            && (c.is_empty() || c.len() > 20 || !c.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(crate::error::Error::invalid(
+                "cursor",
+                "not a cursor this listing returned",
+            ));
+        }
         let mut cursor = cursor.unwrap_or("0").to_string();
         let mut keys = Vec::new();
-        loop {
+        // A bounded number of SCAN steps per page: a sparse pattern answers fewer keys (or
+        // none) with a cursor to go on, as SCAN itself does.
+        for _ in 0..MAX_SCANS_PER_PAGE {
             let (next, mut page) = self.scan_page(ns, pattern, &cursor, limit.max(100)).await?;
             keys.append(&mut page);
             cursor = next;

@@ -177,10 +177,12 @@ fn fetch_tx(
 ) -> Result<Fetched> {
     let now = now_ms();
     let tx = c.transaction()?;
-    ensure_queue(&tx, queue)?;
+    // A fetch from a queue nobody enqueued to creates nothing.
     let paused: bool = tx
         .prepare_cached("SELECT paused FROM job_queues WHERE queue = ?1")?
-        .query_row([queue], |r| r.get(0))?;
+        .query_row([queue], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false);
     if paused {
         return Ok(Fetched {
             paused: true,

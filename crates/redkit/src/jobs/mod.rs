@@ -213,6 +213,9 @@ struct QueueInner {
     hub: Arc<JobsHub>,
     name: String,
     opts: QueueOptions,
+    /// Whether this handle has listed the queue in Redis (done on its first enqueue: a
+    /// queue only read or fetched from creates nothing).
+    listed: std::sync::atomic::AtomicBool,
 }
 
 /// Where a lease token says the job was leased.
@@ -224,19 +227,12 @@ impl Queue {
     pub(crate) fn open(hub: Arc<JobsHub>, name: &str, opts: QueueOptions) -> Result<Self> {
         options::check_queue(name)?;
         opts.check()?;
-        if let Some(r) = hub.redis.clone() {
-            let (route, queue) = (hub.routed.route().clone(), name.to_string());
-            route.spawn(async move {
-                if let Err(e) = r.register(&queue).await {
-                    tracing::debug!(queue, error = %e, "could not list the queue in redis yet");
-                }
-            });
-        }
         Ok(Queue {
             inner: Arc::new(QueueInner {
                 hub,
                 name: name.to_string(),
                 opts,
+                listed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -290,9 +286,28 @@ impl Queue {
     async fn store(&self, jobs: Vec<NewJob>, tick: Option<(&str, u64)>) -> Result<Vec<Enqueued>> {
         let q = &self.inner.name;
         let out = self.routed().call(|b| b.enqueue(q, &jobs, tick)).await?;
+        self.list_in_redis().await;
         let created = out.iter().filter(|e| e.created).count() as u64;
         self.inner.hub.counters.enqueued(created, out.len() as u64 - created);
         Ok(out)
+    }
+
+    /// Lists the queue among Redis's queues once per handle (best effort: the spool's
+    /// drain lists it too).
+    async fn list_in_redis(&self) {
+        use std::sync::atomic::Ordering;
+        let hub = &self.inner.hub;
+        if let Some(r) = &hub.redis
+            && hub.routed.route().mode() == crate::core::route::Mode::Redis
+            && !self.inner.listed.load(Ordering::Relaxed)
+        {
+            match r.register(&self.inner.name).await {
+                Ok(()) => self.inner.listed.store(true, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::debug!(queue = %self.inner.name, error = %e, "could not list the queue in redis yet")
+                }
+            }
+        }
     }
 
     /// Leases up to `max` ready jobs to `worker` for the queue's lease time; empty when

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backend::{Grant, LockBackend};
+use crate::core::keys::encode;
 use crate::core::redis::{LuaScript, RedisCore};
 use crate::error::Result;
 
@@ -24,12 +25,13 @@ impl RedisLocks {
     }
 }
 
+/// Names are encoded, so none can move the hash tag (`l}:f` is not `rk:{lk:l}:f}:h`).
 fn holders(name: &str) -> String {
-    format!("rk:{{lk:{name}}}:h")
+    format!("rk:{{lk:{}}}:h", encode(name))
 }
 
 fn fence(name: &str) -> String {
-    format!("rk:{{lk:{name}}}:f")
+    format!("rk:{{lk:{}}}:f", encode(name))
 }
 
 fn ms(d: Duration) -> u64 {

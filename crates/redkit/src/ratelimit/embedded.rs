@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use super::algorithms::{self, Spec, State, Verdict};
 use super::backend::{Outcome, RateLimitBackend, Step};
 use super::policy::Algorithm;
+use crate::core::keys::encode;
 use crate::error::Result;
 
 /// Time source in microseconds since the Unix epoch.
@@ -151,8 +152,9 @@ fn stripe_of(key: &str) -> usize {
     h.finish() as usize % STRIPES
 }
 
+/// The same unambiguous encoding as on Redis.
 fn full_key(policy: &str, key: &str) -> String {
-    format!("{policy}\u{0}{key}")
+    format!("{}:{}", encode(policy), encode(key))
 }
 
 #[async_trait::async_trait]

@@ -5,7 +5,10 @@
 //! gets `429 Too Many Requests`, `Retry-After` (seconds, rounded up) and a JSON body.
 //! Legacy `X-RateLimit-Limit/-Remaining/-Reset` are added on request. The key comes from
 //! a [`KeyBy`]; a request with no key, or one the bypass predicate accepts, is not limited.
-//! If the limiter itself fails, the request is let through (fail open) and the error logged.
+//! An empty key, or one longer than 256 bytes, is limited under its SHA-256 (so a client
+//! cannot escape limits with a strange header value). If the store is unavailable the
+//! request is let through (fail open) and that is logged; any other limiter error (an
+//! unknown policy: a misconfiguration) answers 500 rather than disabling the limit.
 //!
 //! ```no_run
 //! # fn demo(redkit: redkit::Redkit) {
@@ -252,24 +255,28 @@ where
             let Some(key) = key else {
                 return inner.call(req).await;
             };
-            let decision = match config.limiter.check(&config.policy, &key, 1).await {
+            let decision = match config.limiter.check(&config.policy, &normalized(key), 1).await {
                 Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(policy = %config.policy, error = %e, "rate limiter failed; letting the request through");
+                Err(e) if e.kind() == crate::ErrorKind::Unavailable => {
+                    tracing::warn!(policy = %config.policy, error = %e, "rate limiter unavailable; letting the request through");
                     return inner.call(req).await;
+                }
+                Err(e) => {
+                    tracing::error!(policy = %config.policy, error = %e, "rate limiter misconfigured; refusing the request");
+                    return Ok(json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "rate limiter misconfigured".to_string(),
+                    ));
                 }
             };
             if !decision.allowed {
-                let body = serde_json::json!({"error": {
-                    "code": "limit_exceeded",
-                    "message": format!("rate limit {} exceeded; retry after {} s", decision.policy,
-                        decision.retry_after.map_or(0, |r| r.as_secs_f64().ceil() as u64)),
-                }});
-                let mut response = Response::new(R::from(body.to_string()));
-                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                let message = format!(
+                    "rate limit {} exceeded; retry after {} s",
+                    decision.policy,
+                    decision.retry_after.map_or(0, |r| r.as_secs_f64().ceil() as u64)
+                );
+                let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, "limit_exceeded", message);
                 set_headers(response.headers_mut(), &decision, config.legacy);
                 return Ok(response);
             }
@@ -280,9 +287,53 @@ where
     }
 }
 
+/// Longest key used as is; longer (and empty) keys are limited under their hash.
+const MAX_PLAIN_KEY: usize = 256;
+
+/// The key the limiter sees: as is, or `#` and its SHA-256 when empty or long.
+fn normalized(key: String) -> String {
+    use sha2::{Digest, Sha256};
+    if !key.is_empty() && key.len() <= MAX_PLAIN_KEY {
+        return key;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(65);
+    out.push('#');
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// An error response in the JSON envelope every redkit error uses.
+fn json_response<R: From<String>>(status: StatusCode, code: &str, message: String) -> Response<R> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    let mut response = Response::new(R::from(body.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_and_long_keys_are_limited_under_their_hash() {
+        assert_eq!(normalized("user:42".into()), "user:42");
+        let empty = normalized(String::new());
+        assert!(empty.starts_with('#') && empty.len() == 65);
+        let long = normalized("x".repeat(10_000));
+        assert_eq!(
+            long,
+            normalized("x".repeat(10_000)),
+            "the same long key, the same counter"
+        );
+        assert_ne!(long, normalized("x".repeat(9_999)));
+        assert!(long.len() <= MAX_PLAIN_KEY);
+    }
 
     #[test]
     fn trusted_proxy_ranges() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::algorithms::Verdict;
 use super::backend::{Outcome, RateLimitBackend, Step};
 use super::policy::Algorithm;
+use crate::core::keys::encode;
 use crate::core::redis::{LuaScript, RedisCore};
 use crate::error::Result;
 
@@ -28,8 +29,10 @@ impl RedisRateLimits {
     }
 }
 
+/// `rk:{rl:POLICY:KEY}` with both names encoded, so `login` + `user:42` and `login:user` +
+/// `42` are different counters and no name can move the hash tag.
 fn key_of(policy: &str, key: &str) -> String {
-    format!("rk:{{rl:{policy}:{key}}}")
+    format!("rk:{{rl:{}:{}}}", encode(policy), encode(key))
 }
 
 fn verdict(reply: (i64, i64, i64, i64)) -> Outcome {

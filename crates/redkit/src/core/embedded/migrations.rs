@@ -133,6 +133,7 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE cache_entries ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX cache_entries_by_gen ON cache_entries (gen);
+    CREATE INDEX cache_tags_by_key ON cache_tags (ns, key);
     INSERT INTO lock_fences (name, fence) SELECT '', COALESCE(MAX(fence), 0) FROM lock_fences
         WHERE true ON CONFLICT (name) DO UPDATE SET fence = MAX(fence, excluded.fence);
     DELETE FROM lock_fences WHERE name <> '';",
