@@ -177,6 +177,13 @@ impl RedisConfig {
 pub struct BreakerConfig {
     /// Consecutive failures or timeouts that open the breaker.
     pub failure_threshold: u32,
+    /// Percentage of failed calls over [`BreakerConfig::rate_window`] that opens the
+    /// breaker too (a Redis failing every other call never fails three times in a row).
+    pub failure_rate_percent: u32,
+    /// The window the failure rate is measured over.
+    pub rate_window: Duration,
+    /// Fewest calls in the window for the failure rate to count.
+    pub rate_min_calls: u32,
     /// First delay between recovery probes.
     pub probe_min: Duration,
     /// Cap on the delay between recovery probes.
@@ -187,6 +194,9 @@ impl Default for BreakerConfig {
     fn default() -> Self {
         BreakerConfig {
             failure_threshold: 3,
+            failure_rate_percent: 50,
+            rate_window: Duration::from_secs(10),
+            rate_min_calls: 20,
             probe_min: Duration::from_millis(100),
             probe_max: Duration::from_secs(5),
         }
@@ -331,6 +341,21 @@ const SETTINGS: &[Setting] = &[
         "breaker.failure_threshold",
         &["REDKIT_BREAKER_FAILURES"],
         "a whole number from 1 to 1000",
+    ),
+    setting(
+        "breaker.failure_rate_percent",
+        &["REDKIT_BREAKER_FAILURE_RATE_PERCENT"],
+        "a whole number from 1 to 100",
+    ),
+    setting(
+        "breaker.rate_window_ms",
+        &["REDKIT_BREAKER_RATE_WINDOW_MS"],
+        "milliseconds, 1000 to 600000",
+    ),
+    setting(
+        "breaker.rate_min_calls",
+        &["REDKIT_BREAKER_RATE_MIN_CALLS"],
+        "a whole number from 1 to 100000",
     ),
     setting(
         "breaker.probe_min_ms",
@@ -488,6 +513,15 @@ impl Config {
 
         if let Some(v) = p.get("breaker.failure_threshold", |s| int(s, 1, 1000))? {
             config.breaker.failure_threshold = v as u32;
+        }
+        if let Some(v) = p.get("breaker.failure_rate_percent", |s| int(s, 1, 100))? {
+            config.breaker.failure_rate_percent = v as u32;
+        }
+        if let Some(v) = p.get("breaker.rate_window_ms", |s| int(s, 1000, 600_000))? {
+            config.breaker.rate_window = Duration::from_millis(v);
+        }
+        if let Some(v) = p.get("breaker.rate_min_calls", |s| int(s, 1, 100_000))? {
+            config.breaker.rate_min_calls = v as u32;
         }
         if let Some(v) = p.get("breaker.probe_min_ms", |s| int(s, 1, 600_000))? {
             config.breaker.probe_min = Duration::from_millis(v);

@@ -1,9 +1,11 @@
 //! Circuit breaker for Redis.
 //!
 //! Closed: calls go to Redis and every outcome is reported here. After
-//! `failure_threshold` consecutive failures or timeouts — or at once when a connection is
-//! refused (nobody listens) or Redis says it is `LOADING` (not counted as a failure) — the
-//! breaker **opens**: from then on the
+//! `failure_threshold` consecutive failures or timeouts, or when at least
+//! `failure_rate_percent` of the calls in the last `rate_window` failed (with at least
+//! `rate_min_calls` of them: a Redis timing out every other call never fails three times in
+//! a row) — or at once when a connection is refused (nobody listens) or Redis says it is
+//! `LOADING` (not counted as a failure) — the breaker **opens**: from then on the
 //! route sends calls straight to the embedded store, so no call pays a timeout. The
 //! recovery prober (see [`route`](super::route)) PINGs with backoff; when Redis answers it
 //! moves the breaker to **recovering**, replays the journal, and **closes** it.
@@ -72,10 +74,77 @@ pub struct BreakerSnapshot {
     pub last_transition: Option<Transition>,
 }
 
+/// Calls and failures of one slice of the rate window.
+#[derive(Default)]
+struct Slice {
+    /// Which slice of time (since the breaker was made) it counts.
+    index: AtomicU64,
+    calls: AtomicU32,
+    failures: AtomicU32,
+}
+
+/// Slices the rate window is cut into.
+const SLICES: usize = 10;
+
+/// Outcomes over the last `rate_window`, in [`SLICES`] slices, without locks.
+struct Window {
+    started: std::time::Instant,
+    slice: std::time::Duration,
+    slices: [Slice; SLICES],
+}
+
+impl Window {
+    fn new(window: std::time::Duration) -> Self {
+        Window {
+            started: std::time::Instant::now(),
+            slice: (window / SLICES as u32).max(std::time::Duration::from_millis(1)),
+            slices: Default::default(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        (self.started.elapsed().as_nanos() / self.slice.as_nanos()) as u64 + 1
+    }
+
+    fn record(&self, failed: bool) {
+        let now = self.now();
+        let s = &self.slices[now as usize % SLICES];
+        if s.index.load(Ordering::Acquire) != now && s.index.swap(now, Ordering::AcqRel) != now {
+            s.calls.store(0, Ordering::Relaxed);
+            s.failures.store(0, Ordering::Relaxed);
+        }
+        s.calls.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            s.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (calls, failures) over the window.
+    fn totals(&self) -> (u32, u32) {
+        let now = self.now();
+        self.slices
+            .iter()
+            .filter(|s| now - s.index.load(Ordering::Acquire).min(now) < SLICES as u64)
+            .fold((0, 0), |(c, f), s| {
+                (
+                    c + s.calls.load(Ordering::Relaxed),
+                    f + s.failures.load(Ordering::Relaxed),
+                )
+            })
+    }
+
+    fn reset(&self) {
+        for s in &self.slices {
+            s.index.store(0, Ordering::Release);
+        }
+    }
+}
+
 /// The circuit breaker. Shared by the Redis core (which reports outcomes) and the route
 /// (which reads the state and runs recovery).
 pub struct Breaker {
     cfg: BreakerConfig,
+    window: Window,
     state: AtomicU8,
     consecutive: AtomicU32,
     opened_total: AtomicU64,
@@ -88,6 +157,7 @@ impl Breaker {
     /// A closed breaker.
     pub fn new(cfg: BreakerConfig) -> Self {
         Breaker {
+            window: Window::new(cfg.rate_window),
             cfg,
             state: AtomicU8::new(BreakerState::Closed as u8),
             consecutive: AtomicU32::new(0),
@@ -116,19 +186,32 @@ impl Breaker {
 
     /// Redis answered.
     pub fn success(&self) {
+        self.window.record(false);
         if self.consecutive.load(Ordering::Relaxed) != 0 {
             self.consecutive.store(0, Ordering::Relaxed);
         }
     }
 
-    /// Redis failed or timed out; opens the breaker at the threshold.
+    /// Redis failed or timed out; opens the breaker at the consecutive threshold or the
+    /// failure rate.
     pub fn failure(&self, reason: &str) {
         if !self.is_closed() {
             return;
         }
+        self.window.record(true);
         let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
         if n >= self.cfg.failure_threshold {
             self.open(&format!("{n} consecutive failures; last: {reason}"));
+            return;
+        }
+        let (calls, failures) = self.window.totals();
+        if calls >= self.cfg.rate_min_calls
+            && u64::from(failures) * 100 >= u64::from(calls) * u64::from(self.cfg.failure_rate_percent)
+        {
+            self.open(&format!(
+                "{failures} of the last {calls} calls failed (within {:?}); last: {reason}",
+                self.cfg.rate_window
+            ));
         }
     }
 
@@ -156,6 +239,7 @@ impl Breaker {
     pub(crate) fn close(&self) {
         if self.transition(BreakerState::Recovering, BreakerState::Closed, "recovery complete") {
             self.consecutive.store(0, Ordering::Relaxed);
+            self.window.reset();
             self.closed_total.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -179,6 +263,8 @@ impl Breaker {
         {
             return false;
         }
+        // Every transition at warn, so an operator at RUST_LOG=warn sees the outage end
+        // as well as begin.
         match to {
             BreakerState::Open => tracing::warn!(
                 ?from,
@@ -186,7 +272,10 @@ impl Breaker {
                 reason,
                 "circuit breaker opened: serving from the embedded store"
             ),
-            _ => tracing::info!(?from, ?to, reason, "circuit breaker transition"),
+            BreakerState::Closed => tracing::warn!(?from, ?to, reason, "circuit breaker closed: redis serves again"),
+            BreakerState::Recovering => {
+                tracing::warn!(?from, ?to, reason, "circuit breaker recovering: replaying the outage")
+            }
         }
         let to_label = match to {
             BreakerState::Closed => "closed",
@@ -244,6 +333,44 @@ mod tests {
         let s = b.snapshot();
         assert_eq!((s.opened_total, s.closed_total), (1, 1));
         assert_eq!(s.last_transition.unwrap().to, BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_redis_failing_every_other_call_opens_it() {
+        let b = Breaker::new(BreakerConfig {
+            failure_threshold: 3,
+            rate_min_calls: 20,
+            failure_rate_percent: 50,
+            ..BreakerConfig::default()
+        });
+        for _ in 0..9 {
+            b.success();
+            b.failure("timeout");
+        }
+        assert!(b.is_closed(), "18 calls: under the minimum");
+        b.success();
+        b.failure("timeout");
+        assert_eq!(b.state(), BreakerState::Open, "10 of 20 failed");
+        assert!(
+            b.snapshot()
+                .last_transition
+                .unwrap()
+                .reason
+                .contains("10 of the last 20")
+        );
+    }
+
+    #[test]
+    fn a_few_failures_among_many_calls_do_not() {
+        let b = Breaker::new(BreakerConfig::default());
+        for i in 0..1000 {
+            if i % 10 == 0 {
+                b.failure("timeout");
+            } else {
+                b.success();
+            }
+        }
+        assert!(b.is_closed());
     }
 
     #[test]

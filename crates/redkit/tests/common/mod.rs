@@ -26,6 +26,7 @@ pub fn config(redis_url: Option<String>, data_dir: &Path) -> Config {
             failure_threshold: 3,
             probe_min: Duration::from_millis(20),
             probe_max: Duration::from_millis(200),
+            ..BreakerConfig::default()
         },
         ..Config::default()
     };
