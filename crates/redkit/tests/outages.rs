@@ -583,3 +583,67 @@ async fn a_revoke_all_by_an_instance_that_knew_none_of_the_sessions_holds() {
         "made after the revoke"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_of_a_session_made_elsewhere_in_the_outage_holds_whoever_recovers_first() {
+    for logout_side_first in [true, false] {
+        let redis = RedisServer::options().durable().start();
+        let (cut_a, cut_b) = (Partition::to(redis.port()), Partition::to(redis.port()));
+        let a = instance(cut_a.url()).await;
+        let b = instance(cut_b.url()).await;
+        cut_a.cut();
+        cut_b.cut();
+        a.wait_mode(Mode::Fallback).await;
+        b.wait_mode(Mode::Fallback).await;
+        // Made on A in the outage (only A's store has it); logged out through B.
+        let s = a.sessions.create(Map::new(), Some("nat")).await.unwrap();
+        assert!(!b.sessions.delete(&s.id).await.unwrap(), "B cannot know it");
+        let (first, second) = if logout_side_first {
+            (&cut_b, &cut_a)
+        } else {
+            (&cut_a, &cut_b)
+        };
+        first.heal();
+        (if logout_side_first { &b } else { &a }).recovered().await;
+        second.heal();
+        a.recovered().await;
+        b.recovered().await;
+        assert!(
+            a.sessions.get(&s.id).await.unwrap().is_none(),
+            "the logout holds (logout side first: {logout_side_first})"
+        );
+        assert!(exists(&redis, &format!("rk:s:{{{}}}:x", s.id)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_and_rotations_of_one_session_on_two_instances_in_one_outage_all_land() {
+    let redis = RedisServer::options().durable().start();
+    let (cut_a, cut_b) = (Partition::to(redis.port()), Partition::to(redis.port()));
+    let a = instance(cut_a.url()).await;
+    let b = instance(cut_b.url()).await;
+    let mut made = Vec::new();
+    for _ in 0..300 {
+        let s = a.sessions.create(obj(json!({"f": 0})), None).await.unwrap();
+        assert!(b.sessions.get(&s.id).await.unwrap().is_some());
+        made.push(s.id);
+    }
+    cut_a.cut();
+    cut_b.cut();
+    a.wait_mode(Mode::Fallback).await;
+    b.wait_mode(Mode::Fallback).await;
+    let mut rotated = Vec::new();
+    for id in &made {
+        a.sessions.update(id, obj(json!({"f": 1}))).await.unwrap();
+        rotated.push(b.sessions.rotate(id).await.unwrap().id);
+    }
+    // Both recover at once: A's patches and B's rotations replay concurrently.
+    cut_a.heal();
+    cut_b.heal();
+    a.recovered().await;
+    b.recovered().await;
+    for id in &rotated {
+        let s = a.sessions.get(id).await.unwrap().expect("the rotated session lives");
+        assert_eq!(s.data["f"], 1, "A's acknowledged patch followed the rotation");
+    }
+}

@@ -169,7 +169,13 @@ impl<T: Clone + Send + Sync + 'static> L1<T> {
     /// Stores an entry read or written at `epoch`, unless an invalidation came since
     /// (only throttle entries when L1 is off or not live).
     pub fn insert(&self, key: &str, entry: L1Entry<T>, epoch: u64) {
-        if entry.throttled || (self.serves() && self.epoch() == epoch) {
+        if !entry.throttled && self.epoch() != epoch {
+            // Not kept — and whatever L1 held for the key is older than this write or
+            // read, so it must not be served either.
+            self.cache.invalidate(key);
+            return;
+        }
+        if entry.throttled || self.serves() {
             if !self.budget.take(u64::from(weight_of(key, &entry))) {
                 metrics::counter!("redkit_cache_l1_over_budget_total").increment(1);
                 return;
@@ -271,6 +277,17 @@ mod tests {
         let read_at = l1.epoch();
         l1.insert("k", entry(2, 10), read_at);
         assert_eq!(l1.get("k").unwrap().value, 2);
+    }
+
+    #[test]
+    fn a_write_not_kept_in_l1_does_not_leave_the_older_value_there() {
+        let l1 = L1::<u32>::new(1 << 20, true, true, Arc::new(Budget::new(1 << 20)));
+        l1.insert("mine", entry(27, 10), l1.epoch());
+        let writing_at = l1.epoch();
+        // Another key's invalidation arrives while this instance writes "mine" = 28.
+        l1.apply(&Invalidation::Keys(vec!["other".into()]));
+        l1.insert("mine", entry(28, 10), writing_at);
+        assert!(l1.get("mine").is_none(), "27 must not be read back after writing 28");
     }
 
     #[test]

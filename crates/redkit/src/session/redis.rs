@@ -45,7 +45,6 @@ script!(GET, "get");
 script!(UPDATE, "update");
 script!(CREATE, "create");
 script!(TAKE, "take");
-script!(ADOPT, "adopt");
 script!(REPLAY_PATCH, "replay_patch");
 script!(REPLAY_DELETE, "replay_delete");
 script!(ENSURE, "ensure");
@@ -261,6 +260,19 @@ impl RedisSessions {
         moved_to: Option<&str>,
         created_before: Option<u64>,
     ) -> Result<bool> {
+        if let Some(fresh) = moved_to {
+            // A rotation: the new id exists before the old one points at it, so nothing
+            // that follows the pointer finds nothing there.
+            self.copy_to(id, fresh, ts).await?;
+        }
+        // A logout of a session this instance did not know: its tombstone must outlive
+        // any copy another instance may still write back (a session it made in the same
+        // outage), so it is kept as long as a session can live.
+        let deadline_ms = if deadline_ms == 0 && moved_to.is_none() && created_before.is_none() {
+            now_ms() + REVOKE_MARKER_MS
+        } else {
+            deadline_ms
+        };
         let mut id = id.to_string();
         for _ in 0..MAX_HOPS {
             let mut args = vec![ts.to_string(), deadline_ms.to_string()];
@@ -281,18 +293,39 @@ impl RedisSessions {
                 Followed::Done => return Ok(false),
                 Followed::Deleted(fields) => {
                     if let Some(fresh) = moved_to {
-                        // A rotation made in the outage: what the old id gathered in Redis
-                        // meanwhile moves to the new one (each field by its stamp).
-                        let mut gathered = parse(fresh, &fields)?;
-                        gathered.id = fresh.to_string();
-                        // Boxed: ensuring may revoke, which deletes.
-                        Box::pin(self.ensure(&gathered, ts)).await?;
+                        // What the old id gathered until it went moves to the new one
+                        // (each field by its stamp).
+                        self.merge_into(fresh, &fields, ts).await?;
                     }
                     return Ok(true);
                 }
             }
         }
         Ok(false)
+    }
+
+    /// Writes `fields` (an HGETALL of another id) into session `fresh`, field by field by
+    /// stamp, creating it if missing (unless deleted).
+    async fn merge_into(&self, fresh: &str, fields: &[String], ts: u64) -> Result<()> {
+        let mut gathered = parse(fresh, fields)?;
+        gathered.id = fresh.to_string();
+        // Boxed: ensuring may revoke, which deletes, which may merge.
+        Box::pin(self.ensure(&gathered, ts)).await
+    }
+
+    /// Copies live session `id` to `fresh` (touched now); false if `id` is not live.
+    async fn copy_to(&self, id: &str, fresh: &str, ts: u64) -> Result<bool> {
+        let fields: Option<Vec<String>> = self.core.script(&GET, &[&key(id)], &[&"0"]).await?;
+        let Some(mut fields) = fields else { return Ok(false) };
+        for pair in fields.chunks_mut(2) {
+            if let [name, value] = pair
+                && name == "_l"
+            {
+                *value = now_ms().to_string();
+            }
+        }
+        self.merge_into(fresh, &fields, ts).await?;
+        Ok(true)
     }
 
     /// Writes session `s` as the outage left it unless it was deleted or revoked since
@@ -417,20 +450,23 @@ impl SessionBackend for RedisSessions {
     }
 
     async fn rotate(&self, id: &str, fresh_id: &str) -> Result<Option<Session>> {
+        // New id first, then the old one's tombstone pointing at it, then what the old one
+        // gathered meanwhile: an operation replayed on the old id at any point lands.
+        let stamp = crate::core::hlc::wall_us();
+        if !self.copy_to(id, fresh_id, stamp).await? {
+            return Ok(None);
+        }
         let Some((old, fields)) = self.take(id, Some(fresh_id)).await? else {
+            // Logged out meanwhile: the logout holds for the new id too.
+            self.replay_delete(fresh_id, None, stamp, 0, None, None).await?;
             return Ok(None);
         };
-        let adopted: i64 = self.core.script(&ADOPT, &[&key(fresh_id)], &refs(&fields)).await?;
-        if adopted == 0 {
-            return Err(Error::Conflict("session id collision; retry".into()));
-        }
-        let fresh = Session {
+        self.merge_into(fresh_id, &fields, stamp).await?;
+        Ok(Some(Session {
             id: fresh_id.to_string(),
             last_seen_ms: now_ms(),
             ..old
-        };
-        self.index_and_check(&fresh).await?;
-        Ok(Some(fresh))
+        }))
     }
 
     async fn get(&self, id: &str, touch: bool) -> Result<Option<Session>> {
