@@ -301,7 +301,7 @@ def latency_rows(calls: Sequence[Call], t: Timeline) -> list[tuple[str, dict[str
     """Per capability (and all but long polls): seconds by phase, 'all' holding every phase."""
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for c in calls:
-        if c.op.startswith("final"):  # the checks after the traffic
+        if c.op.startswith("final") or c.cap == "spool":  # the checks after the traffic; the spool load (spool.py)
             continue
         p = phase(c, t)
         for name in (c.cap, "all but job fetch" if c.op != "fetch" else None):

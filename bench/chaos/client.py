@@ -32,6 +32,7 @@ class Call:
     end: float
     status: int | None
     error: str | None = None
+    target: str = ""  # method and path (long ids cut short), and what a create or rotation answered
 
     @property
     def ok(self) -> bool:
@@ -74,6 +75,15 @@ def parse_body(raw: bytes) -> Any:
         return None
 
 
+def short_id(text: str) -> str:
+    """A session id as findings.md shows it: its first 10 characters."""
+    return text[:10] + "…" if len(text) > 16 else text
+
+
+def short_path(path: str) -> str:
+    return "/".join(short_id(part) for part in path.split("/"))
+
+
 @dataclass
 class Http:
     """One aiohttp session per server; `calls` is the log of every request made."""
@@ -106,6 +116,6 @@ class Http:
             status, error = None, "timeout"
         except aiohttp.ClientError as e:
             status, error = None, f"error:{type(e).__name__}"
-        call = Call(cap, op, inst, start, time.monotonic(), status, error)
+        call = Call(cap, op, inst, start, time.monotonic(), status, error, f"{method} {short_path(path)}")
         self.calls.append(call)
         return Reply(call, parsed)

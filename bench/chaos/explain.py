@@ -25,7 +25,8 @@ class Clock:
 
     def call(self, c: Call) -> str:
         where = next((f" [outage {i}]" for i, e in enumerate(self.episodes, 1) if e.holds(c.start)), "")
-        return f"{c.op} on {SERVERS[c.inst]} {self.at(c.start)}–{self.at(c.end)} s → {c.label}{where}"
+        target = f" `{c.target}`" if c.target else ""
+        return f"{c.op}{target} on {SERVERS[c.inst]} {self.at(c.start)}–{self.at(c.end)} s → {c.label}{where}"
 
 
 def register_read(k: Clock, r: RegisterRead) -> str:
@@ -76,8 +77,10 @@ def notable(obs: Observations, k: Clock) -> list[tuple[str, list[str]]]:
     """Reported figures worth reading one by one: what went wrong outside outages."""
     stale = checks.select(obs.reads, None, {Verdict.STALE, Verdict.MISSING}, final=False)
     outside = [r for r in stale if not checks.in_episode(r.call, k.episodes)]
+    stale_end = checks.select(obs.reads, "cache", {Verdict.STALE}, final=True)
     return [
         ("(reported) stale reads outside outages", [register_read(k, r) for r in outside]),
+        ("(reported) cache values stale at the end", [register_read(k, r) for r in stale_end]),
         ("(reported) live sessions unreadable outside outages",
          [k.call(u.call) for u in obs.unreadable if not checks.in_episode(u.call, k.episodes)]),
     ]

@@ -1,7 +1,9 @@
 """Faults injected into Redis while the traffic runs: SIGKILL and restart, SIGSTOP/SIGCONT, and
 a restart that answers `LOADING` for a couple of seconds. Kinds cycle with a few seconds of
 normal traffic between; every fourth slot is a double: a second fault as soon as the first
-server is back on Redis after the first fault (the other is then still probing or replaying)."""
+server is back on Redis after the first fault (the other is then still probing or replaying).
+The first SIGKILL also carries the spool load (spool.py): Redis stays down until its batches
+are answered, and the next fault waits until that load's recovery window is over."""
 
 from __future__ import annotations
 
@@ -10,8 +12,12 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from infra import HealthMonitor, RedisServer, say
+
+if TYPE_CHECKING:
+    from spool import SpoolLoad
 
 KINDS = ("kill", "stop", "loading")
 WARMUP_S = 3.0
@@ -54,6 +60,7 @@ class Injector:
     redis: RedisServer
     monitor: HealthMonitor  # says when a server is back on Redis
     rng: random.Random
+    spool: SpoolLoad | None = None  # loaded during the first kill (bench/chaos/spool.py)
     faults: list[Fault] = field(default_factory=list)
 
     async def run(self, t0: float, duration: float) -> None:
@@ -63,11 +70,14 @@ class Injector:
             kinds = slot(i)
             if time.monotonic() + SLOT_BUDGET_S * len(kinds) > t0 + duration - TAIL_S:
                 return
+            spooled = self.spool is not None and self.spool.fault is not None
             for j, kind in enumerate(kinds):
                 if j:
                     await self.first_back()
                 await self.inject(kind, follows=len(self.faults) if j else None)
             await asyncio.sleep(GAP_S)
+            if self.spool is not None and not spooled and self.spool.fault is not None:
+                await self.spool.window_over()  # no other fault in the spool's recovery window
             i += 1
 
     async def first_back(self) -> None:
@@ -87,7 +97,7 @@ class Injector:
         fault = Fault(kind, time.monotonic(), filler=filler, follows=follows)
         self.faults.append(fault)
         if kind == "kill":
-            await self.kill()
+            await self.kill(fault)
         elif kind == "stop":
             await self.stop()
         else:
@@ -96,10 +106,18 @@ class Injector:
         fault.end = time.monotonic()
         say(f"fault {len(self.faults)}: {kind}, Redis answering again after {fault.down_s:.1f} s"
             + (f" (LOADING seen: {'yes' if fault.loading_seen else 'NO'})" if kind == "loading" else ""))
+        if self.spool is not None and self.spool.fault is fault and self.spool.acked:
+            self.spool.watch()
 
-    async def kill(self) -> None:
+    async def kill(self, fault: Fault) -> None:
         self.redis.kill()
-        await asyncio.sleep(self.rng.uniform(2.0, 3.0))
+        down = self.rng.uniform(2.0, 3.0)
+        if self.spool is not None and self.spool.fault is None:  # Redis stays down until the jobs are in
+            await asyncio.gather(asyncio.sleep(down), self.spool.load(fault, len(self.faults)))
+            say(f"spool: {self.spool.acked} jobs enqueued on {'AB'[self.spool.inst]} during fault "
+                f"{len(self.faults)} (the server said {self.spool.spooled_seen} waiting)")
+        else:
+            await asyncio.sleep(down)
         self.redis.start()
 
     async def stop(self) -> None:

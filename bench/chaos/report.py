@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import checks
+import spool
 from checks import Figure, Timeline
 from client import Call
 from faults import Fault
@@ -118,6 +119,69 @@ def latency_section(calls: Sequence[Call], t: Timeline) -> list[str]:
             *table(header, rows), ""]
 
 
+def spool_rows(name: str, phases: dict[str, list[float]], caps: Sequence[str]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for cap in caps:
+        values = phases.get(cap, [])
+        top = "—" if not values else f"{max(values) * 1000:.0f}"
+        rows.append([name if cap == "all" else f"{name}: {cap}", ms(values, 0.5), ms(values, 0.99), top, len(values)])
+    return rows
+
+
+def spool_load_text(s: spool.SpoolLoad, f: Fault, t0: float) -> str:
+    took = secs(None if s.load_end is None or s.load_start is None else s.load_end - s.load_start)
+    failed = sum(1 for c in s.batch_calls if not c.ok)
+    return (f"During fault {s.fault_no} ({f.kind} at {f.start - t0:.1f} s) server {'AB'[s.inst]} took {s.acked:,} "
+            f"jobs into queue `{spool.QUEUE}` ({len(s.batch_calls)} `POST /v1/queues/{spool.QUEUE}/batch` of "
+            f"{spool.BATCH:,}, {failed} not answered 2xx; {s.created:,} answered created) in {took} s; /health said "
+            f"`{s.mode_at_load}` before the first batch. Still in the outage it said {s.spooled_seen} waiting (its "
+            f"SQLite spool; /health then: `{s.spooled_mode}`). Redis was kept down until the batches were answered. "
+            "Nobody fetches that queue; the job checks only know `chaos`.")
+
+
+def spool_drain_text(summary: spool.Summary, t0: float) -> str:
+    s, f, name = summary.load, summary.fault, "AB"[summary.load.inst]
+    back = "never" if summary.back is None else f"{summary.back - f.end:.2f} s after Redis answered"
+    if s.drained_at is None:
+        last = s.last_waiting if s.last_waiting is not None else "—"
+        drained = f"**not all in Redis** by the end (last `waiting` seen on mode redis: {last})"
+    else:
+        drained = f"**{s.drained_at - f.end:.2f} s** after Redis answered" + (
+            "" if summary.back is None else f", {s.drained_at - summary.back:.2f} s after {name} was back on redis")
+    finals = ", ".join(f"{'AB'[i]} {n if n is not None else '—'}" for i, n in enumerate(s.final_waiting)) or "—"
+    return (f"Redis answered again at {f.end - t0:.1f} s; {name} was back on redis (mode redis, empty journal) "
+            f"{back}. All {s.acked:,} in Redis: {drained} (the first `GET /v1/queues/{spool.QUEUE}` on {name} "
+            f"answering `waiting` ≥ {s.acked:,} between two /health saying `redis`, polled every "
+            f"{spool.POLL_S * 1000:.0f} ms; the time is that answer's receipt, an upper bound). `waiting` after the "
+            f"traffic: {finals}.")
+
+
+def spool_latency_text(summary: spool.Summary, t0: float) -> str:
+    w, name, other = summary.window, "AB"[summary.load.inst], "AB"[1 - summary.load.inst]
+    full = summary.back is not None and w.end >= summary.back + spool.TAIL_S - 1e-6
+    cut = "" if full else ", cut short by the next fault or the end of the traffic"
+    p99 = checks.percentile(summary.here.get("all", []), 0.99)
+    target = "—" if p99 is None else ("met" if p99 < 0.1 else "**not met**")
+    return (f"Latency (ms) of the traffic sent to {name} from Redis answering until 5 s after {name} was back on "
+            f"redis ({w.start - t0:.1f}–{w.end - t0:.1f} s{cut}; the next fault comes at least "
+            f"{spool.MARGIN_S:.0f} s after it), and for comparison of the traffic sent to {other} in the same window. "
+            "Left out: " + "; ".join(spool.EXCLUDED.values()) + "; the spool load and its polls. Counted: every "
+            "other request of the traffic (session, cache, job enqueue and ack, lock release, rate-limit check). "
+            f"p99 under 100 ms (the outage issue's target) on {name}: {target}.")
+
+
+def spool_section(summary: spool.Summary | None, t0: float) -> list[str]:
+    title = f"## Recovery with {spool.JOBS:,} spooled jobs"
+    if summary is None:
+        return [title, "", "Not measured: no SIGKILL outage in this run.", ""]
+    name, other = "AB"[summary.load.inst], "AB"[1 - summary.load.inst]
+    rows = spool_rows(f"{name} (spool)", summary.here, ("all", *spool.ROWS))
+    for phases in summary.other:
+        rows += spool_rows(f"{other} (no spool)", phases, ("all",))
+    return [title, "", spool_load_text(summary.load, summary.fault, t0), "", spool_drain_text(summary, t0), "",
+            spool_latency_text(summary, t0), "", *table(["requests", "p50", "p99", "max", "n"], rows), ""]
+
+
 def details_section(obs: Observations) -> list[str]:
     jobs = checks.job_summary(obs)
     lost = checks.lost_jobs(obs)
@@ -138,7 +202,7 @@ def details_section(obs: Observations) -> list[str]:
 
 
 def render(info: RunInfo, faults: Sequence[Fault], calls: Sequence[Call], obs: Observations, t: Timeline, *,
-           required: Sequence[Figure], reported: Sequence[Figure]) -> str:
+           required: Sequence[Figure], reported: Sequence[Figure], spooled: spool.Summary | None = None) -> str:
     passed = all(f.value == 0 for f in required)
     lines = ["# Chaos soak", "",
              f"{info.date} · work tree at `{info.commit}` · binary `{info.binary}` · traffic {info.duration:.0f} s · "
@@ -154,6 +218,8 @@ def render(info: RunInfo, faults: Sequence[Fault], calls: Sequence[Call], obs: O
     lines += figures_section("Reported", reported)
     lines += requests_section(calls)
     lines += latency_section(calls, t)
+    if info.with_faults:
+        lines += spool_section(spooled, info.t0)
     lines += details_section(obs)
     lines += [f"RESULT: {'PASS' if passed else 'FAIL'}", ""]
     return "\n".join(lines)

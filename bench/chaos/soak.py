@@ -26,6 +26,7 @@ from typing import Any
 import checks
 import explain
 import report
+import spool
 import traffic
 from client import Call, Http
 from faults import FILLER_KEYS, Fault, Injector
@@ -173,8 +174,9 @@ def mode_summary(monitor: HealthMonitor, servers: list[Server]) -> str:
 
 def write_calls(path: Path, calls: list[Call], t0: float) -> None:
     """Every request, for looking into a run: seconds after the traffic began."""
-    rows = [f"{c.cap}\t{c.op}\t{'AB'[c.inst]}\t{c.start - t0:.4f}\t{c.seconds:.4f}\t{c.label}" for c in calls]
-    path.write_text("cap\top\tserver\tstart_s\tseconds\toutcome\n" + "\n".join(rows) + "\n")
+    rows = [f"{c.cap}\t{c.op}\t{'AB'[c.inst]}\t{c.start - t0:.4f}\t{c.seconds:.4f}\t{c.label}\t{c.target}"
+            for c in calls]
+    path.write_text("cap\top\tserver\tstart_s\tseconds\toutcome\ttarget\n" + "\n".join(rows) + "\n")
 
 
 def git_commit() -> str:
@@ -201,13 +203,13 @@ class Run:
     rig: Rig
     seed: int
 
-    async def drive(self, ctx: traffic.Context, workers: list[traffic.Worker],
-                    monitor: HealthMonitor) -> tuple[Injector, float, float]:
+    async def drive(self, ctx: traffic.Context, workers: list[traffic.Worker], monitor: HealthMonitor,
+                    load: spool.SpoolLoad) -> tuple[Injector, float, float]:
         """Runs the clients (and the faults) for the duration; answers the injector, t0, run end."""
         worker_tasks = [asyncio.create_task(w.run()) for w in workers]
         t0 = time.monotonic()
         clients = [asyncio.create_task(c) for c in traffic.clients(ctx)]
-        injector = Injector(self.rig.redis, monitor, random.Random(self.seed + 1))
+        injector = Injector(self.rig.redis, monitor, random.Random(self.seed + 1), load)
         faults = asyncio.create_task(injector.run(t0, self.args.duration)) if not self.args.no_faults else None
         await asyncio.sleep(max(0.0, t0 + self.args.duration - time.monotonic()))
         if faults is not None:
@@ -241,15 +243,18 @@ class Run:
         monitor = HealthMonitor([s.url for s in rig.servers])
         quiet, lags = asyncio.Event(), [0.0]
         watchers = [asyncio.create_task(monitor.run(quiet)), asyncio.create_task(watch_lag(quiet, lags))]
-        injector, t0, run_end = await self.drive(ctx, traffic.workers(ctx), monitor)
+        load = spool.SpoolLoad(http, monitor, random.Random(self.seed + 2).randrange(len(rig.servers)))
+        injector, t0, run_end = await self.drive(ctx, traffic.workers(ctx), monitor, load)
         unsettled = await wait_settled([s.url for s in rig.servers], SETTLE_S)
         say("settled" if not unsettled else f"{unsettled} server(s) not settled after {SETTLE_S:.0f} s")
+        await load.finish(5.0)
         await final_reads(ctx)
         await job_states(ctx)
         quiet.set()
         await asyncio.gather(*watchers)
         attribute_recovery(injector.faults, monitor, run_end)
         t = checks.timeline(injector.faults, run_end)
+        spooled = spool.summarize(load, injector.faults, http.calls, run_end)
         found = checks.findings(ctx.obs, http.calls, t)
         required = checks.required(found, t, sum(s.panics() for s in rig.servers), unsettled)
         (rig.tmp / "findings.md").write_text(explain.text(found, ctx.obs, t0, t.episodes, None))
@@ -257,7 +262,7 @@ class Run:
         info = await self.info(t0, max(lags), mode_summary(monitor, rig.servers),
                                explain.text(found, ctx.obs, t0, t.episodes, 5))
         self.publish(report.render(info, injector.faults, http.calls, ctx.obs, t, required=required,
-                                   reported=checks.reported(ctx.obs, t)))
+                                   reported=checks.reported(ctx.obs, t), spooled=spooled))
         return 0 if all(f.value == 0 for f in required) else 1
 
     async def info(self, t0: float, lag: float, modes: str, findings: str) -> report.RunInfo:

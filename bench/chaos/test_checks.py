@@ -6,7 +6,9 @@ from __future__ import annotations
 import unittest
 
 import checks
+import spool
 from client import Call
+from faults import Fault
 from model import (
     DeadId,
     DeadRead,
@@ -144,6 +146,30 @@ class JobTest(unittest.TestCase):
         obs = Observations(enqueues=[Enqueue("j1", call(201)), Enqueue("j2", call(201)), Enqueue("j3", call(503))],
                            processings=[self.processing("j1", 1.0, 200)])
         self.assertEqual(checks.lost_jobs(obs), ["j2"])
+
+
+class SpoolTest(unittest.TestCase):
+    def test_the_window_runs_until_5_s_after_the_server_was_back_cut_by_the_next_fault(self) -> None:
+        first = Fault("kill", 3.0, 6.0, back=[6.5, 7.0])
+        self.assertEqual(spool.recovery_window(first, 1, [first], 100.0), Window(6.0, 12.0))
+        later = Fault("stop", 11.0, 13.0)
+        self.assertEqual(spool.recovery_window(first, 1, [first, later], 100.0), Window(6.0, 11.0))
+        self.assertEqual(spool.recovery_window(Fault("kill", 3.0, 6.0, back=[None, None]), 0, [], 50.0),
+                         Window(6.0, 50.0))
+
+    def test_only_counted_requests_to_the_spool_server_in_the_window(self) -> None:
+        def c(cap: str, op: str, inst: int, start: float, seconds: float) -> Call:
+            return Call(cap, op, inst, start, start + seconds, 200)
+
+        calls = [c("session", "get", 1, 7.0, 0.01), c("cache", "put", 1, 8.0, 0.02),
+                 c("session", "get", 0, 7.0, 0.5),  # the other server
+                 c("session", "get", 1, 5.0, 0.5), c("session", "get", 1, 13.0, 0.5),  # outside
+                 c("job", "fetch", 1, 7.0, 1.0), c("lock", "acquire", 1, 7.0, 0.2),  # wait by request
+                 c("lock", "release", 1, 7.0, 0.03), c("spool", "stats_drain", 1, 7.0, 0.5)]
+        rows = spool.recovery_latency(calls, 1, Window(6.0, 12.0))
+        self.assertEqual([round(v, 3) for v in sorted(rows["all"])], [0.01, 0.02, 0.03])
+        self.assertEqual([round(v, 3) for v in rows["lock"]], [0.03])
+        self.assertEqual(rows["job"], [])
 
 
 if __name__ == "__main__":

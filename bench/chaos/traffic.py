@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from client import Call, Http, Outcome, Reply
+from client import Call, Http, Outcome, Reply, short_id
 from model import (
     Chain,
     DeadId,
@@ -93,6 +93,7 @@ class SessionUser:
             "session", "create", ctx.inst(), "POST", "/v1/sessions", {"user": self.user}))
         sid = reply.body.get("id") if reply.call.ok and isinstance(reply.body, dict) else None
         if isinstance(sid, str):
+            reply.call.target += f" → {short_id(sid)}"
             chain = Chain(self.user, [sid], {f: Register(f"{self.user}/{f}") for f in FIELDS}, {sid: {reply.call.inst}})
             self.live.append(chain)
             ctx.obs.chains.append(chain)
@@ -152,6 +153,7 @@ class SessionUser:
         reply = await self.ctx.http.request("session", "rotate", self.ctx.inst(), "POST", f"/v1/sessions/{old}/rotate")
         new = reply.body.get("id") if reply.call.ok and isinstance(reply.body, dict) else None
         if isinstance(new, str):
+            reply.call.target += f" → {short_id(new)}"
             chain.ids.append(new)
             chain.served[new] = {reply.call.inst}
             self.ctx.obs.dead.append(DeadId(old, "rotate", reply.call))
