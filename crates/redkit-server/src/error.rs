@@ -1,11 +1,18 @@
 //! HTTP errors: every failure is `{"error":{"code","message"}}` with the status of its kind,
 //! and request bodies, queries and paths that cannot be read say which field and why.
+//!
+//! Whoever answers an error — a handler, the router (404, 405), a layer — the body is the
+//! envelope: [`finish`] rewrites any error response that is not JSON yet (hyper's own
+//! rejections are rewritten in [`crate::conn`]). A 5xx body never carries internals (script
+//! SHAs, file paths, Redis's words): those are logged with the request id, and the body
+//! gives the request id to quote.
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use redkit::ErrorKind;
 use serde::Serialize;
@@ -22,8 +29,9 @@ pub struct ErrorBody {
 /// One error.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: invalid_input, too_large, not_found, conflict,
-    /// limit_exceeded, unavailable, unauthorized, forbidden, unsupported_media_type, internal.
+    /// Stable, machine-readable: invalid_input, too_large, not_found, method_not_allowed,
+    /// conflict, limit_exceeded, unavailable, unauthorized, forbidden,
+    /// unsupported_media_type, internal.
     pub code: &'static str,
     /// For humans; names the field, limit or resource involved.
     pub message: String,
@@ -76,6 +84,18 @@ impl ApiError {
     }
 }
 
+tokio::task_local! {
+    /// The request id of the request being served (set by [`finish`]).
+    static REQUEST_ID: HeaderValue;
+}
+
+/// The id of the request being served, as logged and echoed in `x-request-id`.
+pub fn request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| String::from_utf8_lossy(id.as_bytes()).into_owned())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
 impl From<redkit::Error> for ApiError {
     fn from(e: redkit::Error) -> Self {
         let (status, code) = match e.kind() {
@@ -87,11 +107,94 @@ impl From<redkit::Error> for ApiError {
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(error = %e, "request failed");
+        if !status.is_server_error() {
+            return ApiError::new(status, code, e.to_string());
         }
-        ApiError::new(status, code, e.to_string())
+        // The library's words may name scripts, files and Redis's replies: they go to the
+        // log, and the client gets the request id to quote.
+        let id = request_id();
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Expected during an outage and answered by the hundred: not an error line
+            // each (the access log counts them; see lib.rs for the rate-limited warning).
+            tracing::debug!(request_id = %id, error = %e, "answered 503 unavailable");
+            if e.is_indeterminate() {
+                format!(
+                    "unavailable: Redis did not answer a write it may have run, so it may or may not have taken \
+                     effect; retry it (redkit's writes are safe to retry) (request id {id})"
+                )
+            } else {
+                format!(
+                    "unavailable: the store this call needs cannot serve it now (Redis is away and this capability \
+                     fails closed, or a call to Redis failed); retry later (request id {id})"
+                )
+            }
+        } else {
+            tracing::error!(request_id = %id, error = %e, "request failed");
+            format!("internal error (request id {id}); the details are in the server's log")
+        };
+        ApiError::new(status, code, message)
     }
+}
+
+/// Middleware (outside the router): makes the request id available to [`request_id`],
+/// and gives every error response that is not JSON yet (the router's 404 and 405, a
+/// layer's refusal) the envelope, keeping its status and headers (`Allow` on a 405).
+pub async fn finish(req: Request, next: Next) -> Response {
+    let head = req.method() == Method::HEAD;
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("unknown"));
+    let response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    // HEAD answers have no body by definition (HEAD /v1/cache/… is "200 or 404, no body").
+    if head || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (
+            "not_found",
+            "no such route (the routes are listed at GET /openapi.json)".to_string(),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            (
+                "method_not_allowed",
+                format!("method not allowed on this route; allowed: {allowed}"),
+            )
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "request body over its limit".to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json".to_string(),
+        ),
+        s if s.is_server_error() => (
+            "internal",
+            format!("internal error (request id {})", String::from_utf8_lossy(id.as_bytes())),
+        ),
+        s => (
+            "invalid_input",
+            format!("request refused: {}", s.canonical_reason().unwrap_or("bad request")),
+        ),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut rewritten = ApiError::new(status, code, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE {
+            rewritten.headers_mut().append(name, value.clone());
+        }
+    }
+    rewritten
 }
 
 impl IntoResponse for ApiError {

@@ -36,6 +36,7 @@ pub fn app(state: AppState) -> Router {
     let limit = state.settings().max_body_bytes;
     routes::router(state)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(error::finish))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {

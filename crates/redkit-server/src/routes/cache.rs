@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use redkit::cache::{EntryOptions, KeysPage};
+use redkit::cache::{EntryOptions, KeysPage, MAX_TAGS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -59,7 +59,7 @@ struct EntryPath {
 struct PutParams {
     /// Seconds until the value goes stale (default 300).
     ttl: Option<f64>,
-    /// Comma-separated tags to invalidate it by.
+    /// Comma-separated tags to invalidate it by (at most 64, each 1–256 bytes).
     tags: Option<String>,
 }
 
@@ -70,10 +70,19 @@ fn ttl_from_secs(field: &str, secs: f64) -> ApiResult<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn entry_options(ttl: Option<f64>, tags: Vec<String>) -> ApiResult<EntryOptions> {
+fn entry_options(ttl: Option<f64>, mut tags: Vec<String>) -> ApiResult<EntryOptions> {
     let mut opts = EntryOptions::new();
     if let Some(t) = ttl {
         opts = opts.ttl(ttl_from_secs("ttl", t)?);
+    }
+    // The library refuses them too, but only when storing: warm checks every entry first.
+    tags.sort_unstable();
+    tags.dedup();
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::invalid(
+            "tags",
+            format!("at most {MAX_TAGS} per value ({} given)", tags.len()),
+        ));
     }
     if !tags.is_empty() {
         opts = opts.tags(tags);
@@ -247,7 +256,7 @@ struct KeysParams {
     ns: String,
     /// Glob (`*`, `?`, `[…]`); default `*`.
     pattern: Option<String>,
-    /// From the previous page.
+    /// `next_cursor` of the previous page, as given.
     cursor: Option<String>,
     /// About this many keys (1–10000, default 100).
     #[param(minimum = 1, maximum = 10000)]
@@ -327,6 +336,7 @@ pub struct WarmEntry {
     pub value: Value,
     /// Seconds until stale (default 300).
     pub ttl: Option<f64>,
+    /// Tags to invalidate it by (at most 64).
     #[serde(default)]
     pub tags: Vec<String>,
 }
