@@ -184,8 +184,15 @@ fn redis_warnings(info: &RedisInfo) -> Vec<String> {
              (jobs, sessions); use noeviction"
         ));
     }
-    if info.persistence == Some(false) {
-        warnings.push("redis persistence (RDB and AOF) is off: a Redis restart loses queued jobs and sessions".into());
+    if info.aof == Some(false) {
+        let snapshots = if info.snapshots == Some(true) {
+            "only snapshots: a Redis crash loses every write since the last one"
+        } else {
+            "no persistence: a Redis restart loses everything"
+        };
+        warnings.push(format!(
+            "redis append-only file is off ({snapshots} — sessions, queued jobs, logouts); set appendonly yes"
+        ));
     }
     warnings
 }

@@ -331,6 +331,13 @@ async fn bad_input(redkit: &Redkit) {
         .await
         .unwrap_err();
     assert!(field(e).contains("max_attempts"));
+    // A run time no store can order (past 2^63 ms) is refused, not run at once.
+    let far = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1 << 63);
+    let e = q
+        .enqueue(&json!(1), EnqueueOptions::new().run_at(far))
+        .await
+        .unwrap_err();
+    assert!(e.kind() == ErrorKind::InvalidInput && field(e).contains("run_at"));
     let e = q
         .enqueue(&json!("x".repeat(200)), EnqueueOptions::new())
         .await

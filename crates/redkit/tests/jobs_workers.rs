@@ -229,6 +229,15 @@ async fn acks_during_an_outage_are_applied_on_recovery() {
         settled.push(answer.expect("acked during the outage"));
     }
     assert_eq!(settled, [Settled::Deferred, Settled::Deferred]);
+    let beat = q
+        .heartbeat(&leased[2].id, &leased[2].token, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        beat.kind(),
+        redkit::ErrorKind::Unavailable,
+        "a Redis lease cannot be renewed in an outage: {beat}"
+    );
     assert!(q.fail(&leased[2].id, &leased[2].token, "no").await.unwrap() == Settled::Deferred);
     assert_eq!(redkit.mode(), Mode::Fallback);
     redis.restart();

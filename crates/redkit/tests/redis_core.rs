@@ -154,7 +154,8 @@ async fn health_reports_redis_details_and_warns_about_eviction() {
     assert_eq!(info["role"], "master");
     assert_eq!(info["keys"], 1);
     assert_eq!(info["maxmemory_policy"], "allkeys-lru");
-    assert_eq!(info["persistence"], false);
+    assert_eq!(info["aof"], false);
+    assert_eq!(info["snapshots"], false);
     assert!(info["used_memory"].as_u64().unwrap() > 0);
     assert!(json["redis"]["ops"]["info"]["count"].as_u64().unwrap() >= 1);
     assert!(
@@ -165,7 +166,7 @@ async fn health_reports_redis_details_and_warns_about_eviction() {
     );
     let warnings = health.warnings.join("\n");
     assert!(
-        warnings.contains("allkeys-lru") && warnings.contains("persistence"),
+        warnings.contains("allkeys-lru") && warnings.contains("append-only file is off"),
         "{warnings}"
     );
 }
@@ -277,4 +278,26 @@ async fn rediss_with_a_private_ca() {
     })
     .unwrap_err();
     assert_eq!(err.setting, "redis.tls_ca");
+}
+
+#[tokio::test]
+async fn health_warns_unless_the_append_only_file_is_on() {
+    // Redis's own default: snapshots only.
+    let snapshots = RedisServer::options().arg("--save").arg("3600 1 300 100").start();
+    let durable = RedisServer::options().durable().start();
+    for (redis, aof) in [(&snapshots, false), (&durable, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+        let health = redkit.health().await;
+        let info = health.redis.as_ref().unwrap().info.as_ref().unwrap();
+        assert_eq!(info.aof, Some(aof));
+        let warned = health.warnings.iter().any(|w| w.contains("append-only file is off"));
+        assert_eq!(warned, !aof, "{:?}", health.warnings);
+        if !aof {
+            assert_eq!(info.snapshots, Some(true));
+            assert!(health.warnings.iter().any(|w| w.contains("only snapshots")));
+        } else {
+            assert_eq!(info.appendfsync.as_deref(), Some("always"));
+        }
+    }
 }

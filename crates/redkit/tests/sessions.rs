@@ -329,3 +329,43 @@ async fn cookie_layer_signs_rotates_and_clears() {
         "short keys are refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_all_racing_creates_leaves_no_earlier_session_and_every_live_one_listed() {
+    let h = common::on_redis().await;
+    let sessions = h.redkit.sessions(SessionOptions::default()).unwrap();
+    let creator = {
+        let sessions = sessions.clone();
+        tokio::spawn(async move {
+            let mut made = Vec::new();
+            let until = std::time::Instant::now() + Duration::from_millis(600);
+            while std::time::Instant::now() < until {
+                let s = sessions.create(Map::new(), Some("ray")).await.unwrap();
+                made.push((s.id, std::time::Instant::now()));
+            }
+            made
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let revoke_started = std::time::Instant::now();
+    sessions.revoke_all("ray").await.unwrap();
+    let made = creator.await.unwrap();
+    let listed: std::collections::HashSet<String> =
+        sessions.list("ray").await.unwrap().into_iter().map(|s| s.id).collect();
+    let mut survivors = 0;
+    for (id, returned) in &made {
+        let live = sessions.get(id).await.unwrap().is_some();
+        if *returned < revoke_started {
+            assert!(!live, "a session created before the revoke survived it");
+        }
+        if live {
+            survivors += 1;
+            assert!(listed.contains(id), "a live session missing from its user's index");
+        }
+    }
+    assert!(
+        survivors > 0 && survivors < made.len(),
+        "{survivors} of {} survived",
+        made.len()
+    );
+}

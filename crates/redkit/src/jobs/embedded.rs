@@ -16,7 +16,7 @@ use super::backend::{
 };
 use crate::core::embedded::EmbeddedStore;
 use crate::core::random::token;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::stats::now_ms;
 
 /// How often (in completions) finished jobs beyond the retention count are trimmed.
@@ -554,8 +554,13 @@ impl JobBackend for EmbeddedJobs {
         progress: Option<&str>,
     ) -> Result<bool> {
         if token.starts_with("r-") {
-            // Leased from Redis, which is away: nobody can take the job meanwhile.
-            return Ok(true);
+            // Leased from Redis, which is away: its lease cannot be renewed there now (and
+            // an instance that still reaches Redis may hand the job out when it ends).
+            // Saying so, rather than pretending: finishing and acking it is recorded.
+            return Err(Error::Unavailable(format!(
+                "job {id} is leased from redis, which is away: its lease cannot be renewed until redis \
+                 is back (an ack or fail now is recorded and applied then)"
+            )));
         }
         let (q, i, t, p) = (
             queue.to_string(),

@@ -229,6 +229,14 @@ impl EnqueueOptions {
         if let Some(t) = self.timeout {
             check_span("timeout", t, Duration::from_millis(1))?;
         }
+        if let Some(at) = self.run_at {
+            // At most as far ahead as the longest delay: a time that no store can order
+            // (past i64 ms, past 2^53 in Redis's doubles) would run at once or never.
+            let latest = SystemTime::now() + MAX_SPAN;
+            if at > latest {
+                return Err(Error::invalid("run_at", "must be at most 366 days ahead"));
+            }
+        }
         if let Some(k) = &self.unique_key
             && (k.is_empty() || k.len() > 256)
         {

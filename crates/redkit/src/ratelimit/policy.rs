@@ -78,6 +78,9 @@ mod duration_ms {
 pub const MAX_LIMIT: u64 = 1_000_000_000;
 /// The longest period accepted.
 pub const MAX_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Longest time a full burst may take to refill (100 years, in µs).
+const MAX_REFILL_US: u128 = 100 * 366 * 24 * 3600 * 1_000_000;
 /// The largest limit of a sliding-log policy (it stores one entry per unit).
 pub const MAX_LOG_LIMIT: u64 = 100_000;
 
@@ -180,6 +183,23 @@ impl Policy {
                 "more than one request per microsecond cannot be scheduled by gcra; lengthen the period",
             ));
         }
+        if matches!(self.algorithm, Algorithm::Gcra | Algorithm::TokenBucket) {
+            // The time a full burst takes to refill: beyond it the arithmetic (in u64 here,
+            // in Lua's doubles, exact to 2^53, on Redis) would overflow or round, and the two
+            // backends would disagree.
+            let refill_us = self.period.as_micros() * u128::from(self.effective_burst()) / u128::from(self.limit);
+            if refill_us > MAX_REFILL_US {
+                return Err(Error::invalid(
+                    "burst",
+                    format!(
+                        "a burst of {} at {} per {:?} takes over 100 years to refill; lower the burst or the period",
+                        self.effective_burst(),
+                        self.limit,
+                        self.period
+                    ),
+                ));
+            }
+        }
         if self.algorithm == Algorithm::SlidingLog && self.limit > MAX_LOG_LIMIT {
             return Err(Error::invalid(
                 "limit",
@@ -224,5 +244,27 @@ impl Policy {
             period_us: self.period.as_micros() as u64,
             burst: scale(self.effective_burst()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_whose_arithmetic_would_overflow_is_refused_by_name() {
+        let huge = Policy::new("p", Algorithm::Gcra, 1, MAX_PERIOD).burst(MAX_LIMIT);
+        let e = huge.validate().unwrap_err().to_string();
+        assert!(e.contains("burst") && e.contains("100 years"), "{e}");
+        assert!(
+            Policy::new("p", Algorithm::TokenBucket, 1, MAX_PERIOD)
+                .burst(MAX_LIMIT)
+                .validate()
+                .is_err()
+        );
+        // Large but sound: a million per day with a burst of a million.
+        Policy::new("p", Algorithm::Gcra, 1_000_000, Duration::from_secs(86_400))
+            .validate()
+            .unwrap();
     }
 }

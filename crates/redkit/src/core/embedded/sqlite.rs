@@ -163,3 +163,27 @@ impl Sqlite {
             .map_err(|_| Error::Storage("the SQLite thread dropped a request".into()))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_that_panics_rolls_back_and_leaves_the_store_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("t.sqlite3")).unwrap();
+        let failed = db
+            .call(|c| -> Result<()> {
+                let tx = c.transaction()?;
+                tx.execute("INSERT INTO kv (space, key, value) VALUES ('t', 'a', x'00')", [])?;
+                panic!("a bug in a job");
+            })
+            .await;
+        assert!(failed.is_err(), "the caller hears of it");
+        let rows: i64 = db
+            .call(|c| Ok(c.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))?))
+            .await
+            .expect("the thread still serves");
+        assert_eq!(rows, 0, "the panicking job's transaction rolled back");
+    }
+}

@@ -20,8 +20,13 @@ pub struct RedisInfo {
     pub keys: Option<u64>,
     /// `maxmemory-policy`; `None` when the ACL user may not run CONFIG GET.
     pub maxmemory_policy: Option<String>,
-    /// Whether RDB or AOF persistence is on (from `INFO persistence`).
-    pub persistence: Option<bool>,
+    /// Whether the append-only file is on (`INFO persistence`: `aof_enabled`). Without it
+    /// a Redis crash loses every write since the last snapshot.
+    pub aof: Option<bool>,
+    /// `appendfsync` (`always`, `everysec`, `no`) when the ACL user may run CONFIG GET.
+    pub appendfsync: Option<String>,
+    /// Whether RDB snapshots are configured (`CONFIG GET save`), when the user may ask.
+    pub snapshots: Option<bool>,
     /// Round trip of one PING, in microseconds.
     pub latency_us: u64,
 }
@@ -32,7 +37,9 @@ impl RedisCore {
         let started = Instant::now();
         let _: String = self.query("ping", &redis::cmd("PING")).await?;
         let latency_us = started.elapsed().as_micros() as u64;
-        let text: String = self.query("info", redis::cmd("INFO").arg("everything")).await?;
+        // The default sections (server, memory, persistence, replication, keyspace…); not
+        // `everything`, whose command statistics cost Redis more than this needs.
+        let text: String = self.query("info", &redis::cmd("INFO")).await?;
         let field = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
@@ -54,24 +61,25 @@ impl RedisCore {
             .query("config_get", redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
             .await
             .ok();
-        let aof_on = field("aof_enabled").map(|v| v == "1");
-        // `CONFIG GET save` is refused to ACL users without CONFIG; then persistence is unknown.
-        let save: Option<Vec<String>> = self
-            .query("config_get", redis::cmd("CONFIG").arg("GET").arg("save"))
-            .await
-            .ok();
-        let rdb_on = save.and_then(|v| v.get(1).map(|s| !s.trim().is_empty()));
+        // CONFIG GET is refused to ACL users without CONFIG; then these stay unknown.
+        let config = |name: &'static str| async move {
+            let reply: Option<Vec<String>> = self
+                .query("config_get", redis::cmd("CONFIG").arg("GET").arg(name))
+                .await
+                .ok();
+            reply.and_then(|v| v.get(1).cloned())
+        };
+        let snapshots = config("save").await.map(|s| !s.trim().is_empty());
+        let appendfsync = config("appendfsync").await;
         Ok(RedisInfo {
             version: field("redis_version"),
             role: field("role"),
             used_memory: field("used_memory").and_then(|v| v.parse().ok()),
             keys,
             maxmemory_policy: policy.and_then(|v| v.get(1).cloned()),
-            persistence: match (rdb_on, aof_on) {
-                (Some(true), _) | (_, Some(true)) => Some(true),
-                (Some(false), Some(false)) => Some(false),
-                _ => None,
-            },
+            aof: field("aof_enabled").map(|v| v == "1"),
+            appendfsync,
+            snapshots,
             latency_us,
         })
     }
