@@ -276,6 +276,20 @@ const SETTINGS: &[Setting] = &[
         &["REDIS_ENABLED", "REDKIT_REDIS_ENABLED"],
         "true or false (1/0, yes/no, on/off)",
     ),
+    // The settings Python services keep in their .env files, used when redis.url is not set.
+    setting("redis.host", &["REDIS_HOST"], "a host name or address"),
+    setting("redis.port", &["REDIS_PORT"], "a port number, 1 to 65535"),
+    setting(
+        "redis.database",
+        &["REDIS_DATABASE", "REDIS_DB"],
+        "a database number, 0 to 15",
+    ),
+    setting("redis.ssl", &["REDIS_SSL"], "true or false (1/0, yes/no, on/off)"),
+    setting(
+        "redis.cluster_nodes",
+        &["REDIS_CLUSTER_NODES"],
+        "comma-separated host:port of some cluster nodes",
+    ),
     Setting {
         key: "redis.password",
         env: &["REDIS_PASSWORD", "REDKIT_REDIS_PASSWORD"],
@@ -334,7 +348,7 @@ const SETTINGS: &[Setting] = &[
     ),
     setting(
         "redis.tls_ca",
-        &["REDKIT_REDIS_TLS_CA"],
+        &["REDKIT_REDIS_TLS_CA", "REDIS_SSL_CA_CERTS"],
         "a readable PEM file of CA certificates (for rediss:// with a private CA)",
     ),
     setting(
@@ -455,7 +469,10 @@ impl Config {
             config.log_format = v;
         }
 
-        let url = p.get("redis.url", |s| (!s.trim().is_empty()).then(|| s.trim().to_string()))?;
+        let url = match p.get("redis.url", |s| (!s.trim().is_empty()).then(|| s.trim().to_string()))? {
+            Some(url) => Some(url),
+            None => p.url_from_parts()?,
+        };
         let enabled = p.get("redis.enabled", parse_bool)?.unwrap_or(url.is_some());
         if enabled {
             let Some(url) = url else {
@@ -464,10 +481,16 @@ impl Config {
                     setting: "redis.enabled".into(),
                     value: g.value.clone(),
                     origin: g.origin.clone(),
-                    allowed: "false unless redis.url (REDIS_URL) is also set".into(),
+                    allowed: "false unless redis.url (REDIS_URL), redis.host (REDIS_HOST) or \
+                              redis.cluster_nodes (REDIS_CLUSTER_NODES) is also set"
+                        .into(),
                 });
             };
-            let target = p.get("redis.url", |_| parse_target(&url))?.expect("url is set");
+            let target = match p.get("redis.url", |_| parse_target(&url))? {
+                Some(t) => t,
+                // Made from REDIS_HOST & co.: those were checked one by one.
+                None => parse_target(&url).expect("a URL made from checked parts parses"),
+            };
             let mut redis = RedisConfig::new("");
             redis.target = target;
             redis.password = p.get("redis.password", |s| (!s.is_empty()).then(|| s.to_string()))?;
@@ -534,6 +557,44 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+impl Parser<'_> {
+    /// A Redis URL made from `redis.host` / `port` / `database` / `ssl`, or from
+    /// `redis.cluster_nodes` (the settings Python services use); `None` if neither is set.
+    fn url_from_parts(&self) -> Result<Option<String>, ConfigError> {
+        let tls = self.get("redis.ssl", parse_bool)?.unwrap_or(false);
+        let scheme = if tls { "rediss" } else { "redis" };
+        let node = |s: &str| {
+            let (host, port) = s.trim().rsplit_once(':')?;
+            let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+            valid_host(host).then(|| format!("{scheme}://{host}:{port}"))
+        };
+        if let Some(nodes) = self.get("redis.cluster_nodes", |s| {
+            let nodes: Option<Vec<String>> = s.split(',').map(node).collect();
+            nodes.filter(|n| !n.is_empty()).map(|n| n.join(","))
+        })? {
+            return Ok(Some(nodes));
+        }
+        let Some(host) = self.get("redis.host", |s| valid_host(s.trim()).then(|| s.trim().to_string()))? else {
+            return Ok(None);
+        };
+        let port = self
+            .get("redis.port", |s| s.trim().parse::<u16>().ok().filter(|p| *p > 0))?
+            .unwrap_or(6379);
+        let db = self
+            .get("redis.database", |s| s.trim().parse::<u8>().ok().filter(|d| *d <= 15))?
+            .unwrap_or(0);
+        Ok(Some(format!("{scheme}://{host}:{port}/{db}")))
+    }
+}
+
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
 }
 
 struct Parser<'a> {
@@ -763,6 +824,39 @@ mod tests {
         assert_eq!(r.connect_timeout, Duration::from_secs(3));
         assert_eq!(r.max_connections, 7);
         assert_eq!(r.password.as_deref(), Some("pw"));
+    }
+
+    #[test]
+    fn the_python_services_redis_settings_make_a_url_and_redis_url_wins() {
+        let c = Config::load(env(&[
+            ("REDIS_ENABLED", "true"),
+            ("REDIS_HOST", "cache.internal"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DATABASE", "2"),
+            ("REDIS_PASSWORD", "pw"),
+            ("REDIS_SSL", "true"),
+        ]))
+        .unwrap();
+        let r = c.redis.unwrap();
+        assert_eq!(
+            r.target,
+            RedisTarget::Standalone("rediss://cache.internal:6380/2".into())
+        );
+        assert_eq!(r.password.as_deref(), Some("pw"));
+        let c = Config::load(env(&[("REDIS_CLUSTER_NODES", "a:7000, b:7001")])).unwrap();
+        assert_eq!(
+            c.redis.unwrap().target,
+            RedisTarget::Cluster(vec!["redis://a:7000".into(), "redis://b:7001".into()])
+        );
+        let c = Config::load(env(&[("REDIS_URL", "redis://winner:1"), ("REDIS_HOST", "loser")])).unwrap();
+        assert_eq!(
+            c.redis.unwrap().target,
+            RedisTarget::Standalone("redis://winner:1".into())
+        );
+        let e = Config::load(env(&[("REDIS_HOST", "h"), ("REDIS_PORT", "99999")])).unwrap_err();
+        assert_eq!(e.setting, "redis.port");
+        let c = Config::load(env(&[("REDIS_ENABLED", "false"), ("REDIS_HOST", "h")])).unwrap();
+        assert!(c.redis.is_none());
     }
 
     #[test]
