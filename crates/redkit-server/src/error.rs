@@ -15,8 +15,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use redkit::ErrorKind;
+
+use crate::conn::Every;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use utoipa::ToSchema;
 
 /// The body of every error response.
@@ -45,6 +49,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra response headers (boxed: most errors have none, and results stay small).
     pub headers: Option<Box<HeaderMap>>,
+    /// Whether its cause is logged already (a library error answered 500).
+    logged: bool,
 }
 
 impl ApiError {
@@ -54,6 +60,7 @@ impl ApiError {
             code,
             message: message.into(),
             headers: None,
+            logged: false,
         }
     }
 
@@ -115,7 +122,7 @@ impl From<redkit::Error> for ApiError {
         let id = request_id();
         let message = if status == StatusCode::SERVICE_UNAVAILABLE {
             // Expected during an outage and answered by the hundred: not an error line
-            // each (the access log counts them; see lib.rs for the rate-limited warning).
+            // each (see `log_failure` for the warning they get).
             tracing::debug!(request_id = %id, error = %e, "answered 503 unavailable");
             if e.is_indeterminate() {
                 format!(
@@ -132,7 +139,38 @@ impl From<redkit::Error> for ApiError {
             tracing::error!(request_id = %id, error = %e, "request failed");
             format!("internal error (request id {id}); the details are in the server's log")
         };
-        ApiError::new(status, code, message)
+        ApiError {
+            logged: true,
+            ..ApiError::new(status, code, message)
+        }
+    }
+}
+
+/// On a response whose failure is logged already (with its cause).
+#[derive(Clone, Copy)]
+struct Logged;
+
+/// 503s answered since the last warning about them.
+static UNAVAILABLE: AtomicU64 = AtomicU64::new(0);
+static UNAVAILABLE_WARNING: Every = Every::new(Duration::from_secs(60));
+
+/// Logs a 5xx as it leaves: a 500 not logged with its cause yet at error with its request
+/// id; 503s (by the hundred while Redis is away and a capability fails closed) at most one
+/// warning a minute, with how many there were (each is in the access log at info).
+fn log_failure(status: StatusCode, logged: bool, request_id: &HeaderValue) {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        UNAVAILABLE.fetch_add(1, Ordering::Relaxed);
+        if UNAVAILABLE_WARNING.due() {
+            let answered = UNAVAILABLE.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                answered,
+                "answered 503 unavailable to {answered} request(s) since the last such warning (Redis away and a \
+                 capability that fails closed, or shutting down); at most one such line a minute"
+            );
+        }
+    } else if status.is_server_error() && !logged {
+        let id = String::from_utf8_lossy(request_id.as_bytes());
+        tracing::error!(request_id = %id, status = status.as_u16(), "response failed");
     }
 }
 
@@ -148,6 +186,7 @@ pub async fn finish(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| HeaderValue::from_static("unknown"));
     let response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
     let status = response.status();
+    log_failure(status, response.extensions().get::<Logged>().is_some(), &id);
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -205,7 +244,11 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, self.headers.map(|h| *h).unwrap_or_default(), Json(body)).into_response()
+        let mut response = (self.status, self.headers.map(|h| *h).unwrap_or_default(), Json(body)).into_response();
+        if self.logged {
+            response.extensions_mut().insert(Logged);
+        }
+        response
     }
 }
 

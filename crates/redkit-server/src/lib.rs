@@ -16,6 +16,7 @@ pub mod routes;
 pub mod settings;
 mod state;
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use axum::Router;
@@ -45,14 +46,36 @@ pub fn app(state: AppState) -> Router {
                         .get(&REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    let path = loggable_path(req.uri().path());
+                    tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id)
                 })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                // tower-http's default is an error line per 5xx, 503s included (a thousand a
+                // minute during an outage): `error::finish` logs failures instead.
+                .on_failure(()),
         )
         // Outermost: an incoming x-request-id is kept, otherwise one is made; either way it
         // is echoed on the response.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// A request path as logged: secrets in it are replaced — the session id of
+/// `/v1/sessions/{id}…` (a bearer secret) becomes `{id}`, wherever the path goes on
+/// (a mistyped route carries it as well).
+pub fn loggable_path(path: &str) -> Cow<'_, str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let secret = segments
+        .windows(3)
+        .position(|w| w[0].eq_ignore_ascii_case("v1") && w[1].eq_ignore_ascii_case("sessions") && !w[2].is_empty());
+    match secret {
+        None => Cow::Borrowed(path),
+        Some(i) => {
+            let mut redacted = segments;
+            redacted[i + 2] = "{id}";
+            Cow::Owned(redacted.join("/"))
+        }
+    }
 }
 
 /// Serves `state` on `listener` until `signal` resolves, then stops accepting, lets
@@ -72,4 +95,26 @@ pub async fn serve(
     };
     let (max_connections, grace) = (settings.max_connections, settings.shutdown_grace);
     conn::run(listener, app(state), limits, max_connections, grace, stop, signal).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn session_ids_are_redacted_from_logged_paths() {
+        let id = "MqrTcQ65ySSCfhk1-lSh0CTDuaUBkxN6glEfHeKFEZo";
+        for (path, logged) in [
+            (format!("/v1/sessions/{id}"), "/v1/sessions/{id}"),
+            (format!("/v1/sessions/{id}/rotate"), "/v1/sessions/{id}/rotate"),
+            (format!("/v1/sessions/{id}/"), "/v1/sessions/{id}/"),
+            (format!("//V1/Sessions/{id}/x"), "//V1/Sessions/{id}/x"),
+            ("/v1/sessions".to_string(), "/v1/sessions"),
+            ("/v1/sessions/".to_string(), "/v1/sessions/"),
+            ("/v1/users/ada/sessions".to_string(), "/v1/users/ada/sessions"),
+            ("/v1/cache/sessions/k".to_string(), "/v1/cache/sessions/k"),
+        ] {
+            assert_eq!(loggable_path(&path), logged, "{path}");
+        }
+    }
 }
