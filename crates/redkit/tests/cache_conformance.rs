@@ -279,11 +279,81 @@ async fn bad_input(redkit: &Redkit) {
     assert!(err.to_string().contains("jitter"), "{err}");
 }
 
+/// Get-or-set for callers that load themselves: one loader per key, the others waiting for
+/// its value or served stale; a claim whose holder vanished is taken over.
+async fn claims(redkit: &Redkit) {
+    use redkit::cache::Claim;
+    let cache = redkit
+        .cache::<String>("claims", CacheOptions::default().l1(false))
+        .unwrap();
+    let (ttl, wait) = (Duration::from_secs(5), Duration::from_secs(3));
+    let Claim::Load { token, stale: None } = cache.lookup_or_claim("k", ttl, wait).await.unwrap() else {
+        panic!("the first caller loads");
+    };
+    let waiter = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.lookup_or_claim("k", ttl, wait).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished(), "the second caller waits for the loader");
+    cache
+        .fill("k", &"loaded".into(), &EntryOptions::new(), &token)
+        .await
+        .unwrap();
+    assert_eq!(waiter.await.unwrap(), Claim::Fresh("loaded".into()));
+    assert_eq!(
+        cache.lookup_or_claim("k", ttl, wait).await.unwrap(),
+        Claim::Fresh("loaded".into())
+    );
+
+    // Past its TTL inside the fail-safe window: one caller reloads, the others get stale.
+    let short = EntryOptions::new()
+        .ttl(Duration::from_millis(200))
+        .fail_safe(Duration::from_secs(60), Duration::from_secs(1));
+    cache.set_with("s", &"old".into(), &short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Claim::Load { token, stale } = cache.lookup_or_claim("s", ttl, wait).await.unwrap() else {
+        panic!("a stale key is reloaded by one caller");
+    };
+    assert_eq!(stale.as_deref(), Some("old"));
+    assert_eq!(
+        cache.lookup_or_claim("s", ttl, wait).await.unwrap(),
+        Claim::Busy {
+            stale: Some("old".into())
+        },
+        "the others are served stale at once"
+    );
+    cache.release_claim("s", &token).await.unwrap();
+    assert!(
+        matches!(cache.lookup_or_claim("s", ttl, wait).await.unwrap(), Claim::Load { .. }),
+        "a released claim is taken at once"
+    );
+
+    // A loader that vanished: its claim ends with its TTL and a waiter takes it over.
+    let Claim::Load { .. } = cache
+        .lookup_or_claim("gone", Duration::from_millis(300), wait)
+        .await
+        .unwrap()
+    else {
+        panic!("claimed");
+    };
+    assert!(matches!(
+        cache.lookup_or_claim("gone", ttl, wait).await.unwrap(),
+        Claim::Load { stale: None, .. }
+    ));
+    let err = cache
+        .lookup_or_claim("k", Duration::from_secs(301), wait)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("claim_ttl"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis() {
     let h = common::on_redis().await;
     let (redkit, redis) = (&h.redkit, h.redis.as_ref().unwrap());
     suite(redkit).await;
+    claims(redkit).await;
     assert_eq!(redkit.mode(), Mode::Redis);
     // The records really are in Redis, under one hash tag per namespace.
     let cache = redkit.cache::<u32>("probe", CacheOptions::default().l1(false)).unwrap();
@@ -302,7 +372,9 @@ async fn on_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_embedded() {
-    suite(&common::on_embedded().await.redkit).await;
+    let h = common::on_embedded().await;
+    suite(&h.redkit).await;
+    claims(&h.redkit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,4 +390,23 @@ async fn on_fallback() {
     })
     .await;
     suite(&redkit).await;
+    claims(&redkit).await;
+    assert_eq!(redkit.mode(), Mode::Fallback);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_loader_per_key_across_instances() {
+    use redkit::cache::Claim;
+    let redis = RedisServer::start();
+    let (a, b) = common::two_instances(&redis).await;
+    let ca = a.redkit.cache::<u32>("shared", CacheOptions::default()).unwrap();
+    let cb = b.redkit.cache::<u32>("shared", CacheOptions::default()).unwrap();
+    let (ttl, wait) = (Duration::from_secs(5), Duration::from_secs(3));
+    let Claim::Load { token, .. } = ca.lookup_or_claim("k", ttl, wait).await.unwrap() else {
+        panic!("A loads");
+    };
+    let on_b = tokio::spawn(async move { cb.lookup_or_claim("k", ttl, wait).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ca.fill("k", &7, &EntryOptions::new(), &token).await.unwrap();
+    assert_eq!(on_b.await.unwrap(), Claim::Fresh(7), "B waited for A's value");
 }

@@ -25,7 +25,12 @@ pub struct EmbeddedCache {
     store: Arc<EmbeddedStore>,
     writes: AtomicU64,
     generation: Arc<Generation>,
+    /// Loads claimed in this process: (namespace, key) → (token, until).
+    claims: std::sync::Mutex<std::collections::HashMap<(String, String), (String, std::time::Instant)>>,
 }
+
+/// Most claims held at once (expired ones are dropped first; past it, a claim is refused).
+const MAX_CLAIMS: usize = 100_000;
 
 impl EmbeddedCache {
     pub(crate) fn new(store: Arc<EmbeddedStore>) -> Self {
@@ -33,6 +38,7 @@ impl EmbeddedCache {
             generation: store.generation("cache"),
             store,
             writes: AtomicU64::new(0),
+            claims: Default::default(),
         }
     }
 
@@ -301,13 +307,37 @@ impl CacheBackend for EmbeddedCache {
             .await
     }
 
-    async fn try_lock(&self, _ns: &str, _key: &str, _token: &str, _ttl: Duration) -> Result<bool> {
-        // The embedded store belongs to this process; the in-process single flight already
-        // guarantees one factory run per key here.
-        Ok(true)
+    async fn try_lock(&self, ns: &str, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        // This store belongs to this process: an in-process claim excludes every caller of
+        // it (HTTP clients of one server included).
+        let now = std::time::Instant::now();
+        let mut claims = self.claims.lock().expect("claims lock");
+        if claims.len() >= MAX_CLAIMS {
+            claims.retain(|_, (_, until)| *until > now);
+            if claims.len() >= MAX_CLAIMS {
+                return Ok(false);
+            }
+        }
+        let slot = claims.entry((ns.to_string(), key.to_string()));
+        match slot {
+            std::collections::hash_map::Entry::Occupied(mut held) if held.get().1 <= now => {
+                held.insert((token.to_string(), now + ttl));
+                Ok(true)
+            }
+            std::collections::hash_map::Entry::Occupied(_) => Ok(false),
+            std::collections::hash_map::Entry::Vacant(free) => {
+                free.insert((token.to_string(), now + ttl));
+                Ok(true)
+            }
+        }
     }
 
-    async fn unlock(&self, _ns: &str, _key: &str, _token: &str) -> Result<()> {
+    async fn unlock(&self, ns: &str, key: &str, token: &str) -> Result<()> {
+        let mut claims = self.claims.lock().expect("claims lock");
+        let k = (ns.to_string(), key.to_string());
+        if claims.get(&k).is_some_and(|(t, _)| t == token) {
+            claims.remove(&k);
+        }
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use super::{Cache, CacheValue, L2Lookup};
 use crate::error::{Error, Result};
 
 /// How often an instance waiting on another's stampede lock looks for the value.
-const LOCK_POLL: Duration = Duration::from_millis(20);
+pub(super) const LOCK_POLL: Duration = Duration::from_millis(20);
 
 /// Keys warmed at once by [`Cache::warm`].
 const WARM_CONCURRENCY: usize = 8;

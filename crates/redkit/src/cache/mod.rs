@@ -12,7 +12,9 @@
 //!   outage, L1 entries that may have missed an invalidation are dropped.
 //! - **Stampede protection.** Concurrent [`Cache::get_or_set_with`] calls for one missing
 //!   key run the factory once per process; [`CacheOptions::distributed_lock`] extends that
-//!   across instances.
+//!   across instances. Callers that load in their own process (over HTTP) use
+//!   [`Cache::lookup_or_claim`] and [`Cache::fill`]: one loader per key across callers and
+//!   instances, the others served stale or waiting for its value.
 //! - **Fail-safe.** With [`CacheOptions::fail_safe`], entries outlive their TTL by a stale
 //!   window; when the factory fails or times out, or L2 cannot be reached, the stale value
 //!   is served and the factory is not retried for the throttle period. A soft timeout
@@ -47,6 +49,7 @@
 
 mod backend;
 mod backplane;
+mod claim;
 mod crypto;
 mod embedded;
 mod entry;
@@ -66,6 +69,7 @@ use serde::de::DeserializeOwned;
 
 pub use backend::{CacheBackend, KeysPage, L2Record, SetItem};
 pub use backplane::{CHANNEL, Invalidation};
+pub use claim::Claim;
 pub use crypto::Keyring;
 pub use l1::L1_TOTAL_BYTES;
 pub use options::{CacheOptions, Codec, EntryOptions, MAX_TAGS};
