@@ -647,3 +647,43 @@ async fn patches_and_rotations_of_one_session_on_two_instances_in_one_outage_all
         assert_eq!(s.data["f"], 1, "A's acknowledged patch followed the rotation");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_follows_two_rotations_made_on_the_other_instance_in_one_outage() {
+    for patcher_first in [true, false] {
+        let redis = RedisServer::options().durable().start();
+        let (cut_a, cut_b) = (Partition::to(redis.port()), Partition::to(redis.port()));
+        let a = instance(cut_a.url()).await;
+        let b = instance(cut_b.url()).await;
+        let s0 = a.sessions.create(obj(json!({"fa": 0, "fb": 0})), None).await.unwrap();
+        assert!(b.sessions.get(&s0.id).await.unwrap().is_some());
+        cut_a.cut();
+        cut_b.cut();
+        a.wait_mode(Mode::Fallback).await;
+        b.wait_mode(Mode::Fallback).await;
+        b.sessions.update(&s0.id, obj(json!({"fb": 2}))).await.unwrap();
+        for i in 1..=6 {
+            a.sessions.update(&s0.id, obj(json!({"fa": i}))).await.unwrap();
+        }
+        let s1 = a.sessions.rotate(&s0.id).await.unwrap();
+        let s2 = a.sessions.rotate(&s1.id).await.unwrap();
+        let (first, second) = if patcher_first {
+            (&cut_b, &cut_a)
+        } else {
+            (&cut_a, &cut_b)
+        };
+        first.heal();
+        (if patcher_first { &b } else { &a }).recovered().await;
+        second.heal();
+        a.recovered().await;
+        b.recovered().await;
+        let data = b.sessions.get(&s2.id).await.unwrap().expect("the last id lives").data;
+        assert_eq!(
+            Value::Object(data),
+            json!({"fa": 6, "fb": 2}),
+            "both instances' writes reach the last id (patcher first: {patcher_first})"
+        );
+        assert!(b.sessions.get(&s0.id).await.unwrap().is_none());
+        assert!(b.sessions.get(&s1.id).await.unwrap().is_none());
+    }
+}

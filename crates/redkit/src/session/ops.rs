@@ -112,6 +112,14 @@ impl Recovery for SessionRecovery {
                 chains.push(Vec::new());
                 chains.len() - 1
             });
+            // A rotation ties the new id to the old one's chain: what happens to the new id
+            // later must not be replayed before the rotation that made it.
+            if let Op::Delete {
+                moved_to: Some(new), ..
+            } = &op
+            {
+                by_subject.insert(format!("s:{new}"), chain);
+            }
             chains[chain].push((entry.ts, op));
         }
         stream::iter(chains)

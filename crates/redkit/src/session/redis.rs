@@ -141,7 +141,7 @@ fn stamped_args(s: &Session, default: u64) -> (usize, Vec<String>) {
 /// of the live session it deleted.
 #[derive(Debug)]
 enum Followed {
-    Done,
+    Done(i64),
     MovedTo(String),
     Deleted(Vec<String>),
 }
@@ -157,7 +157,7 @@ impl redis::FromRedisValue for Followed {
                     _ => Err("unexpected session replay answer".into()),
                 }
             }
-            other => redis::from_redis_value::<i64>(other).map(|_| Followed::Done),
+            other => Ok(Followed::Done(redis::from_redis_value(other)?)),
         }
     }
 }
@@ -240,7 +240,7 @@ impl RedisSessions {
                 .await?
             {
                 Followed::MovedTo(next) => id = next,
-                Followed::Done | Followed::Deleted(_) => return Ok(()),
+                Followed::Done(_) | Followed::Deleted(_) => return Ok(()),
             }
         }
         tracing::warn!("a replayed session patch followed too many rotations; dropped");
@@ -290,7 +290,7 @@ impl RedisSessions {
             }
             match outcome {
                 Followed::MovedTo(next) => id = next,
-                Followed::Done => return Ok(false),
+                Followed::Done(_) => return Ok(false),
                 Followed::Deleted(fields) => {
                     if let Some(fresh) = moved_to {
                         // What the old id gathered until it went moves to the new one
@@ -342,14 +342,23 @@ impl RedisSessions {
             n.to_string(),
         ];
         args.extend(stamped);
-        let outcome: i64 = self
-            .core
-            .script(&ENSURE, &[&key(&s.id), &tombstone(&s.id)], &refs(&args))
-            .await?;
-        if outcome != 0 {
-            // Also when it existed: an earlier attempt may have created it and been cut
-            // off before filing it and checking the user's revoke marker.
-            self.index_and_check(s).await?;
+        let mut id = s.id.clone();
+        for _ in 0..MAX_HOPS {
+            match self
+                .core
+                .script(&ENSURE, &[&key(&id), &tombstone(&id)], &refs(&args))
+                .await?
+            {
+                // Rotated meanwhile: what this copy holds belongs to the new id.
+                Followed::MovedTo(next) => id = next,
+                Followed::Done(0) | Followed::Deleted(_) => return Ok(()),
+                Followed::Done(_) => {
+                    // Also when it existed: an earlier attempt may have created it and been
+                    // cut off before filing it and checking the user's revoke marker.
+                    let filed = Session { id, ..s.clone() };
+                    return self.index_and_check(&filed).await.map(drop);
+                }
+            }
         }
         Ok(())
     }

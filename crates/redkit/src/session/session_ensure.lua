@@ -4,13 +4,16 @@
 -- ms, ARGV[5]: absolute deadline ms, ARGV[6]: stamp of its last change (µs), ARGV[7]: n
 -- data fields, then n name ('d:NAME'), value, stamp triples, then removed-field name and
 -- stamp pairs.
--- - tombstone KEYS[2] present (deleted): nothing, returns 0;
+-- - tombstone KEYS[2] present: rotated meanwhile, returns {2, the new id} (the caller
+--   follows it); deleted, returns 0;
 -- - the session exists: its idle timer moves to the later of the two, and each field the
 --   outage wrote later than Redis did is taken; returns 1 (the caller checks the revoke
 --   marker too: an earlier attempt may have been cut off before it did);
 -- - it is missing (created in the outage, or idle-expired in Redis while it was used
 --   during the outage): written from the snapshot unless past its deadlines, returns 2
 --   (the caller then checks the user's revoke marker); 0 if past them.
+local _, moved = tombstone_of(redis.call('GET', KEYS[2]))
+if moved then return {2, moved} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local all = redis.call('HGETALL', KEYS[1])
 local last, n = tonumber(ARGV[3]), tonumber(ARGV[7])
