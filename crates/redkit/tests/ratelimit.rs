@@ -466,3 +466,75 @@ async fn policies_and_keys_never_share_a_counter_however_they_are_named() {
         assert!(!limits.check("login:user", "42", 1).await.unwrap().allowed);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_policies_reach_every_instance_and_survive_outages_and_restarts() {
+    let mut redis = RedisServer::options().durable().start();
+    let (a, b) = common::two_instances(&redis).await;
+    let (la, lb) = (a.redkit.rate_limiter(), b.redkit.rate_limiter());
+    la.publish(Policy::new(
+        "shared",
+        Algorithm::FixedWindow,
+        5,
+        Duration::from_secs(60),
+    ))
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(5), "B has A's policy", async || {
+        lb.policy("shared").is_some()
+    })
+    .await;
+    assert_eq!(lb.policy("shared").unwrap().limit, 5);
+    lb.publish(Policy::new(
+        "shared",
+        Algorithm::FixedWindow,
+        9,
+        Duration::from_secs(60),
+    ))
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(5), "A has B's change", async || {
+        la.policy("shared").is_some_and(|p| p.limit == 9)
+    })
+    .await;
+    la.unpublish("shared").await.unwrap();
+    eventually(Duration::from_secs(5), "removed on B", async || {
+        lb.policy("shared").is_none()
+    })
+    .await;
+
+    // Published during an outage: on every instance once Redis is back.
+    redis.kill();
+    eventually(Duration::from_secs(5), "A in fallback", async || {
+        let _ = la.check("nope", "k", 1).await;
+        let _ = a.redkit.health().await;
+        a.redkit.mode() == redkit::Mode::Fallback
+    })
+    .await;
+    la.publish(Policy::new("outage", Algorithm::Gcra, 3, Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert!(la.policy("outage").is_some(), "applied here at once");
+    redis.restart();
+    eventually(Duration::from_secs(10), "B has the outage's policy", async || {
+        lb.policy("outage").is_some()
+    })
+    .await;
+
+    // Without Redis they are kept across restarts.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+        redkit
+            .rate_limiter()
+            .publish(Policy::new("kept", Algorithm::FixedWindow, 1, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    }
+    let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+    let limiter = redkit.rate_limiter();
+    eventually(Duration::from_secs(5), "loaded at start", async || {
+        limiter.policy("kept").is_some()
+    })
+    .await;
+}

@@ -39,6 +39,7 @@ pub mod embedded;
 pub mod layer;
 mod policy;
 mod redis;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,6 +155,8 @@ impl Counters {
 struct Defined {
     policy: Policy,
     counters: Counters,
+    /// Stamp of the shared change it came from; `None`: defined in this process only.
+    shared: Option<u64>,
 }
 
 /// Rate limiting of one `Redkit`. Cheap to clone.
@@ -165,9 +168,101 @@ pub struct RateLimiter {
 struct Inner {
     routed: Routed<dyn RateLimitBackend>,
     in_process: Arc<EmbeddedRateLimits>,
+    /// Where published policies live (Redis, or the embedded store).
+    shared: Routed<dyn shared::PolicyStore>,
+    /// The version of the shared set last loaded.
+    shared_version: std::sync::Mutex<Option<String>>,
+    /// Rings when another instance announces a change.
+    shared_changed: tokio::sync::Notify,
     policies: RwLock<BTreeMap<String, Arc<Defined>>>,
     /// (policy, key) → the refusal, until its retry time.
     blocked: moka::sync::Cache<(String, String), (Decision, Instant)>,
+}
+
+impl Inner {
+    fn install(&self, policy: Policy, shared: Option<u64>) {
+        let name = policy.name.clone();
+        let defined = Arc::new(Defined {
+            counters: Counters::new(&name),
+            policy,
+            shared,
+        });
+        self.policies
+            .write()
+            .expect("policies lock")
+            .insert(name.clone(), defined);
+        self.forget_refusals(name);
+    }
+
+    fn uninstall(&self, name: &str) {
+        self.policies.write().expect("policies lock").remove(name);
+        self.forget_refusals(name.to_string());
+    }
+
+    /// Refusals remembered under an old definition no longer hold.
+    fn forget_refusals(&self, name: String) {
+        self.blocked
+            .invalidate_entries_if(move |(p, _), _| *p == name)
+            .expect("the blocked-key cache supports invalidation closures");
+    }
+
+    /// Loads the shared policies if they changed since the last load.
+    async fn reload_shared(&self) -> Result<()> {
+        let version = self.shared.read(|b| b.version()).await?;
+        if self.shared_version.lock().expect("version lock").as_deref() == Some(version.as_str()) {
+            return Ok(());
+        }
+        let all = self.shared.read(|b| b.all()).await?;
+        for (name, stored) in all.defs {
+            let held = self
+                .policies
+                .read()
+                .expect("policies lock")
+                .get(&name)
+                .and_then(|d| d.shared);
+            if held.is_some_and(|stamp| stamp >= stored.stamp) {
+                continue;
+            }
+            match stored.policy {
+                Some(policy) if policy.validate().is_ok() => self.install(policy, Some(stored.stamp)),
+                Some(_) => tracing::warn!(policy = %name, "ignoring a shared rate-limit policy this version refuses"),
+                None if held.is_some() => self.uninstall(&name),
+                None => {}
+            }
+        }
+        *self.shared_version.lock().expect("version lock") = Some(all.version);
+        Ok(())
+    }
+}
+
+impl crate::core::backplane::Listener for Inner {
+    fn channel(&self) -> &'static str {
+        shared::CHANNEL
+    }
+
+    fn deliver(&self, _payload: &[u8]) {
+        self.shared_changed.notify_one();
+    }
+
+    fn resync(&self) {
+        self.shared_changed.notify_one();
+    }
+}
+
+/// How often the shared policies are checked for changes.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps this instance's policies in step with the shared ones: at start, when another
+/// instance announces a change, and every second.
+async fn follow_shared(inner: Weak<Inner>) {
+    loop {
+        let Some(i) = inner.upgrade() else { return };
+        if let Err(e) = i.reload_shared().await {
+            tracing::debug!(error = %e, "loading the shared rate-limit policies failed; retrying");
+        }
+        let changed = async { i.shared_changed.notified().await };
+        let _ = tokio::time::timeout(crate::core::random::jittered(FOLLOW_EVERY), changed).await;
+    }
 }
 
 /// Keys remembered as blocked, at most.
@@ -185,9 +280,24 @@ impl RateLimiter {
             .map(|core| Arc::new(redis::RedisRateLimits::new(core.clone())) as Arc<dyn RateLimitBackend>);
         let in_process = Arc::new(EmbeddedRateLimits::new(clock, redis.is_some()));
         let embedded = in_process.clone() as Arc<dyn RateLimitBackend>;
+        let redis_policies = route
+            .redis()
+            .map(|core| Arc::new(shared::RedisPolicies::new(core.clone())));
+        if let Some(r) = &redis_policies {
+            route.register_recovery(Arc::new(shared::PolicyRecovery { redis: r.clone() }));
+        }
+        let shared_store = route.routed(
+            "ratelimit_policy",
+            FallbackPolicy::Serve,
+            redis_policies.map(|r| r as Arc<dyn shared::PolicyStore>),
+            Arc::new(shared::EmbeddedPolicies::new(route.embedded().clone())) as Arc<dyn shared::PolicyStore>,
+        );
         let inner = Arc::new(Inner {
             routed: route.routed("ratelimit", FallbackPolicy::Serve, redis, embedded),
             in_process,
+            shared: shared_store,
+            shared_version: std::sync::Mutex::new(None),
+            shared_changed: tokio::sync::Notify::new(),
             policies: RwLock::new(BTreeMap::new()),
             blocked: moka::sync::Cache::builder()
                 .max_capacity(BLOCKED_CAPACITY)
@@ -197,6 +307,12 @@ impl RateLimiter {
         });
         let provider: Weak<dyn StatsProvider> = Arc::downgrade(&inner) as _;
         route.register_stats(provider);
+        if let Some(backplane) = route.backplane() {
+            let listener: Weak<dyn crate::core::backplane::Listener> = Arc::downgrade(&inner) as _;
+            let backplane = backplane.clone();
+            route.spawn(async move { backplane.join(listener).await });
+        }
+        route.spawn(follow_shared(Arc::downgrade(&inner)));
         RateLimiter { inner }
     }
 
@@ -206,24 +322,53 @@ impl RateLimiter {
         self.inner.in_process.keys()
     }
 
-    /// Adds or replaces a policy.
+    /// Adds or replaces a policy in this process only (every instance that should
+    /// enforce it defines it too, e.g. from its configuration). To define it for every
+    /// instance at once, [`RateLimiter::publish`] it.
     pub fn define(&self, policy: Policy) -> Result<()> {
         policy.validate()?;
+        self.inner.install(policy, None);
+        Ok(())
+    }
+
+    /// Defines (or replaces) a policy for every instance: stored with the shared policies
+    /// (in Redis, or the embedded store without Redis, kept across restarts) and applied
+    /// here at once; the other instances apply it within a second. A published policy
+    /// overrides one [`define`](RateLimiter::define)d under the same name.
+    pub async fn publish(&self, policy: Policy) -> Result<()> {
+        policy.validate()?;
         let name = policy.name.clone();
-        let defined = Arc::new(Defined {
-            policy,
-            counters: Counters::new(&name),
-        });
-        self.inner
-            .policies
-            .write()
-            .expect("policies lock")
-            .insert(name.clone(), defined);
-        // Refusals remembered under the old definition no longer hold.
-        self.inner
-            .blocked
-            .invalidate_entries_if(move |(p, _), _| *p == name)
-            .expect("the blocked-key cache supports invalidation closures");
+        let stored = shared::Stored {
+            stamp: self.inner.shared.route().clock().now(),
+            policy: Some(policy.clone()),
+        };
+        self.store_shared(&name, stored.clone()).await?;
+        self.inner.install(policy, Some(stored.stamp));
+        Ok(())
+    }
+
+    /// Removes a published policy from every instance (here at once, elsewhere within a
+    /// second); [`Error::NotFound`] if it is not defined here.
+    pub async fn unpublish(&self, name: &str) -> Result<()> {
+        self.defined(name)?;
+        let stored = shared::Stored {
+            stamp: self.inner.shared.route().clock().now(),
+            policy: None,
+        };
+        self.store_shared(name, stored).await?;
+        self.inner.uninstall(name);
+        Ok(())
+    }
+
+    async fn store_shared(&self, name: &str, stored: shared::Stored) -> Result<()> {
+        let op = || {
+            serde_json::to_vec(&shared::Published {
+                name: name.to_string(),
+                stored: stored.clone(),
+            })
+            .expect("policies serialize")
+        };
+        self.inner.shared.write(op, |b| b.put(name, &stored)).await?;
         Ok(())
     }
 
