@@ -1,17 +1,27 @@
 //! API keys: `Authorization: Bearer KEY`, scoped to areas, names and access levels.
 //!
 //! A scope reads `AREA[:NAME[:ACCESS]]`:
-//! - `AREA` is `cache`, `ratelimit`, `locks`, `sessions`, `queues`, or `*` for all;
+//! - `AREA` is `cache`, `ratelimit`, `locks`, `sessions`, `queues`, `ops` (operations:
+//!   the details of `/health`, and `/metrics`), or `*` for all;
 //! - `NAME` is the namespace, policy, lock or queue, exact or a prefix ending in `*`
-//!   (default `*`; sessions have no names, so theirs is always `*`);
+//!   (default `*`; sessions and ops have no names, so theirs is always `*`);
 //! - `ACCESS` is `read` (look), `write` (use: set, check, acquire, enqueue, fetch…) or
-//!   `admin` (manage: define policies, clear caches, pause queues, retry dead jobs); each
-//!   includes the ones before it. Default `admin`.
+//!   `admin` (manage: define policies, clear caches, pause queues, retry dead jobs; see
+//!   session ids in listings); each includes the ones before it. Default `admin`. `ops`
+//!   needs only `read`.
 //!
 //! Keys from `REDKIT_API_KEYS` get `*`. Keys are kept as SHA-256 digests and every
 //! presented key is compared with every stored digest in constant time, so neither the
 //! comparison nor which key matched leaks through timing. No key → 401; a known key
 //! without the scope → 403.
+//!
+//! **Without keys** the server listens on loopback only, and [`keyless_guard`] closes the
+//! two ways a web page in the user's browser could still reach it: DNS rebinding (a name
+//! the attacker controls, re-pointed at 127.0.0.1 — refused unless the `Host` is a loopback
+//! name) and cross-site requests (a form or `fetch` from another origin — state changes
+//! refused unless `Origin` is absent or the server's own). With keys neither check is
+//! made: a browser never attaches a bearer key by itself, so a page cannot use one it was
+//! not given, and a server with keys may be reached under any name (a load balancer's).
 
 use std::sync::Arc;
 
@@ -31,6 +41,8 @@ pub enum Area {
     Locks,
     Sessions,
     Queues,
+    /// Operations: `/health` details and `/metrics`.
+    Ops,
 }
 
 impl Area {
@@ -42,6 +54,7 @@ impl Area {
             "locks" => Area::Locks,
             "sessions" => Area::Sessions,
             "queues" => Area::Queues,
+            "ops" => Area::Ops,
             _ => return None,
         }))
     }
@@ -53,6 +66,7 @@ impl Area {
             Area::Locks => "locks",
             Area::Sessions => "sessions",
             Area::Queues => "queues",
+            Area::Ops => "ops",
         }
     }
 }
@@ -89,7 +103,7 @@ impl Scope {
         let mut parts = s.split(':');
         let area = parts.next().unwrap_or_default();
         let area = Area::parse(area).ok_or_else(|| {
-            format!("scope {s:?}: area {area:?} is not one of *, cache, ratelimit, locks, sessions, queues")
+            format!("scope {s:?}: area {area:?} is not one of *, cache, ratelimit, locks, sessions, queues, ops")
         })?;
         let name = parts.next().unwrap_or("*");
         let access = match parts.next().unwrap_or("admin") {
@@ -222,6 +236,23 @@ impl<S: HasKeys + Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// The caller when it presented a key (or when no keys are configured); `None` for an
+/// anonymous call to a server with keys. A key presented but unknown is still a 401.
+pub struct OptionalCaller(pub Option<Caller>);
+
+impl<S: HasKeys + Send + Sync> FromRequestParts<S> for OptionalCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if !state.keys().is_empty() && !parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return Ok(OptionalCaller(None));
+        }
+        Caller::from_request_parts(parts, state)
+            .await
+            .map(|c| OptionalCaller(Some(c)))
+    }
+}
+
 impl Caller {
     /// Refuses with 403 unless the caller may do `access` on `name` in `area`.
     pub fn require(&self, area: Area, name: &str, access: Access) -> Result<(), ApiError> {
@@ -245,6 +276,88 @@ impl Caller {
     pub fn may(&self, area: Area, name: &str, access: Access) -> bool {
         self.require(area, name, access).is_ok()
     }
+}
+
+/// Whether `host` (a `Host` header: name or address, and maybe a port) names this machine's
+/// loopback: `localhost`, an address in 127.0.0.0/8, or `[::1]`.
+fn is_loopback_host(host: &str) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    // (the name, unless an IPv6 literal that was checked already; ":port" or nothing)
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => {
+            let Some((v6, port)) = rest.split_once(']') else {
+                return false;
+            };
+            if !v6.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback()) {
+                return false;
+            }
+            (None, port)
+        }
+        None => match host.find(':') {
+            Some(i) => (Some(&host[..i]), &host[i..]),
+            None => (Some(host), ""),
+        },
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let name_ok = name
+        .is_none_or(|n| n.eq_ignore_ascii_case("localhost") || n.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback()));
+    port_ok && name_ok
+}
+
+/// Middleware, installed only when no keys are configured (see the module doc): a request
+/// whose `Host` is not a loopback name is answered 421, and a state-changing request
+/// (anything but GET, HEAD, OPTIONS) whose `Origin` is present and not this server's own
+/// (`http://` or `https://` and the `Host` it was sent to) 403.
+pub async fn keyless_guard(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::header::{HOST, ORIGIN};
+    use axum::response::IntoResponse;
+    let host = match req.headers().get(HOST) {
+        Some(h) => Some(h.to_str().unwrap_or("(not text)").to_string()),
+        None => req.uri().authority().map(|a| a.to_string()),
+    };
+    if let Some(host) = &host
+        && !is_loopback_host(host)
+    {
+        let shown: String = host.chars().take(100).collect();
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            format!(
+                "Host {shown:?} is not served: without API keys this server answers only loopback host names \
+                 (localhost, 127.0.0.1, [::1]), so that a web page cannot reach it through a name it controls; \
+                 configure API keys to serve other names"
+            ),
+        )
+        .into_response();
+    }
+    if !req.method().is_safe()
+        && let Some(origin) = req.headers().get(ORIGIN)
+    {
+        let own = |scheme: &str| {
+            host.as_deref().is_some_and(|h| {
+                origin
+                    .as_bytes()
+                    .eq_ignore_ascii_case(format!("{scheme}://{h}").as_bytes())
+            })
+        };
+        if !own("http") && !own("https") {
+            let shown: String = String::from_utf8_lossy(origin.as_bytes()).chars().take(100).collect();
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{} from origin {shown:?} refused: without API keys this server takes state changes only \
+                     from its own origin or from clients that send no Origin (not a browser page)",
+                    req.method()
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 #[cfg(test)]
@@ -282,6 +395,37 @@ mod tests {
             assert!(e.contains(part), "{scope}: {e}");
         }
         assert!(ApiKey::new("k", "short", &["*".into()]).unwrap_err().contains("16"));
+    }
+
+    #[test]
+    fn loopback_host_names() {
+        for host in [
+            "localhost",
+            "LOCALHOST:7070",
+            "127.0.0.1",
+            "127.9.9.9:1",
+            "[::1]",
+            "[::1]:7070",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "attacker.example",
+            "localhost.attacker.example",
+            "localhost:",
+            "localhost:x",
+            "localhost:7070:1",
+            "127.0.0.1.nip.io",
+            "10.0.0.1",
+            "[::2]",
+            "[::1",
+            "[::1]x",
+            "[::ffff:127.0.0.1]",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

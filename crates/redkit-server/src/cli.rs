@@ -75,13 +75,11 @@ fn text(v: &Value) -> String {
 /// A health snapshot (the JSON of `/health`) for humans.
 pub fn render_health(title: &str, h: &Value) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{title}: {}, mode {}, up {} s",
-        text(&h["status"]),
-        text(&h["mode"]),
-        text(&h["uptime_s"])
-    );
+    let up = h["uptime_s"]
+        .as_u64()
+        .map(|s| format!(", up {s} s"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "{title}: {}, mode {}{up}", text(&h["status"]), text(&h["mode"]));
     if let Some(b) = h["breaker"].as_object() {
         let _ = writeln!(
             out,
@@ -114,12 +112,16 @@ pub fn render_health(title: &str, h: &Value) -> String {
         }
     }
     let e = &h["embedded"];
-    let _ = writeln!(
-        out,
-        "embedded:  {} ({} bytes on disk)",
-        text(&e["path"]),
-        text(&e["size_bytes"])
-    );
+    if e.is_object() {
+        let _ = writeln!(
+            out,
+            "embedded:  {} ({} bytes on disk)",
+            text(&e["path"]),
+            text(&e["size_bytes"])
+        );
+    } else {
+        let _ = writeln!(out, "(the details need an API key with the ops scope: --api-key)");
+    }
     if let Some(j) = h["journal_pending"].as_object().filter(|j| !j.is_empty()) {
         let parts: Vec<String> = j.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(out, "journal:   {} waiting for Redis", parts.join(", "));

@@ -35,8 +35,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole HTTP application: routes, body limit, metrics, request ids and access logs.
 pub fn app(state: AppState) -> Router {
     let limit = state.settings().max_body_bytes;
-    routes::router(state)
-        .layer(DefaultBodyLimit::max(limit))
+    let keyless = auth::HasKeys::keys(&state).is_empty();
+    let mut router = routes::router(state).layer(DefaultBodyLimit::max(limit));
+    if keyless {
+        router = router.layer(axum::middleware::from_fn(auth::keyless_guard));
+    }
+    router
         .layer(axum::middleware::from_fn(error::finish))
         .layer(
             TraceLayer::new_for_http()

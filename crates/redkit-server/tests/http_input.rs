@@ -30,9 +30,12 @@ fn keyed() -> ServerSettings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_scopes() {
     let s = Server::start(None, keyed()).await;
-    // Operations stay open (probes and scrapers carry no key).
+    // Probes carry no key: /health and /ready stay open (/health without its details);
+    // metrics need the ops scope (tests/http_security.rs).
     assert_eq!(s.get("/health").await.status, StatusCode::OK);
-    assert_eq!(s.get("/metrics").await.status, StatusCode::OK);
+    assert_eq!(s.get("/ready").await.status, StatusCode::OK);
+    assert_eq!(s.get("/metrics").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.with_key(ADMIN).get("/metrics").await.status, StatusCode::OK);
 
     let missing = s.get("/v1/cache/users/u1").await;
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);

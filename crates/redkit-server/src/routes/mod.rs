@@ -17,6 +17,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::auth::{Access, Area, Caller};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -141,11 +143,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics() -> impl IntoResponse {
-    (
+/// Prometheus text; with keys configured, for the operations scope (`ops`) only: the
+/// labels name every tenant's routes and the library's per-namespace counters.
+async fn metrics(caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Area::Ops, "*", Access::Read)?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         crate::metrics::render(),
-    )
+    ))
 }
 
 async fn dashboard() -> Html<&'static str> {

@@ -164,16 +164,65 @@ struct UserPath {
     user: String,
 }
 
-/// The live sessions of `user`.
+/// One of a user's sessions, as listed. Its id (a bearer secret: whoever holds it is
+/// signed in) and its data are given only to callers with admin access to sessions (or
+/// when no keys are configured); others see when it was made, used and ends.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ListedSession {
+    /// Its id; only for admin access to sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The user it belongs to.
+    pub user: Option<String>,
+    /// Its data; only for admin access to sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Map<String, Value>>,
+    /// Created, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Last used, ms since the Unix epoch.
+    pub last_seen_ms: u64,
+    /// Idle timeout in ms.
+    pub idle_ms: u64,
+    /// Absolute deadline, ms since the Unix epoch.
+    pub absolute_deadline_ms: u64,
+    /// When it ends if left idle, ms since the Unix epoch.
+    pub expires_ms: u64,
+    /// The stamp of its last change.
+    pub version: u64,
+}
+
+impl ListedSession {
+    fn new(s: Session, secrets: bool) -> Self {
+        ListedSession {
+            expires_ms: s.expires_ms(),
+            id: secrets.then_some(s.id),
+            user: s.user,
+            data: secrets.then_some(s.data),
+            created_ms: s.created_ms,
+            last_seen_ms: s.last_seen_ms,
+            idle_ms: s.idle_ms,
+            absolute_deadline_ms: s.absolute_deadline_ms,
+            version: s.version,
+        }
+    }
+}
+
+/// The live sessions of `user`: ids and data for admin access to sessions, metadata for
+/// read access.
 #[utoipa::path(get, path = "/v1/users/{user}/sessions", tag = "sessions", params(UserPath),
-    responses((status = 200, description = "Sessions", body = Vec<Session>)))]
+    responses((status = 200, description = "Sessions", body = Vec<ListedSession>)))]
 async fn list_user(
     State(state): State<AppState>,
     caller: Caller,
     Segments(UserPath { user }): Segments<UserPath>,
-) -> ApiResult<Json<Vec<Session>>> {
+) -> ApiResult<Json<Vec<ListedSession>>> {
     require(&caller, Access::Read)?;
-    Ok(Json(state.sessions().list(&user).await?))
+    let secrets = caller.may(Area::Sessions, "*", Access::Admin);
+    let sessions = state.sessions().list(&user).await?;
+    Ok(Json(
+        sessions.into_iter().map(|s| ListedSession::new(s, secrets)).collect(),
+    ))
 }
 
 /// How many sessions were ended.
