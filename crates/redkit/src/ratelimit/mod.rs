@@ -87,12 +87,14 @@ pub struct Decision {
     pub window_s: u64,
     /// Units still allowed now.
     pub remaining: u64,
-    /// Time until the limiter is back to full capacity.
-    #[serde(serialize_with = "as_ms")]
+    /// Time until the limiter is back to full capacity (milliseconds in JSON:
+    /// `reset_after_ms`).
+    #[serde(serialize_with = "as_ms", rename = "reset_after_ms")]
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub reset_after: Duration,
-    /// When refused: time until a request of the same cost will be allowed.
-    #[serde(serialize_with = "opt_as_ms")]
+    /// When refused: time until a request of the same cost will be allowed
+    /// (milliseconds in JSON: `retry_after_ms`).
+    #[serde(serialize_with = "opt_as_ms", rename = "retry_after_ms")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub retry_after: Option<Duration>,
     /// Shadow mode: the limiter would have refused, but the request was allowed.
