@@ -304,6 +304,22 @@ impl http_body::Body for Guarded {
     }
 }
 
+/// Counts itself in `redkit_http_connections` (open connections) while it lives.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> Self {
+        metrics::gauge!("redkit_http_connections").increment(1.0);
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!("redkit_http_connections").decrement(1.0);
+    }
+}
+
 /// Serves one connection until it ends, runs out of time, or the server stops.
 async fn connection(
     stream: TcpStream,
@@ -313,6 +329,7 @@ async fn connection(
     mut make_room: watch::Receiver<u64>,
     _slot: OwnedSemaphorePermit,
 ) {
+    let _open = OpenConnection::new();
     let clock = Arc::new(Clock::new());
     let io = TokioIo::new(Watched {
         io: stream,

@@ -38,6 +38,13 @@ async fn every_route(s: &Server) {
     // Every route the OpenAPI document lists was called (metrics count by route template).
     let metrics = s.get("/metrics").await.body;
     let metrics = metrics.as_str().unwrap();
+    let open: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("redkit_http_connections "))
+        .expect("redkit_http_connections in /metrics")
+        .parse()
+        .unwrap();
+    assert!(open >= 1.0, "at least this request's connection is open: {open}");
     let doc = s.get("/openapi.json").await.body;
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
