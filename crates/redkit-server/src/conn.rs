@@ -199,6 +199,10 @@ struct ClockState {
     phase: Phase,
     since: Instant,
     in_flight: u32,
+    /// Whether a response may still sit in hyper's write buffer: set when a request
+    /// begins, cleared when hyper flushes the socket with no request in flight (it flushes
+    /// the socket only once its buffer is written).
+    unflushed: bool,
 }
 
 /// A connection's phase, moved by its reads (a byte after idleness starts a head), its
@@ -213,6 +217,7 @@ impl Clock {
             phase: Phase::Head,
             since: Instant::now(),
             in_flight: 0,
+            unflushed: false,
         }))
     }
 
@@ -236,7 +241,23 @@ impl Clock {
         let mut s = self.state();
         s.in_flight += 1;
         s.phase = Phase::Busy;
+        s.unflushed = true;
         InFlight(self.clone())
+    }
+
+    fn flushed(&self) {
+        let mut s = self.state();
+        if s.phase != Phase::Busy {
+            s.unflushed = false;
+        }
+    }
+
+    /// Whether what hyper writes now can only be its own rejection of the head being
+    /// read: no request of this head reached the application, and every earlier response
+    /// is out of hyper's buffer.
+    fn only_rejections_possible(&self) -> bool {
+        let s = self.state();
+        s.phase == Phase::Head && !s.unflushed
     }
 
     fn end(&self) {
@@ -383,8 +404,9 @@ async fn connection(
 }
 
 /// A connection's socket, watched: reads move its [`Clock`], and an error response hyper
-/// writes on its own while a head is being read (so no request reached the application)
-/// is replaced by the same status with the JSON error envelope.
+/// writes on its own while a head is being read (so no request reached the application,
+/// and no earlier response is still being written) is replaced by the same status with
+/// the JSON error envelope.
 struct Watched {
     io: TcpStream,
     clock: Arc<Clock>,
@@ -396,7 +418,7 @@ struct Watched {
 impl Watched {
     fn replace_if_rejection(&mut self, first: &[u8]) {
         if self.replacement.is_none()
-            && self.clock.phase() == Phase::Head
+            && self.clock.only_rejections_possible()
             && let Some(bytes) = json_rejection(first)
         {
             self.replacement = Some((bytes, 0));
@@ -461,7 +483,9 @@ impl AsyncWrite for Watched {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_replacement(cx))?;
-        Pin::new(&mut this.io).poll_flush(cx)
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        this.clock.flushed();
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -4,11 +4,12 @@
 
 mod common;
 
-use common::{Server, raw_request};
+use common::{Server, raw_request, read_response};
 use redkit_server::ServerSettings;
 use redkit_testkit::RedisServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 
 fn assert_envelope(what: &str, status: u16, reply: &common::RawReply, code: &str) {
     assert_eq!(reply.status, status, "{what}: {reply:?}");
@@ -78,6 +79,15 @@ async fn every_error_is_the_json_envelope() {
     assert_envelope("150 headers", 431, &r, "too_large");
     let r = raw_request(addr, b"THIS IS NOT HTTP\r\n\r\n").await;
     assert_envelope("not HTTP at all", 400, &r, "invalid_input");
+    // The same on a keep-alive connection that has served a request before.
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut c).await.unwrap().status, 200);
+    c.write_all(huge_header.as_bytes()).await.unwrap();
+    let r = read_response(&mut c).await.expect("answered");
+    assert_envelope("a 70 KiB header on a used connection", 431, &r, "too_large");
 
     // And the server is none the worse.
     assert_eq!(s.get("/health").await.status, StatusCode::OK);
