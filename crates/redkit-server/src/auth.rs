@@ -115,7 +115,8 @@ impl Scope {
         if parts.next().is_some() {
             return Err(format!("scope {s:?}: expected AREA[:NAME[:ACCESS]]"));
         }
-        if name.is_empty() || name[..name.len() - 1].contains('*') {
+        // By characters, not bytes: a name ending in a multi-byte character is fine.
+        if name.is_empty() || name.strip_suffix('*').unwrap_or(name).contains('*') {
             return Err(format!(
                 "scope {s:?}: the name must be exact or end in a single * (a prefix)"
             ));
@@ -367,6 +368,15 @@ mod tests {
     fn key(scopes: &[&str]) -> ApiKey {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         ApiKey::new("k", "0123456789abcdef", &scopes).unwrap()
+    }
+
+    #[test]
+    fn scope_names_may_end_in_any_character() {
+        // Sliced by bytes this panicked at start.
+        let k = key(&["cache:café", "cache:naïve*:read"]);
+        assert!(k.allows(Area::Cache, "café", Access::Admin));
+        assert!(k.allows(Area::Cache, "naïve-1", Access::Read));
+        assert!(ApiKey::new("k", "0123456789abcdef", &["cache:a*b*".to_string()]).is_err());
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! What every handler shares: the library handle, the capabilities built on it, the
 //! keys, and the shutdown signal long polls listen to.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use redkit::cache::{Cache, CacheOptions};
 use redkit::jobs::{Queue, QueueOptions};
@@ -17,41 +16,44 @@ use crate::auth::{HasKeys, Keys};
 use crate::error::BodyLimit;
 use crate::settings::ServerSettings;
 
-/// Most cache namespaces or queues one server opens (each costs a little memory).
-pub const MAX_NAMES: usize = 10_000;
+/// Most cache namespaces or queues whose handles one server keeps (each costs a little
+/// memory; past it the least recently used handle goes, its L1 with it). Nothing is ever
+/// refused for it.
+pub const MAX_NAMES: u64 = 10_000;
 
-/// Handles opened on first use and kept by name.
+/// Handles kept by name, at most [`MAX_NAMES`]. A handle is kept when a write uses it, or a
+/// read finds something through it; a read of a name nobody wrote keeps nothing.
 struct Named<T> {
-    what: &'static str,
-    open: Mutex<HashMap<String, T>>,
+    kept: moka::sync::Cache<String, T>,
 }
 
-impl<T: Clone> Named<T> {
-    fn new(what: &'static str) -> Self {
+impl<T: Clone + Send + Sync + 'static> Named<T> {
+    fn new() -> Self {
         Named {
-            what,
-            open: Mutex::new(HashMap::new()),
+            kept: moka::sync::Cache::new(MAX_NAMES),
         }
     }
 
-    fn get_or_open(&self, name: &str, open: impl FnOnce() -> Result<T>) -> Result<T> {
-        let mut map = self.open.lock().expect("not poisoned");
-        if let Some(h) = map.get(name) {
-            return Ok(h.clone());
-        }
-        if map.len() >= MAX_NAMES {
-            return Err(redkit::Error::invalid(
-                self.what,
-                format!("this server already serves {MAX_NAMES} of them"),
-            ));
+    /// The kept handle of `name`, or a fresh one (kept only if `keep`).
+    fn handle(&self, name: &str, keep: bool, open: impl FnOnce() -> Result<T>) -> Result<T> {
+        if let Some(h) = self.kept.get(name) {
+            return Ok(h);
         }
         let h = open()?;
-        map.insert(name.to_string(), h.clone());
+        if keep {
+            self.kept.insert(name.to_string(), h.clone());
+        }
         Ok(h)
     }
 
+    fn keep(&self, name: &str, h: &T) {
+        if !self.kept.contains_key(name) {
+            self.kept.insert(name.to_string(), h.clone());
+        }
+    }
+
     fn snapshot(&self) -> Vec<T> {
-        self.open.lock().expect("not poisoned").values().cloned().collect()
+        self.kept.iter().map(|(_, h)| h).collect()
     }
 }
 
@@ -90,8 +92,8 @@ impl AppState {
                 redkit,
                 settings,
                 keys,
-                caches: Named::new("namespace"),
-                queues: Named::new("queue"),
+                caches: Named::new(),
+                queues: Named::new(),
                 shutdown,
             }),
         })
@@ -105,26 +107,51 @@ impl AppState {
         &self.inner.settings
     }
 
-    /// The JSON cache of namespace `ns`.
+    /// The JSON cache of namespace `ns`, for a write: its handle is kept.
     pub fn cache(&self, ns: &str) -> Result<Cache<Value>> {
+        self.cache_handle(ns, true)
+    }
+
+    /// The JSON cache of namespace `ns`, for a read: a handle is kept only once the read
+    /// finds something ([`AppState::keep_cache`]), so reading unknown names creates nothing.
+    pub fn cache_to_read(&self, ns: &str) -> Result<Cache<Value>> {
+        self.cache_handle(ns, false)
+    }
+
+    /// Keeps the handle a read found something through.
+    pub fn keep_cache(&self, ns: &str, cache: &Cache<Value>) {
+        self.inner.caches.keep(ns, cache);
+    }
+
+    fn cache_handle(&self, ns: &str, keep: bool) -> Result<Cache<Value>> {
         let max_value = self.inner.settings.max_body_bytes;
-        self.inner.caches.get_or_open(ns, || {
+        self.inner.caches.handle(ns, keep, || {
             self.inner
                 .redkit
                 .cache(ns, CacheOptions::default().max_value_bytes(max_value))
         })
     }
 
-    /// The caches opened so far.
+    /// The caches whose handles are kept.
     pub fn caches(&self) -> Vec<Cache<Value>> {
         self.inner.caches.snapshot()
     }
 
-    /// Job queue `name`.
+    /// Job queue `name`, for an enqueue: its handle is kept.
     pub fn queue(&self, name: &str) -> Result<Queue> {
+        self.queue_handle(name, true)
+    }
+
+    /// Job queue `name`, for anything but an enqueue: nothing is kept for a name nobody
+    /// enqueued to (and the library creates nothing in the stores for it either).
+    pub fn queue_to_use(&self, name: &str) -> Result<Queue> {
+        self.queue_handle(name, false)
+    }
+
+    fn queue_handle(&self, name: &str, keep: bool) -> Result<Queue> {
         self.inner
             .queues
-            .get_or_open(name, || self.inner.redkit.queue(name, QueueOptions::default()))
+            .handle(name, keep, || self.inner.redkit.queue(name, QueueOptions::default()))
     }
 
     pub fn sessions(&self) -> &Sessions {

@@ -435,3 +435,34 @@ async fn bad_input_is_a_4xx_naming_the_field_or_limit() {
     assert_eq!(s.get("/v1/queues/mail/jobs/keep").await.body["payload"], "keep");
     assert_eq!(s.get("/v1/queues/mail").await.body["waiting"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_unknown_names_creates_nothing_and_locks_no_one_out() {
+    let s = Server::embedded().await;
+    // One tenant reads more namespaces than the old cap (10,000) and queues that do not exist.
+    for i in 0..10_050 {
+        assert_eq!(
+            s.get(&format!("/v1/cache/junk{i}/k")).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    for i in 0..200 {
+        assert_eq!(s.get(&format!("/v1/queues/ghost{i}")).await.status, StatusCode::OK);
+    }
+    let stats = s.get("/v1/cache/stats").await.body;
+    assert!(
+        stats["namespaces"].as_array().unwrap().is_empty(),
+        "reads of unknown namespaces keep nothing: {stats}"
+    );
+    let queues = s.get("/v1/queues").await.body.to_string();
+    assert!(
+        !queues.contains("ghost"),
+        "reads of unknown queues create nothing: {queues}"
+    );
+    // Every other tenant can still write a new namespace.
+    assert_eq!(
+        s.put("/v1/cache/fresh/k", json!(1)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.get("/v1/cache/fresh/k").await.body, json!(1));
+}

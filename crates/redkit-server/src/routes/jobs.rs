@@ -171,7 +171,7 @@ async fn list_queues(State(state): State<AppState>, caller: Caller) -> ApiResult
     let mut out = Vec::new();
     for name in state.redkit().queues().await? {
         if caller.may(Area::Queues, &name, Access::Read) {
-            let counts = state.queue(&name)?.stats().await?;
+            let counts = state.queue_to_use(&name)?.stats().await?;
             out.push(QueueView { name, counts });
         }
     }
@@ -187,7 +187,7 @@ async fn queue_stats(
     Segments(QueuePath { q }): Segments<QueuePath>,
 ) -> ApiResult<Json<QueueView>> {
     caller.require(Area::Queues, &q, Access::Read)?;
-    let counts = state.queue(&q)?.stats().await?;
+    let counts = state.queue_to_use(&q)?.stats().await?;
     Ok(Json(QueueView { name: q, counts }))
 }
 
@@ -388,7 +388,7 @@ async fn fetch(
     Body(req): Body<FetchRequest>,
 ) -> ApiResult<Response> {
     caller.require(Area::Queues, &q, Access::Write)?;
-    let queue = state.queue(&q)?;
+    let queue = state.queue_to_use(&q)?;
     let lease = lease_or_default(&queue, req.lease_ms);
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(0));
     if wait > MAX_WAIT {
@@ -481,7 +481,7 @@ async fn ack(
     Body(req): Body<TokenRequest>,
 ) -> ApiResult<Json<SettledView>> {
     caller.require(Area::Queues, &q, Access::Write)?;
-    settled(state.queue(&q)?.ack(&id, &req.token).await?, &id)
+    settled(state.queue_to_use(&q)?.ack(&id, &req.token).await?, &id)
 }
 
 /// Ends the attempt as failed: retried after its backoff, or dead after its last attempt.
@@ -498,7 +498,7 @@ async fn fail(
     Body(req): Body<FailRequest>,
 ) -> ApiResult<Json<SettledView>> {
     caller.require(Area::Queues, &q, Access::Write)?;
-    settled(state.queue(&q)?.fail(&id, &req.token, &req.error).await?, &id)
+    settled(state.queue_to_use(&q)?.fail(&id, &req.token, &req.error).await?, &id)
 }
 
 /// Hands the job back unfinished: ready again at once, the attempt not counted.
@@ -515,7 +515,7 @@ async fn release(
     Body(req): Body<TokenRequest>,
 ) -> ApiResult<Json<SettledView>> {
     caller.require(Area::Queues, &q, Access::Write)?;
-    settled(state.queue(&q)?.release(&id, &req.token).await?, &id)
+    settled(state.queue_to_use(&q)?.release(&id, &req.token).await?, &id)
 }
 
 /// A lease renewal.
@@ -569,7 +569,7 @@ async fn heartbeat(
     Body(req): Body<HeartbeatRequest>,
 ) -> ApiResult<Json<LeaseView>> {
     caller.require(Area::Queues, &q, Access::Write)?;
-    let queue = state.queue(&q)?;
+    let queue = state.queue_to_use(&q)?;
     let lease = lease_or_default(&queue, req.lease_ms);
     renewed(queue.heartbeat(&id, &req.token, lease).await?, &id, lease)
 }
@@ -588,7 +588,7 @@ async fn progress(
     Body(req): Body<ProgressRequest>,
 ) -> ApiResult<Json<LeaseView>> {
     caller.require(Area::Queues, &q, Access::Write)?;
-    let queue = state.queue(&q)?;
+    let queue = state.queue_to_use(&q)?;
     let lease = lease_or_default(&queue, req.lease_ms);
     renewed(queue.progress(&id, &req.token, &req.progress, lease).await?, &id, lease)
 }
@@ -602,7 +602,7 @@ async fn pause(
     Segments(QueuePath { q }): Segments<QueuePath>,
 ) -> ApiResult<Json<QueueView>> {
     caller.require(Area::Queues, &q, Access::Admin)?;
-    let queue = state.queue(&q)?;
+    let queue = state.queue_to_use(&q)?;
     queue.pause().await?;
     let counts = queue.stats().await?;
     Ok(Json(QueueView { name: q, counts }))
@@ -617,7 +617,7 @@ async fn resume(
     Segments(QueuePath { q }): Segments<QueuePath>,
 ) -> ApiResult<Json<QueueView>> {
     caller.require(Area::Queues, &q, Access::Admin)?;
-    let queue = state.queue(&q)?;
+    let queue = state.queue_to_use(&q)?;
     queue.resume().await?;
     let counts = queue.stats().await?;
     Ok(Json(QueueView { name: q, counts }))
@@ -661,7 +661,7 @@ async fn retry_all_dead(
     Segments(QueuePath { q }): Segments<QueuePath>,
 ) -> ApiResult<Json<Count>> {
     caller.require(Area::Queues, &q, Access::Admin)?;
-    let count = state.queue(&q)?.retry_dead(None).await?;
+    let count = state.queue_to_use(&q)?.retry_dead(None).await?;
     Ok(Json(Count { count }))
 }
 
@@ -674,7 +674,7 @@ async fn purge_all_dead(
     Segments(QueuePath { q }): Segments<QueuePath>,
 ) -> ApiResult<Json<Count>> {
     caller.require(Area::Queues, &q, Access::Admin)?;
-    let count = state.queue(&q)?.purge_dead(None).await?;
+    let count = state.queue_to_use(&q)?.purge_dead(None).await?;
     Ok(Json(Count { count }))
 }
 
@@ -690,7 +690,7 @@ async fn retry_dead(
     Segments(JobPath { q, id }): Segments<JobPath>,
 ) -> ApiResult<Json<Count>> {
     caller.require(Area::Queues, &q, Access::Admin)?;
-    match state.queue(&q)?.retry_dead(Some(&id)).await? {
+    match state.queue_to_use(&q)?.retry_dead(Some(&id)).await? {
         0 => Err(ApiError::not_found(format!("no dead job {id:?} in queue {q:?}"))),
         count => Ok(Json(Count { count })),
     }
@@ -708,7 +708,7 @@ async fn purge_dead(
     Segments(JobPath { q, id }): Segments<JobPath>,
 ) -> ApiResult<Json<Count>> {
     caller.require(Area::Queues, &q, Access::Admin)?;
-    match state.queue(&q)?.purge_dead(Some(&id)).await? {
+    match state.queue_to_use(&q)?.purge_dead(Some(&id)).await? {
         0 => Err(ApiError::not_found(format!("no dead job {id:?} in queue {q:?}"))),
         count => Ok(Json(Count { count })),
     }
