@@ -285,7 +285,7 @@ async fn bad_input_is_a_4xx_naming_the_field_or_limit() {
         ),
         (
             Method::PUT,
-            "/v1/cache/users/k?ttl=-1",
+            "/v1/cache/users/k?ttl_s=-1",
             json_ct,
             b"1".to_vec(),
             StatusCode::BAD_REQUEST,
@@ -293,7 +293,7 @@ async fn bad_input_is_a_4xx_naming_the_field_or_limit() {
         ),
         (
             Method::PUT,
-            "/v1/cache/users/k?ttl=soon",
+            "/v1/cache/users/k?ttl_s=soon",
             json_ct,
             b"1".to_vec(),
             StatusCode::BAD_REQUEST,
@@ -383,7 +383,7 @@ async fn bad_input_is_a_4xx_naming_the_field_or_limit() {
             Method::POST,
             "/v1/cache/warm",
             json_ct,
-            br#"{"ns":"users","entries":[{"key":"a","value":1},{"key":"b","value":2,"ttl":0}]}"#.to_vec(),
+            br#"{"ns":"users","entries":[{"key":"a","value":1},{"key":"b","value":2,"ttl_s":0}]}"#.to_vec(),
             StatusCode::BAD_REQUEST,
             "entries[1]",
         ),

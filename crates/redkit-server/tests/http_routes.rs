@@ -82,7 +82,10 @@ async fn operations(s: &Server) {
 
 async fn cache(s: &Server) {
     let put = s
-        .put("/v1/cache/users/u%2F1?ttl=60&tags=team,admins", json!({"name": "ada"}))
+        .put(
+            "/v1/cache/users/u%2F1?ttl_s=60&tags=team,admins",
+            json!({"name": "ada"}),
+        )
         .await;
     assert_eq!(put.status, StatusCode::NO_CONTENT, "{}", put.body);
     let got = s.get("/v1/cache/users/u%2F1").await;
@@ -114,9 +117,42 @@ async fn cache(s: &Server) {
     );
     assert_eq!(s.get("/v1/cache/users/greeting").await.status, StatusCode::NOT_FOUND);
     // A short TTL expires.
-    s.put("/v1/cache/users/brief?ttl=0.2", json!(1)).await;
+    s.put("/v1/cache/users/brief?ttl_s=0.2", json!(1)).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(s.get("/v1/cache/users/brief").await.status, StatusCode::NOT_FOUND);
+
+    // Get-or-set: one caller loads and fills; the next finds the value.
+    let claim = s.post("/v1/cache/users/loaded/claim", json!({})).await;
+    assert_eq!(claim.status, StatusCode::OK, "{}", claim.body);
+    assert_eq!(claim.body["state"], "load");
+    let token = claim.body["fill_token"].as_str().unwrap().to_string();
+    let busy = s.post("/v1/cache/users/loaded/claim", json!({"wait_ms": 0})).await;
+    assert_eq!(busy.body["state"], "busy", "another caller holds the claim");
+    let filled = s
+        .put(
+            &format!("/v1/cache/users/loaded?ttl_s=60&stale_ttl_s=600&fill_token={token}"),
+            json!({"v": 1}),
+        )
+        .await;
+    assert_eq!(filled.status, StatusCode::NO_CONTENT);
+    let fresh = s.post("/v1/cache/users/loaded/claim", json!({})).await;
+    assert_eq!(
+        (fresh.body["state"].clone(), fresh.body["value"].clone()),
+        (json!("fresh"), json!({"v": 1}))
+    );
+    // A loader that gives up lets the next caller load at once.
+    let claim = s.post("/v1/cache/users/failing/claim", json!({})).await;
+    let token = claim.body["fill_token"].as_str().unwrap().to_string();
+    let released = s
+        .delete(&format!("/v1/cache/users/failing/claim?fill_token={token}"))
+        .await;
+    assert_eq!(released.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.post("/v1/cache/users/failing/claim", json!({"wait_ms": 0}))
+            .await
+            .body["state"],
+        "load"
+    );
 }
 
 async fn cache_management(s: &Server) {
@@ -233,6 +269,21 @@ async fn rate_limits(s: &Server) {
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.message().contains("limit"), "{}", bad.message());
+    assert_eq!(refused.body["retry_after_ms"].as_u64().map(|ms| ms > 0), Some(true));
+    s.put(
+        "/v1/ratelimit/policies/gone",
+        json!({"algorithm": "fixed_window", "limit": 1, "period_ms": 1000}),
+    )
+    .await;
+    assert_eq!(
+        s.delete("/v1/ratelimit/policies/gone").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.get("/v1/ratelimit/policies/gone").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.delete("/v1/ratelimit/policies/gone").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 async fn locks(s: &Server) {
@@ -316,6 +367,8 @@ async fn sessions(s: &Server) {
     let new_id = rotated.body["id"].as_str().unwrap().to_string();
     assert_ne!(new_id, id);
     assert_eq!(s.get(&format!("/v1/sessions/{id}")).await.status, StatusCode::NOT_FOUND);
+    // A malformed id names no session either.
+    assert_eq!(s.get("/v1/sessions/not%20an%20id").await.status, StatusCode::NOT_FOUND);
     assert_eq!(
         s.get(&format!("/v1/sessions/{new_id}")).await.body["data"],
         json!({"theme": "dark"})

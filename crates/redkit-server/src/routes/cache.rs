@@ -4,13 +4,20 @@
 //! Values are JSON documents (send text or bytes as a JSON string). Each namespace is a
 //! library [`Cache`](redkit::cache::Cache) with L1 on: a set or delete through any server
 //! is seen by every server sharing the Redis (the backplane drops stale L1 copies).
+//!
+//! **Get-or-set** for clients that load values themselves: `POST …/{key}/claim` answers
+//! the fresh value, or tells exactly one caller per key — across callers and servers — to
+//! load it (`"state": "load"` with a `fill_token`), who stores it with `PUT …?fill_token=`
+//! (or gives up with `DELETE …/claim?fill_token=`); the others are answered the stale value
+//! at once when the fail-safe window (`stale_ttl_s`) keeps one, or wait up to `wait_ms` for
+//! the loader's value. See [`Cache::lookup_or_claim`](redkit::cache::Cache::lookup_or_claim).
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use redkit::cache::{EntryOptions, KeysPage, MAX_TAGS};
+use redkit::cache::{Claim, EntryOptions, KeysPage, MAX_TAGS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -24,6 +31,7 @@ use crate::state::AppState;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_value, head_value, put_value, delete_value))
+        .routes(routes!(claim, release_claim))
         .routes(routes!(get_ttl))
         .routes(routes!(status))
         .routes(routes!(stats))
@@ -58,9 +66,14 @@ struct EntryPath {
 #[into_params(parameter_in = Query)]
 struct PutParams {
     /// Seconds until the value goes stale (default 300).
-    ttl: Option<f64>,
+    ttl_s: Option<f64>,
+    /// Fail-safe window: seconds past `ttl_s` during which the stale value may still be
+    /// served when loading a new one fails or is under way (default 0: none).
+    stale_ttl_s: Option<f64>,
     /// Comma-separated tags to invalidate it by (at most 64, each 1–256 bytes).
     tags: Option<String>,
+    /// The token of a `claim` answered `"state": "load"`: stores the value and ends the claim.
+    fill_token: Option<String>,
 }
 
 fn ttl_from_secs(field: &str, secs: f64) -> ApiResult<Duration> {
@@ -70,10 +83,14 @@ fn ttl_from_secs(field: &str, secs: f64) -> ApiResult<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn entry_options(ttl: Option<f64>, mut tags: Vec<String>) -> ApiResult<EntryOptions> {
+/// How long a stale value stays servable, and how long one failed load keeps it answering.
+fn entry_options(ttl: Option<f64>, stale: Option<f64>, mut tags: Vec<String>) -> ApiResult<EntryOptions> {
     let mut opts = EntryOptions::new();
     if let Some(t) = ttl {
-        opts = opts.ttl(ttl_from_secs("ttl", t)?);
+        opts = opts.ttl(ttl_from_secs("ttl_s", t)?);
+    }
+    if let Some(s) = stale.filter(|s| *s != 0.0) {
+        opts = opts.fail_safe(ttl_from_secs("stale_ttl_s", s)?, Duration::from_secs(5));
     }
     // The library refuses them too, but only when storing: warm checks every entry first.
     tags.sort_unstable();
@@ -93,7 +110,7 @@ fn entry_options(ttl: Option<f64>, mut tags: Vec<String>) -> ApiResult<EntryOpti
 /// The value at `key`.
 #[utoipa::path(get, path = "/v1/cache/{ns}/{key}", tag = "cache", params(EntryPath),
     responses(
-        (status = 200, description = "The value", body = Object),
+        (status = 200, description = "The value", body = serde_json::Value),
         (status = 404, description = "No fresh value", body = ErrorBody)
     ))]
 async fn get_value(
@@ -130,7 +147,7 @@ async fn head_value(
 
 /// Stores the JSON body at `key`.
 #[utoipa::path(put, path = "/v1/cache/{ns}/{key}", tag = "cache", params(EntryPath, PutParams),
-    request_body(content = Object, description = "Any JSON value", content_type = "application/json"),
+    request_body(content = serde_json::Value, description = "Any JSON value", content_type = "application/json"),
     responses(
         (status = 204, description = "Stored"),
         (status = 400, description = "Bad key, TTL, tags or JSON", body = ErrorBody),
@@ -156,8 +173,12 @@ async fn put_value(
                 .collect()
         })
         .unwrap_or_default();
-    let opts = entry_options(p.ttl, tags)?;
-    state.cache(&e.ns)?.set_with(&e.key, &value, &opts).await?;
+    let opts = entry_options(p.ttl_s, p.stale_ttl_s, tags)?;
+    let cache = state.cache(&e.ns)?;
+    match p.fill_token {
+        Some(token) => cache.fill(&e.key, &value, &opts, &token).await?,
+        None => cache.set_with(&e.key, &value, &opts).await?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -336,10 +357,12 @@ async fn clear(
 #[serde(deny_unknown_fields)]
 pub struct WarmEntry {
     pub key: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Value,
     /// Seconds until stale (default 300).
-    pub ttl: Option<f64>,
+    pub ttl_s: Option<f64>,
+    /// Fail-safe window past `ttl_s`, in seconds (default 0).
+    pub stale_ttl_s: Option<f64>,
     /// Tags to invalidate it by (at most 64).
     #[serde(default)]
     pub tags: Vec<String>,
@@ -375,12 +398,122 @@ async fn warm(State(state): State<AppState>, caller: Caller, Body(req): Body<War
     // Check every entry before storing any, so a bad one leaves the namespace untouched.
     let mut checked = Vec::with_capacity(req.entries.len());
     for (i, e) in req.entries.into_iter().enumerate() {
-        let opts =
-            entry_options(e.ttl, e.tags).map_err(|err| ApiError::invalid(&format!("entries[{i}]"), err.message))?;
+        let opts = entry_options(e.ttl_s, e.stale_ttl_s, e.tags)
+            .map_err(|err| ApiError::invalid(&format!("entries[{i}]"), err.message))?;
         checked.push((e.key, e.value, opts));
     }
     for (key, value, opts) in &checked {
         cache.set_with(key, value, opts).await?;
     }
     Ok(Json(Stored { stored: checked.len() }))
+}
+
+/// A get-or-set: how long the claim to load is held, and how long to wait for another
+/// caller's load.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// How long the claim to load is held if the loader neither fills nor releases it
+    /// (default 10000, 1 to 300000).
+    pub claim_ttl_ms: Option<u64>,
+    /// How long to wait for another caller's load when no stale value can be served
+    /// (default 5000, at most 300000; 0 answers `busy` at once).
+    pub wait_ms: Option<u64>,
+}
+
+/// What a get-or-set found.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimState {
+    /// A fresh value: `value`.
+    Fresh,
+    /// Load it, then `PUT` it with `fill_token` (or `DELETE …/claim`); `stale` if any.
+    Load,
+    /// Another caller is loading it: `stale` if the fail-safe window keeps one, else its
+    /// value did not come within `wait_ms`.
+    Busy,
+}
+
+/// The answer to a get-or-set.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClaimAnswer {
+    pub state: ClaimState,
+    /// The fresh value (`fresh`).
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub value: Option<Value>,
+    /// The stale value still inside the fail-safe window (`load`, `busy`), if any.
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub stale: Option<Value>,
+    /// Proves the claim to `PUT …?fill_token=` and `DELETE …/claim` (`load`).
+    pub fill_token: Option<String>,
+}
+
+/// Get-or-set: the fresh value, or a claim to load it (one loader per key across callers
+/// and servers), or the stale value while another caller loads it.
+#[utoipa::path(post, path = "/v1/cache/{ns}/{key}/claim", tag = "cache", params(EntryPath),
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, description = "Fresh, load or busy", body = ClaimAnswer),
+        (status = 400, description = "Bad key, claim_ttl_ms or wait_ms", body = ErrorBody)
+    ))]
+async fn claim(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(e): Segments<Entry>,
+    Body(req): Body<ClaimRequest>,
+) -> ApiResult<Json<ClaimAnswer>> {
+    caller.require(Area::Cache, &e.ns, Access::Write)?;
+    let ttl = Duration::from_millis(req.claim_ttl_ms.unwrap_or(10_000));
+    let wait = Duration::from_millis(req.wait_ms.unwrap_or(5_000));
+    let cache = state.cache(&e.ns)?;
+    let found = tokio::select! {
+        found = cache.lookup_or_claim(&e.key, ttl, wait) => found?,
+        _ = state.shutting_down() => Claim::Busy { stale: None },
+    };
+    Ok(Json(match found {
+        Claim::Fresh(value) => ClaimAnswer {
+            state: ClaimState::Fresh,
+            value: Some(value),
+            stale: None,
+            fill_token: None,
+        },
+        Claim::Load { token, stale } => ClaimAnswer {
+            state: ClaimState::Load,
+            value: None,
+            stale,
+            fill_token: Some(token),
+        },
+        Claim::Busy { stale } => ClaimAnswer {
+            state: ClaimState::Busy,
+            value: None,
+            stale,
+            fill_token: None,
+        },
+    }))
+}
+
+/// The claim to give up.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ReleaseParams {
+    /// The token a `claim` answered.
+    fill_token: String,
+}
+
+/// Gives a claim up (the load failed), so the next caller may load at once.
+#[utoipa::path(delete, path = "/v1/cache/{ns}/{key}/claim", tag = "cache", params(EntryPath, ReleaseParams),
+    responses(
+        (status = 204, description = "Released (or already ended)"),
+        (status = 400, description = "Bad key or token", body = ErrorBody)
+    ))]
+async fn release_claim(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(e): Segments<Entry>,
+    Params(p): Params<ReleaseParams>,
+) -> ApiResult<StatusCode> {
+    caller.require(Area::Cache, &e.ns, Access::Write)?;
+    state.cache(&e.ns)?.release_claim(&e.key, &p.fill_token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -73,9 +73,9 @@ fn summary(redkit: &Redkit) -> HealthSummary {
 #[utoipa::path(get, path = "/health", tag = "operations", security((), ("api_key" = [])),
     responses(
         (status = 200, description = "Serving (mode redis, fallback or embedded): `{status, mode}`, \
-            and the details for the ops scope", body = Object),
+            and the details for the ops scope", body = serde_json::Value),
         (status = 401, description = "An API key was sent but is unknown", body = crate::error::ErrorBody),
-        (status = 503, description = "A fail-closed capability cannot serve", body = Object)
+        (status = 503, description = "A fail-closed capability cannot serve", body = serde_json::Value)
     ))]
 async fn health(State(state): State<AppState>, OptionalCaller(caller): OptionalCaller) -> Response {
     if caller.is_some_and(|c| c.may(Area::Ops, "*", Access::Read)) {

@@ -75,7 +75,7 @@ pub struct JobView {
     pub id: String,
     #[schema(value_type = String)]
     pub state: JobState,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub payload: Value,
     pub priority: i32,
     pub attempts: u32,
@@ -118,7 +118,7 @@ pub struct LeasedJobView {
     pub id: String,
     /// Proves the lease: send it with ack, fail, release, heartbeat and progress.
     pub token: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub payload: Value,
     /// This attempt (1-based).
     pub attempt: u32,
@@ -196,7 +196,7 @@ async fn queue_stats(
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// Any JSON (at most 1 MiB).
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub payload: Value,
     /// Your id for it (enqueueing the same id again adds nothing); default: generated.
     pub id: Option<String>,
@@ -502,7 +502,7 @@ async fn fail(
 }
 
 /// Hands the job back unfinished: ready again at once, the attempt not counted.
-#[utoipa::path(post, path = "/v1/queues/{q}/jobs/{id}/release", tag = "jobs", params(JobPath),
+#[utoipa::path(post, path = "/v1/queues/{q}/jobs/{id}/release", tag = "jobs", operation_id = "release_job", params(JobPath),
     request_body = TokenRequest,
     responses(
         (status = 200, description = "Released (or deferred)", body = SettledView),
@@ -533,7 +533,7 @@ pub struct HeartbeatRequest {
 pub struct ProgressRequest {
     pub token: String,
     /// Any JSON (at most 64 KiB); a later attempt sees it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub progress: Value,
     /// New lease from now, in ms (default the queue's, 30 s).
     pub lease_ms: Option<u64>,

@@ -145,7 +145,7 @@ pub struct Released {
 }
 
 /// Releases the lock if `token` holds it.
-#[utoipa::path(post, path = "/v1/locks/{name}/release", tag = "locks", params(LockName),
+#[utoipa::path(post, path = "/v1/locks/{name}/release", tag = "locks", operation_id = "release_lock", params(LockName),
     request_body = ReleaseRequest,
     responses((status = 200, description = "Released (false: it had expired or was taken over)", body = Released)))]
 async fn release(

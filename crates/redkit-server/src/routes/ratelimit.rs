@@ -24,7 +24,7 @@ use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(put_policy, get_policy))
+        .routes(routes!(put_policy, get_policy, delete_policy))
         .routes(routes!(list_policies))
         .routes(routes!(check))
 }
@@ -111,7 +111,8 @@ struct PolicyName {
     name: String,
 }
 
-/// Defines (or replaces) policy `name` on this server (needs `admin`).
+/// Defines (or replaces) policy `name` for every server sharing the store (needs `admin`):
+/// here at once, on the others within a second.
 #[utoipa::path(put, path = "/v1/ratelimit/policies/{name}", tag = "ratelimit", params(PolicyName),
     request_body = PolicyBody,
     responses(
@@ -125,8 +126,24 @@ async fn put_policy(
     Body(body): Body<PolicyBody>,
 ) -> ApiResult<Json<PolicyView>> {
     caller.require(Area::Ratelimit, &name, Access::Admin)?;
-    state.limiter().define(body.into_policy(&name))?;
+    state.limiter().publish(body.into_policy(&name)).await?;
     view(&state, &name).map(Json)
+}
+
+/// Removes policy `name` from every server sharing the store (needs `admin`).
+#[utoipa::path(delete, path = "/v1/ratelimit/policies/{name}", tag = "ratelimit", params(PolicyName),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "Not defined", body = ErrorBody)
+    ))]
+async fn delete_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments(PolicyName { name }): Segments<PolicyName>,
+) -> ApiResult<StatusCode> {
+    caller.require(Area::Ratelimit, &name, Access::Admin)?;
+    state.limiter().unpublish(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn view(state: &AppState, name: &str) -> ApiResult<PolicyView> {

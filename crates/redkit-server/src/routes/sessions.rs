@@ -42,7 +42,7 @@ pub struct CreateRequest {
     pub user: Option<String>,
     /// Its data (a JSON object).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub data: Map<String, Value>,
     /// Idle timeout in seconds (default 1800).
     pub idle_ttl_s: Option<u64>,
@@ -83,6 +83,15 @@ struct SessionId {
     id: String,
 }
 
+/// A malformed id names no session: not found, like an unknown one.
+fn known(id: &str) -> ApiResult<()> {
+    if redkit::session::is_session_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("no such session (unknown, expired or revoked)"))
+    }
+}
+
 /// The live session `id` (touches its idle timer).
 #[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", params(SessionId),
     responses(
@@ -95,6 +104,7 @@ async fn get_session(
     Segments(SessionId { id }): Segments<SessionId>,
 ) -> ApiResult<Json<Session>> {
     require(&caller, Access::Read)?;
+    known(&id)?;
     state
         .sessions()
         .get(&id)
@@ -107,7 +117,7 @@ async fn get_session(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRequest {
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub data: Map<String, Value>,
 }
 
@@ -126,6 +136,7 @@ async fn patch_session(
     Body(req): Body<PatchRequest>,
 ) -> ApiResult<Json<Session>> {
     require(&caller, Access::Write)?;
+    known(&id)?;
     Ok(Json(state.sessions().update(&id, req.data).await?))
 }
 
@@ -138,6 +149,9 @@ async fn delete_session(
     Segments(SessionId { id }): Segments<SessionId>,
 ) -> ApiResult<Json<Deleted>> {
     require(&caller, Access::Write)?;
+    if !redkit::session::is_session_id(&id) {
+        return Ok(Json(Deleted { deleted: false }));
+    }
     let deleted = state.sessions().delete(&id).await?;
     Ok(Json(Deleted { deleted }))
 }
@@ -154,6 +168,7 @@ async fn rotate(
     Segments(SessionId { id }): Segments<SessionId>,
 ) -> ApiResult<Json<Session>> {
     require(&caller, Access::Write)?;
+    known(&id)?;
     Ok(Json(state.sessions().rotate(&id).await?))
 }
 

@@ -16,7 +16,7 @@ pub struct Session {
     /// The user it belongs to, if any.
     pub user: Option<String>,
     /// Its data.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::HashMap<String, serde_json::Value>))]
     pub data: Map<String, Value>,
     /// Created, ms since the Unix epoch.
     pub created_ms: u64,

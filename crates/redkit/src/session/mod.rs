@@ -187,9 +187,14 @@ fn new_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
 }
 
+/// Whether `id` could be a session id (16 to 128 of A-Z a-z 0-9 - _). Anything else names
+/// no session (the HTTP server answers it as not found).
+pub fn is_session_id(id: &str) -> bool {
+    (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn check_id(id: &str) -> Result<()> {
-    let ok = (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if is_session_id(id) {
         Ok(())
     } else {
         Err(Error::invalid("id", "not a session id"))
