@@ -212,7 +212,7 @@ class CacheOwner:
     async def put(self, register: Register) -> None:
         version = register.next_value()
         reply = await self.ctx.http.request("cache", "put", self.ctx.inst(), "PUT",
-                                            f"/v1/cache/chaos/{register.name}?ttl={CACHE_TTL_S}", {"v": version})
+                                            f"/v1/cache/chaos/{register.name}?ttl_s={CACHE_TTL_S}", {"v": version})
         register.writes.append(Write(version, reply.call))
 
     async def delete(self, register: Register) -> None:
