@@ -31,6 +31,7 @@ pub mod error;
 pub mod health;
 pub mod jobs;
 pub mod lock;
+pub mod pubsub;
 pub mod ratelimit;
 pub mod session;
 pub mod stats;
@@ -63,6 +64,7 @@ struct Inner {
     locks: OnceLock<lock::Locks>,
     jobs: OnceLock<Arc<jobs::JobsHub>>,
     sessions: OnceLock<Arc<session::SessionsHub>>,
+    channels: OnceLock<Arc<pubsub::ChannelsHub>>,
     prober: Option<JoinHandle<()>>,
     maintenance: JoinHandle<()>,
     started: Instant,
@@ -112,6 +114,7 @@ impl Redkit {
                 locks: OnceLock::new(),
                 jobs: OnceLock::new(),
                 sessions: OnceLock::new(),
+                channels: OnceLock::new(),
                 prober,
                 maintenance,
                 started: Instant::now(),
@@ -173,6 +176,17 @@ impl Redkit {
             .get_or_init(|| session::SessionsHub::new(&self.inner.route))
             .clone();
         session::Sessions::new(hub, options)
+    }
+
+    /// Pub/sub channels with these history settings and limits. Channels of one `Redkit`
+    /// share the backplane subscription and the fan-out to subscribers.
+    pub fn channels(&self, options: pubsub::ChannelOptions) -> Result<pubsub::Channels> {
+        let hub = self
+            .inner
+            .channels
+            .get_or_init(|| pubsub::ChannelsHub::new(&self.inner.route))
+            .clone();
+        pubsub::Channels::new(&hub, options)
     }
 
     fn jobs_hub(&self) -> Arc<jobs::JobsHub> {

@@ -137,6 +137,29 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO lock_fences (name, fence) SELECT '', COALESCE(MAX(fence), 0) FROM lock_fences
         WHERE true ON CONFLICT (name) DO UPDATE SET fence = MAX(fence, excluded.fence);
     DELETE FROM lock_fences WHERE name <> '';",
+    // 8: channels (see pubsub::embedded): the epoch and last offset of each channel, its
+    // history, and idempotency records; rows belong to a generation (outage copies).
+    "CREATE TABLE channel_meta (
+        channel TEXT    NOT NULL PRIMARY KEY,
+        epoch   TEXT    NOT NULL,
+        offset  INTEGER NOT NULL,
+        gen     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE channel_history (
+        channel TEXT    NOT NULL,
+        offset  INTEGER NOT NULL,
+        data    TEXT    NOT NULL,
+        at_ms   INTEGER NOT NULL,
+        PRIMARY KEY (channel, offset)
+    ) WITHOUT ROWID;
+    CREATE TABLE channel_dedupe (
+        channel  TEXT    NOT NULL,
+        key      TEXT    NOT NULL,
+        epoch    TEXT    NOT NULL,
+        offset   INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL,
+        PRIMARY KEY (channel, key)
+    ) WITHOUT ROWID;",
 ];
 
 /// Applies every migration newer than the database's `user_version`.
