@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import weakref
 import ssl as _ssl
+import weakref
 from collections import deque
 from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote, urlencode, urlsplit
@@ -43,7 +43,7 @@ def seg(value: str) -> str:
 class Response:
     """One answer: status, headers (lower-case names) and the raw body."""
 
-    __slots__ = ("status", "headers", "body")
+    __slots__ = ("body", "headers", "status")
 
     def __init__(self, status: int, headers: Dict[str, str], body: bytes) -> None:
         self.status = status
@@ -164,7 +164,7 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
-    def send(self, data: bytes, head: bool) -> "asyncio.Future[Response]":
+    def send(self, data: bytes, head: bool) -> asyncio.Future[Response]:
         assert self._transport is not None
         self._head = head
         self._headers_done = False
@@ -231,9 +231,7 @@ class _Pool:
         self._size += 1
         try:
             _, conn = await asyncio.wait_for(
-                self._loop.create_connection(
-                    lambda: _Connection(self._loop), self._host, self._port, ssl=self._ssl
-                ),
+                self._loop.create_connection(lambda: _Connection(self._loop), self._host, self._port, ssl=self._ssl),
                 connect_timeout,
             )
         except BaseException:
@@ -266,7 +264,7 @@ class _Pool:
 
 
 class _Endpoint:
-    __slots__ = ("index", "url", "host", "port", "ssl", "base", "host_header", "down_until", "failures")
+    __slots__ = ("base", "down_until", "failures", "host", "host_header", "index", "port", "ssl", "url")
 
     def __init__(self, index: int, url: str, ssl_context: Optional[_ssl.SSLContext]) -> None:
         self.index = index
@@ -328,7 +326,7 @@ class Transport:
         self.idle_timeout = idle_timeout
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_pools: Optional[List[_Pool]] = None
-        self._by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, List[_Pool]]" = weakref.WeakKeyDictionary()
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, List[_Pool]] = weakref.WeakKeyDictionary()
         self._closed = False
 
     @property
@@ -378,9 +376,7 @@ class Transport:
                 return (head + "\r\n").encode()
             return (head + "content-length: 0\r\n\r\n").encode()
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        return (
-            head + f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
-        ).encode() + payload
+        return (head + f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n").encode() + payload
 
     async def request(
         self,
@@ -490,4 +486,3 @@ def _qv(v: QueryValue) -> str:
     if isinstance(v, float):
         return repr(v) if v != int(v) else str(int(v))
     return str(v)
-

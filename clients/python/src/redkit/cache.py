@@ -48,7 +48,7 @@ class Claim:
     fail-safe window, or None.
     """
 
-    __slots__ = ("state", "value", "stale", "fill_token")
+    __slots__ = ("fill_token", "stale", "state", "value")
 
     def __init__(self, state: str, value: Any, stale: Any, fill_token: Optional[str]) -> None:
         self.state = state
@@ -85,11 +85,11 @@ class Cache:
     ``get`` returns the value or None (so a stored JSON ``null`` reads as a miss).
     """
 
-    def __init__(self, client: "AsyncClient", ns: str) -> None:
+    def __init__(self, client: AsyncClient, ns: str) -> None:
         self._client = client
         self.ns = ns
         self._prefix = f"/v1/cache/{seg(ns)}/"
-        self._background: Set["asyncio.Future[Any]"] = set()
+        self._background: Set[asyncio.Future[Any]] = set()
 
     def _path(self, key: str, suffix: str = "") -> str:
         return self._prefix + seg(key) + suffix
@@ -346,7 +346,7 @@ class Cache:
         wait: Optional[float] = None,
         claim_ttl: Optional[float] = None,
         fail_open: bool = True,
-    ) -> Callable[[Callable["P", Awaitable[T]]], Callable["P", Awaitable[T]]]:
+    ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
         """Get-or-set for an ``async def``: its result is cached per arguments.
 
         ``key``: a template of the arguments (``"user:{user_id}"``), a callable taking the
@@ -358,11 +358,11 @@ class Cache:
         """
         fail_safe = ttl if stale_ttl is None else stale_ttl
 
-        def decorate(func: Callable["P", Awaitable[T]]) -> Callable["P", Awaitable[T]]:
+        def decorate(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             binder = Binder(func)
 
             @functools.wraps(func)
-            async def wrapper(*args: "P.args", **kwargs: "P.kwargs") -> T:
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
                 k = binder.key(key, args, kwargs)
                 t = binder.tags(tags, args, kwargs)
                 return await self.get_or_set(
@@ -387,16 +387,16 @@ class Cache:
         *,
         tags: Optional[Sequence[Union[str, Callable[..., Any]]]] = None,
         patterns: Optional[Sequence[Union[str, Callable[..., Any]]]] = None,
-    ) -> Callable[[Callable["P", Awaitable[T]]], Callable["P", Awaitable[T]]]:
+    ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
         """For an ``async def`` that changes data: once it returns, the ``keys``, ``tags`` and
         ``patterns`` (templates of its arguments, or callables taking them) are removed."""
         keys, tags, patterns = as_list(keys), as_list(tags), as_list(patterns)
 
-        def decorate(func: Callable["P", Awaitable[T]]) -> Callable["P", Awaitable[T]]:
+        def decorate(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             binder = Binder(func)
 
             @functools.wraps(func)
-            async def wrapper(*args: "P.args", **kwargs: "P.kwargs") -> T:
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
                 result = await func(*args, **kwargs)
                 calls: List[Awaitable[Any]] = [self.delete(k) for k in binder.keys(keys, args, kwargs)]
                 calls += [self.invalidate_tag(t) for t in binder.keys(tags, args, kwargs)]

@@ -149,7 +149,7 @@ class AsyncClient:
         """Closes the pooled connections."""
         await self._transport.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         self._transport.reopen()
         return self
 

@@ -112,7 +112,7 @@ class Enqueued:
     """``id`` of the job now pending (the new one, or the one that made this a duplicate)
     and whether this call ``created`` it."""
 
-    __slots__ = ("id", "created")
+    __slots__ = ("created", "id")
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self.id: str = raw["id"]
@@ -145,7 +145,7 @@ class Job:
     :meth:`ack`, :meth:`fail` or :meth:`release` (a :class:`Worker` does that for you);
     :meth:`heartbeat` and :meth:`set_progress` renew the lease."""
 
-    def __init__(self, queue: "Queue", raw: Mapping[str, Any]) -> None:
+    def __init__(self, queue: Queue, raw: Mapping[str, Any]) -> None:
         self.queue = queue
         self.raw = dict(raw)
         self.id: str = raw["id"]
@@ -199,7 +199,7 @@ class Job:
 class Queue:
     """One job queue. Durations are seconds."""
 
-    def __init__(self, client: "AsyncClient", name: str) -> None:
+    def __init__(self, client: AsyncClient, name: str) -> None:
         self._client = client
         self.name = name
         self._path = f"/v1/queues/{seg(name)}"
@@ -239,7 +239,12 @@ class Queue:
         return [Enqueued(e) for e in answer]
 
     async def fetch(
-        self, worker: str, max: int = 1, *, lease: Optional[float] = None, wait: float = 0.0  # noqa: A002
+        self,
+        worker: str,
+        max: int = 1,  # noqa: A002 - the server's word
+        *,
+        lease: Optional[float] = None,
+        wait: float = 0.0,
     ) -> List[Job]:
         """Leases up to ``max`` ready jobs, waiting up to ``wait`` seconds (at most 60) for
         one. Not retried once sent (a lost answer's jobs come back when their lease ends)."""
@@ -312,9 +317,7 @@ class Queue:
         await self._client.call("POST", self._path + "/resume", safe=True)
 
     async def dead(self, *, offset: int = 0, limit: int = 100) -> List[JobInfo]:
-        body = await self._client.call(
-            "GET", self._path + "/dead", query={"offset": offset, "limit": limit}, safe=True
-        )
+        body = await self._client.call("GET", self._path + "/dead", query={"offset": offset, "limit": limit}, safe=True)
         return [JobInfo(j) for j in body]
 
     async def retry_dead(self, job_id: Optional[str] = None) -> int:
@@ -338,7 +341,7 @@ def _count(body: Any) -> int:
         for k in ("count", "retried", "purged", "deleted"):
             if k in body:
                 v = body[k]
-                return int(v) if not isinstance(v, bool) else int(v)
+                return int(v)
     return 0
 
 
@@ -359,7 +362,7 @@ class Worker:
 
     def __init__(
         self,
-        client: Union["AsyncClient", "Client"],
+        client: Union[AsyncClient, Client],
         queue: Union[str, Queue],
         handler: Optional[Handler] = None,
         *,
@@ -388,7 +391,7 @@ class Worker:
         self.max_backoff = max_backoff
         self.processed = 0
         self.failed = 0
-        self._active: Set["asyncio.Task[None]"] = set()
+        self._active: Set[asyncio.Task[None]] = set()
         self._stop: Optional[asyncio.Event] = None
         self._slot: Optional[asyncio.Event] = None
         self._done: Optional[asyncio.Event] = None
@@ -399,7 +402,7 @@ class Worker:
         the function's). ``job.args`` holds the arguments."""
 
         def register(func: H) -> H:
-            self.tasks[name or getattr(func, "__name__", str(func))] = func
+            self.tasks[name or str(getattr(func, "__name__", func))] = func
             return func
 
         return register
@@ -475,7 +478,7 @@ class Worker:
             raise RuntimeError("redkit: stop() is for workers of a redkit.Client; await shutdown() instead")
         self._portal.call(self.shutdown(timeout))
 
-    def _finished(self, task: "asyncio.Task[None]") -> None:
+    def _finished(self, task: asyncio.Task[None]) -> None:
         self._active.discard(task)
         if self._slot is not None:
             self._slot.set()
@@ -483,7 +486,7 @@ class Worker:
     async def _drain(self) -> None:
         if not self._active:
             return
-        done, pending = await asyncio.wait(set(self._active), timeout=self.shutdown_timeout)
+        _, pending = await asyncio.wait(set(self._active), timeout=self.shutdown_timeout)
         for t in pending:
             t.cancel()  # _process releases the job
         if pending:
@@ -555,7 +558,9 @@ class Worker:
                 return
             except (errors.Unavailable, OSError) as e:
                 if time.monotonic() + backoff > give_up:
-                    log.error("redkit worker %s: could not %s job %s (%r); it will run again", self.name, action, job.id, e)
+                    log.error(
+                        "redkit worker %s: could not %s job %s (%r); it will run again", self.name, action, job.id, e
+                    )
                     return
                 await asyncio.sleep(backoff)
                 backoff = min(self.max_backoff, backoff * 2)

@@ -32,7 +32,7 @@ class Lock:
 
     def __init__(
         self,
-        client: "AsyncClient",
+        client: AsyncClient,
         name: str,
         *,
         ttl: float = 30.0,
@@ -40,7 +40,7 @@ class Lock:
         permits: int = 1,
         local_fallback: bool = False,
         watchdog: bool = True,
-        on_lost: Optional[Callable[["Lock"], Any]] = None,
+        on_lost: Optional[Callable[[Lock], Any]] = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("redkit: a lock's ttl must be > 0 seconds")
@@ -57,7 +57,7 @@ class Lock:
         self.expires_at_ms: int = 0
         self._deadline = 0.0  # monotonic time by which the lease surely ended without renewal
         self._lost: Optional[asyncio.Event] = None
-        self._task: Optional["asyncio.Task[None]"] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self._path = f"/v1/locks/{seg(name)}/"
 
     @property
@@ -80,7 +80,7 @@ class Lock:
         if self.is_lost:
             raise errors.LockLost(f"redkit: the lease on lock {self.name!r} was lost")
 
-    async def acquire(self) -> "Lock":
+    async def acquire(self) -> Lock:
         body: Dict[str, Any] = {"ttl_ms": _ms(self.ttl), "wait_ms": _ms(self.wait)}
         if self.permits != 1:
             body["permits"] = self.permits
@@ -177,7 +177,7 @@ class Lock:
             except asyncio.CancelledError:
                 pass
 
-    async def __aenter__(self) -> "Lock":
+    async def __aenter__(self) -> Lock:
         return await self.acquire()
 
     async def __aexit__(
@@ -198,12 +198,12 @@ class Lock:
 
 
 def _ms(seconds: float) -> int:
-    return max(0, int(round(seconds * 1000)))
+    return max(0, round(seconds * 1000))
 
 
-_tasks: Set["asyncio.Future[Any]"] = set()
+_tasks: Set[asyncio.Future[Any]] = set()
 
 
-def _keep(task: "asyncio.Future[Any]") -> None:
+def _keep(task: asyncio.Future[Any]) -> None:
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)

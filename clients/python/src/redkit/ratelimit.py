@@ -30,16 +30,16 @@ class Decision:
 
     __slots__ = (
         "allowed",
-        "policy",
+        "basis",
+        "headers",
         "limit",
-        "window",
+        "policy",
+        "raw",
         "remaining",
         "reset_after",
         "retry_after",
         "shadow_denied",
-        "basis",
-        "headers",
-        "raw",
+        "window",
     )
 
     def __init__(self, raw: Mapping[str, Any], headers: Mapping[str, str]) -> None:
@@ -78,7 +78,7 @@ class Decision:
 class RateLimits:
     """Checks against named policies, and the policies themselves (shared by every server)."""
 
-    def __init__(self, client: "AsyncClient") -> None:
+    def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
     async def check(self, policy: str, key: str, cost: int = 1) -> Decision:
@@ -158,16 +158,16 @@ class RateLimits:
         key: Union[str, Callable[..., Union[str, Awaitable[str]]]],
         *,
         cost: int = 1,
-    ) -> Callable[[Callable["P", Awaitable[T]]], Callable["P", Awaitable[T]]]:
+    ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
         """Decorates an ``async def``: each call is checked against ``policy`` first, keyed
         by ``key`` (a template of the arguments like ``"user:{user_id}"``, or a callable
         taking them, sync or async); a refusal raises :class:`redkit.RateLimited`."""
 
-        def decorate(func: Callable["P", Awaitable[T]]) -> Callable["P", Awaitable[T]]:
+        def decorate(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             binder = Binder(func)
 
             @functools.wraps(func)
-            async def wrapper(*args: "P.args", **kwargs: "P.kwargs") -> T:
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
                 if callable(key):
                     k = key(*args, **kwargs)
                     if inspect.isawaitable(k):

@@ -14,7 +14,17 @@ class Session:
     """A session as stored: ``id`` (a bearer secret), ``user``, ``data`` (a dict) and its
     times (ms since the Unix epoch). ``raw`` is the server's JSON."""
 
-    __slots__ = ("id", "user", "data", "created_ms", "last_seen_ms", "idle_ms", "absolute_deadline_ms", "version", "raw")
+    __slots__ = (
+        "absolute_deadline_ms",
+        "created_ms",
+        "data",
+        "id",
+        "idle_ms",
+        "last_seen_ms",
+        "raw",
+        "user",
+        "version",
+    )
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self.raw = dict(raw)
@@ -41,7 +51,7 @@ class Sessions:
     """Server-side sessions. Ids are 256-bit random bearer secrets; idle and absolute
     timeouts are enforced by the store (``idle_ttl`` and ``absolute_ttl`` in seconds)."""
 
-    def __init__(self, client: "AsyncClient") -> None:
+    def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
     async def create(

@@ -120,13 +120,13 @@ class Client:
     def urls(self) -> Sequence[str]:
         return self.async_client.urls
 
-    def cache(self, ns: str) -> "SyncCache":
+    def cache(self, ns: str) -> SyncCache:
         c = self._caches.get(ns)
         if c is None:
             c = self._caches[ns] = SyncCache(self._portal, self.async_client.cache(ns))
         return c
 
-    def queue(self, name: str) -> "SyncQueue":
+    def queue(self, name: str) -> SyncQueue:
         return SyncQueue(self._portal, self.async_client.queue(name))
 
     def lock(
@@ -139,7 +139,7 @@ class Client:
         local_fallback: bool = False,
         watchdog: bool = True,
         on_lost: Optional[Callable[[Lock], Any]] = None,
-    ) -> "SyncLock":
+    ) -> SyncLock:
         """A lock for ``with``; the watchdog renews it from the client's thread."""
         return SyncLock(
             self._portal,
@@ -169,7 +169,7 @@ class Client:
             finally:
                 self._portal.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(
@@ -287,7 +287,9 @@ class SyncCache:
         if answer.state == "fresh":
             return answer.value  # type: ignore[no-any-return]
         if answer.state == "busy":
-            return answer.stale if answer.has_stale else loader()  # type: ignore[no-any-return]
+            if answer.has_stale:
+                return answer.stale  # type: ignore[no-any-return]
+            return loader()
         token = answer.fill_token
         assert token is not None
 
@@ -332,15 +334,15 @@ class SyncCache:
         wait: Optional[float] = None,
         claim_ttl: Optional[float] = None,
         fail_open: bool = True,
-    ) -> Callable[[Callable["P", T]], Callable["P", T]]:
+    ) -> Callable[[Callable[P, T]], Callable[P, T]]:
         """Get-or-set for a plain function (see :meth:`redkit.cache.Cache.cached`)."""
         fail_safe = ttl if stale_ttl is None else stale_ttl
 
-        def decorate(func: Callable["P", T]) -> Callable["P", T]:
+        def decorate(func: Callable[P, T]) -> Callable[P, T]:
             binder = Binder(func)
 
             @functools.wraps(func)
-            def wrapper(*args: "P.args", **kwargs: "P.kwargs") -> T:
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
                 return self.get_or_set(
                     binder.key(key, args, kwargs),
                     lambda: func(*args, **kwargs),
@@ -363,15 +365,15 @@ class SyncCache:
         *,
         tags: Optional[Sequence[Union[str, Callable[..., Any]]]] = None,
         patterns: Optional[Sequence[Union[str, Callable[..., Any]]]] = None,
-    ) -> Callable[[Callable["P", T]], Callable["P", T]]:
+    ) -> Callable[[Callable[P, T]], Callable[P, T]]:
         """See :meth:`redkit.cache.Cache.invalidates`."""
         keys, tags, patterns = as_list(keys), as_list(tags), as_list(patterns)
 
-        def decorate(func: Callable["P", T]) -> Callable["P", T]:
+        def decorate(func: Callable[P, T]) -> Callable[P, T]:
             binder = Binder(func)
 
             @functools.wraps(func)
-            def wrapper(*args: "P.args", **kwargs: "P.kwargs") -> T:
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
                 result = func(*args, **kwargs)
                 c = self._c
 
@@ -452,14 +454,14 @@ class SyncRateLimits:
 
     def limit(
         self, policy: str, key: Union[str, Callable[..., str]], *, cost: int = 1
-    ) -> Callable[[Callable["P", T]], Callable["P", T]]:
+    ) -> Callable[[Callable[P, T]], Callable[P, T]]:
         """See :meth:`redkit.ratelimit.RateLimits.limit` (``key`` callables are plain here)."""
 
-        def decorate(func: Callable["P", T]) -> Callable["P", T]:
+        def decorate(func: Callable[P, T]) -> Callable[P, T]:
             binder = Binder(func)
 
             @functools.wraps(func)
-            def wrapper(*args: "P.args", **kwargs: "P.kwargs") -> T:
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
                 k = key(*args, **kwargs) if callable(key) else key.format(**binder.arguments(args, kwargs))
                 self.hit(policy, str(k), cost)
                 return func(*args, **kwargs)
@@ -501,7 +503,7 @@ class SyncLock:
         if self.is_lost:
             raise errors.LockLost(f"redkit: the lease on lock {self._l.name!r} was lost")
 
-    def acquire(self) -> "SyncLock":
+    def acquire(self) -> SyncLock:
         self._p.call(self._l.acquire())
         return self
 
@@ -511,7 +513,7 @@ class SyncLock:
     def release(self) -> bool:
         return self._p.call(self._l.release())
 
-    def __enter__(self) -> "SyncLock":
+    def __enter__(self) -> SyncLock:
         return self.acquire()
 
     def __exit__(
@@ -605,4 +607,3 @@ class SyncQueue:
 
     def purge_dead(self, job_id: Optional[str] = None) -> int:
         return self._p.call(self._q.purge_dead(job_id))
-
