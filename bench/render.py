@@ -24,6 +24,7 @@ DESCRIPTIONS = {
     "jobs": "No-op jobs end to end through Redis (jobs/s)",
     "http_ratelimit": "Server over HTTP: rate-limit check (requests/s)",
     "http_cache_get": "Server over HTTP: cache GET of a 100-byte value (requests/s)",
+    "py_cache_get": "From Python: a cache GET of a 100-byte value, one call at a time (redkit's Python client over HTTP vs redis-py asyncio to the same Redis)",
     "outage_get": "Outage cost: cache read while the breaker is open vs embedded-only",
     "outage_set": "Outage cost: cache write while the breaker is open vs embedded-only",
 }

@@ -1,7 +1,10 @@
 """Per-call latency of a cache GET from Python: the redkit client beside redis-py asyncio
 GET on the same Redis, and the HTTP transports the client could have been built on.
 
-python latency.py --redis URL --redkit URL [--calls N] [--runs R] [--only a,b]
+python latency.py --redis URL --redkit URL [--calls N] [--runs R] [--only a,b] [--rate]
+
+``--rate`` prints calls per second of the one side named by ``--only`` instead (bench/run's
+measure() reads it as its last line: the "From Python" rows of bench/RESULTS.md).
 
 Every side reads one 100-byte value, one call at a time (concurrency 1: the latency a
 request handler pays), on one keep-alive connection. Each run measures every side
@@ -117,7 +120,9 @@ ASYNC_SIDES = {
 SYNC_SIDES = {"redkit-sync": side_redkit_sync}
 
 
-async def measure_async(make: Callable[..., Awaitable[Callable[[], Awaitable[None]]]], args: argparse.Namespace) -> float:
+async def measure_async(
+    make: Callable[..., Awaitable[Callable[[], Awaitable[None]]]], args: argparse.Namespace
+) -> float:
     call = await make(args.redis, args.redkit)
     for _ in range(200):
         await call()
@@ -144,7 +149,16 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=5000)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--only", default="")
+    p.add_argument("--rate", action="store_true")
     args = p.parse_args()
+    if args.rate:
+        name = args.only
+        if name in ASYNC_SIDES:
+            us = asyncio.run(measure_async(ASYNC_SIDES[name], args))
+        else:
+            us = measure_sync(SYNC_SIDES[name], args)
+        print(f"{1e6 / us:.0f}")
+        return
     names = [n for n in [*ASYNC_SIDES, *SYNC_SIDES] if not args.only or n in args.only.split(",")]
     results: Dict[str, List[float]] = {n: [] for n in names}
     for run in range(args.runs):
