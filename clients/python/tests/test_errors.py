@@ -53,3 +53,8 @@ def test_bad_urls_are_refused() -> None:
         redkit.AsyncClient("ftp://example.com")
     with pytest.raises(ValueError):
         redkit.AsyncClient([])
+
+
+async def test_the_package_version_is_the_servers_api_version(rk: redkit.AsyncClient) -> None:
+    doc = await rk.openapi()
+    assert doc["info"]["version"] == redkit.API_VERSION == redkit.__version__

@@ -190,3 +190,21 @@ async def test_pause_and_resume(rk: redkit.AsyncClient, name: str) -> None:
     await q.resume()
     [job] = await q.fetch("w", 1)
     assert await job.fail("nope") in ("retrying", "dead")
+
+
+async def test_shutdown_lets_a_running_job_finish(rk: redkit.AsyncClient, name: str) -> None:
+    q = rk.queue(name)
+    started = asyncio.Event()
+
+    async def short(job: redkit.Job) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+
+    worker = redkit.Worker(rk, q, short, shutdown_timeout=5, poll_wait=0.3)
+    run = asyncio.ensure_future(worker.run())
+    job = await q.enqueue("x")
+    await asyncio.wait_for(started.wait(), 5)
+    await worker.shutdown()  # returns once the job is done and acked
+    await run
+    info = await q.get(job.id)
+    assert info is not None and info.state == "completed" and worker.processed == 1
