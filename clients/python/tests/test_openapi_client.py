@@ -181,4 +181,22 @@ def test_a_generated_client_calls_every_route(generated: Tuple[Any, Dict[str, An
     assert call("purge_dead", q, ids[0]).count == 1
     assert call("purge_all_dead", q).count == 1
 
+    # Channels (once the server has them): the event stream is read as a stream, with the
+    # request the generated module builds; the WebSocket route answers a plain GET with 400.
+    if "publish" in call.operations:
+        # Publication data is any JSON, as cache values and job payloads are (a string here).
+        pos = call("publish", name, body=("PublishRequest", {"data": "a string", "idempotency_key": "once"}))
+        assert call("publish", name, body=("PublishRequest", {"data": "a string", "idempotency_key": "once"})) == pos
+        page = call("history", name, limit=10)
+        assert [p.data for p in page.publications] == ["a string"] and page.offset == pos.offset
+        assert call("history", name, since_epoch="other", since_offset=1, status=409).error.code == "conflict"
+        assert isinstance(call("list_channels").channels, list)
+        kwargs = call.modules["events"]._get_kwargs(name, last_event_id=f"{pos.epoch}:0")
+        with call.client.get_httpx_client().stream(**kwargs) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            lines = r.iter_lines()
+            assert next(lines) == "event: subscribed"
+            call.called.add("events")
+        assert call("ws", status=400).error.code == "invalid_input"
+
     assert call.called == call.operations, call.operations - call.called

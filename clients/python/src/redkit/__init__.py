@@ -1,4 +1,4 @@
-"""redkit: cache, sessions, rate limits, locks and background jobs, from Python.
+"""redkit: cache, sessions, rate limits, locks, background jobs and pub/sub, from Python.
 
 The client of ``redkit serve`` (HTTP/JSON). ``redkit.AsyncClient`` for asyncio code,
 ``redkit.Client`` for the rest; both take one server URL or several (failover).
@@ -10,6 +10,7 @@ The client of ``redkit serve`` (HTTP/JSON). ``redkit.AsyncClient`` for asyncio c
 
 from ._version import API_VERSION, __version__
 from .cache import Cache, Claim
+from .channels import Channels, Gap, History, Message, Position, Publication, Subscription
 from .client import AsyncClient
 from .errors import (
     Conflict,
@@ -43,6 +44,13 @@ __all__ = [
     "RateLimits",
     "Decision",
     "Lock",
+    "Channels",
+    "Position",
+    "Publication",
+    "History",
+    "Message",
+    "Gap",
+    "Subscription",
     "Queue",
     "Job",
     "JobInfo",

@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Type, Union
 from . import errors
 from ._http import _NO_BODY, QueryValue, Response, Transport
 from .cache import Cache
+from .channels import Channels
 from .jobs import Queue
 from .locks import Lock
 from .ratelimit import RateLimits
@@ -54,6 +55,8 @@ class AsyncClient:
         """Sessions: ``create``, ``get``, ``update``, ``rotate``, ``delete``, ``list``, ``revoke_all``."""
         self.ratelimit = RateLimits(self)
         """Rate limits: ``check`` and policies."""
+        self.channels = Channels(self)
+        """Pub/sub: ``publish``, ``history``, ``subscribe``."""
 
     @property
     def urls(self) -> Sequence[str]:

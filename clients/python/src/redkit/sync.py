@@ -24,6 +24,7 @@ from typing import (
     Coroutine,
     Dict,
     Iterable,
+    Iterator,
     List,
     Mapping,
     Optional,
@@ -36,6 +37,7 @@ from typing import (
 from . import errors
 from ._keys import Binder, KeySpec, TagsSpec, as_list
 from .cache import Cache, Claim
+from .channels import Channels, Gap, History, Message, Position
 from .client import AsyncClient
 from .jobs import Enqueued, Job, JobInfo, JobSpec, Queue, RunAt
 from .locks import Lock
@@ -115,6 +117,7 @@ class Client:
         self._caches: Dict[str, SyncCache] = {}
         self.sessions = SyncSessions(self._portal, self.async_client.sessions)
         self.ratelimit = SyncRateLimits(self._portal, self.async_client.ratelimit)
+        self.channels = SyncChannels(self._portal, self.async_client.channels)
 
     @property
     def urls(self) -> Sequence[str]:
@@ -425,6 +428,34 @@ class SyncSessions:
 
     def revoke_all(self, user: str) -> int:
         return self._p.call(self._s.revoke_all(user))
+
+
+class SyncChannels:
+    """:class:`redkit.channels.Channels` without ``await``; ``subscribe`` is a blocking iterator."""
+
+    def __init__(self, portal: _Portal, channels: Channels) -> None:
+        self._p = portal
+        self._c = channels
+
+    def publish(self, channel: str, data: Any, idempotency_key: Optional[str] = None) -> Position:
+        return self._p.call(self._c.publish(channel, data, idempotency_key))
+
+    def history(
+        self, channel: str, limit: int = 100, since: Union[Position, str, None] = None, reverse: bool = False
+    ) -> History:
+        return self._p.call(self._c.history(channel, limit, since, reverse))
+
+    def subscribe(self, channel: str, since: Union[Position, str, None] = None) -> Iterator[Union[Message, Gap]]:
+        """Blocks for each next event; closing the iterator (or leaving the ``for``) ends it."""
+        sub = self._c.subscribe(channel, since)
+        try:
+            while True:
+                try:
+                    yield self._p.call(sub.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._p.call(sub.aclose())
 
 
 class SyncRateLimits:
