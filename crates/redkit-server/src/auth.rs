@@ -1,9 +1,9 @@
 //! API keys: `Authorization: Bearer KEY`, scoped to areas, names and access levels.
 //!
 //! A scope reads `AREA[:NAME[:ACCESS]]`:
-//! - `AREA` is `cache`, `ratelimit`, `locks`, `sessions`, `queues`, `ops` (operations:
+//! - `AREA` is `cache`, `ratelimit`, `locks`, `sessions`, `queues`, `channels`, `ops` (operations:
 //!   the details of `/health`, and `/metrics`), or `*` for all;
-//! - `NAME` is the namespace, policy, lock or queue, exact or a prefix ending in `*`
+//! - `NAME` is the namespace, policy, lock, queue or channel, exact or a prefix ending in `*`
 //!   (default `*`; sessions and ops have no names, so theirs is always `*`);
 //! - `ACCESS` is `read` (look), `write` (use: set, check, acquire, enqueue, fetch…) or
 //!   `admin` (manage: define policies, clear caches, pause queues, retry dead jobs; see
@@ -19,7 +19,8 @@
 //! two ways a web page in the user's browser could still reach it: DNS rebinding (a name
 //! the attacker controls, re-pointed at 127.0.0.1 — refused unless the `Host` is a loopback
 //! name) and cross-site requests (a form or `fetch` from another origin — state changes
-//! refused unless `Origin` is absent or the server's own). With keys neither check is
+//! refused unless `Origin` is absent or the server's own; WebSocket upgrades too, since
+//! no browser rule keeps another origin's page from reading a WebSocket). With keys neither check is
 //! made: a browser never attaches a bearer key by itself, so a page cannot use one it was
 //! not given, and a server with keys may be reached under any name (a load balancer's).
 
@@ -41,6 +42,7 @@ pub enum Area {
     Locks,
     Sessions,
     Queues,
+    Channels,
     /// Operations: `/health` details and `/metrics`.
     Ops,
 }
@@ -54,6 +56,7 @@ impl Area {
             "locks" => Area::Locks,
             "sessions" => Area::Sessions,
             "queues" => Area::Queues,
+            "channels" => Area::Channels,
             "ops" => Area::Ops,
             _ => return None,
         }))
@@ -66,6 +69,7 @@ impl Area {
             Area::Locks => "locks",
             Area::Sessions => "sessions",
             Area::Queues => "queues",
+            Area::Channels => "channels",
             Area::Ops => "ops",
         }
     }
@@ -103,7 +107,9 @@ impl Scope {
         let mut parts = s.split(':');
         let area = parts.next().unwrap_or_default();
         let area = Area::parse(area).ok_or_else(|| {
-            format!("scope {s:?}: area {area:?} is not one of *, cache, ratelimit, locks, sessions, queues, ops")
+            format!(
+                "scope {s:?}: area {area:?} is not one of *, cache, ratelimit, locks, sessions, queues, channels, ops"
+            )
         })?;
         let name = parts.next().unwrap_or("*");
         let access = match parts.next().unwrap_or("admin") {
@@ -188,6 +194,11 @@ impl Keys {
         self.keys.is_empty()
     }
 
+    /// The caller presenting `key` (sent in a message rather than a header), if it is one.
+    pub fn caller(&self, key: &str) -> Option<Caller> {
+        self.identify(key.trim()).map(|k| Caller(Some(k)))
+    }
+
     fn identify(&self, presented: &str) -> Option<Arc<ApiKey>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
@@ -255,6 +266,16 @@ impl<S: HasKeys + Send + Sync> FromRequestParts<S> for OptionalCaller {
 }
 
 impl Caller {
+    /// Anyone: for a server without keys.
+    pub fn anyone() -> Self {
+        Caller(None)
+    }
+
+    /// Whether the caller may do `access` on `name` in `area`.
+    pub fn may(&self, area: Area, name: &str, access: Access) -> bool {
+        self.0.as_ref().is_none_or(|k| k.allows(area, name, access))
+    }
+
     /// Refuses with 403 unless the caller may do `access` on `name` in `area`.
     pub fn require(&self, area: Area, name: &str, access: Access) -> Result<(), ApiError> {
         match &self.0 {
@@ -271,11 +292,6 @@ impl Caller {
                 ),
             )),
         }
-    }
-
-    /// Whether the caller may do `access` on `name` in `area` (for filtering listings).
-    pub fn may(&self, area: Area, name: &str, access: Access) -> bool {
-        self.require(area, name, access).is_ok()
     }
 }
 
@@ -334,7 +350,10 @@ pub async fn keyless_guard(req: axum::extract::Request, next: axum::middleware::
         )
         .into_response();
     }
-    if !req.method().is_safe()
+    // A WebSocket upgrade is a GET, but no browser rule keeps a page of another origin
+    // from reading what it answers: checked like a state change.
+    let upgrade = req.headers().contains_key(axum::http::header::UPGRADE);
+    if (!req.method().is_safe() || upgrade)
         && let Some(origin) = req.headers().get(ORIGIN)
     {
         let own = |scheme: &str| {

@@ -18,8 +18,10 @@
 //!   limit, accept itself fails), and closing a socket with an unread request makes the
 //!   kernel send a reset, so the client rarely even sees the 503.
 //!
-//! Requests in flight are not timed here: long polls (job fetch, lock waits) legitimately
-//! take as long as they asked for, and handlers bound their own work.
+//! Requests in flight are not timed here: long polls (job fetch, lock waits) and event
+//! streams legitimately take as long as they asked for, and handlers bound their own work.
+//! A connection upgraded to a WebSocket leaves these clocks (its handler pings and times
+//! it) but keeps its slot until it closes.
 //!
 //! Error responses hyper writes by itself, before any request reaches the application
 //! (431 headers too large, 400 malformed, 414, 505), get the JSON error envelope too: the
@@ -203,6 +205,8 @@ struct ClockState {
     /// begins, cleared when hyper flushes the socket with no request in flight (it flushes
     /// the socket only once its buffer is written).
     unflushed: bool,
+    /// Switched protocols (101): what is written now is the new protocol's.
+    upgraded: bool,
 }
 
 /// A connection's phase, moved by its reads (a byte after idleness starts a head), its
@@ -218,6 +222,7 @@ impl Clock {
             since: Instant::now(),
             in_flight: 0,
             unflushed: false,
+            upgraded: false,
         }))
     }
 
@@ -257,7 +262,11 @@ impl Clock {
     /// is out of hyper's buffer.
     fn only_rejections_possible(&self) -> bool {
         let s = self.state();
-        s.phase == Phase::Head && !s.unflushed
+        s.phase == Phase::Head && !s.unflushed && !s.upgraded
+    }
+
+    fn upgraded(&self) {
+        self.state().upgraded = true;
     }
 
     fn end(&self) {
@@ -348,14 +357,15 @@ async fn connection(
     limits: Limits,
     mut stopping: watch::Receiver<bool>,
     mut make_room: watch::Receiver<u64>,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 ) {
-    let _open = OpenConnection::new();
     let clock = Arc::new(Clock::new());
     let io = TokioIo::new(Watched {
         io: stream,
         clock: clock.clone(),
         replacement: None,
+        _slot: slot,
+        _open: OpenConnection::new(),
     });
     let requests = clock.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -363,6 +373,9 @@ async fn connection(
         let mut app = app.clone();
         async move {
             let response = app.call(req.map(Body::new)).await.unwrap_or_else(|e| match e {});
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                in_flight.0.upgraded();
+            }
             Ok::<Response<Guarded>, Infallible>(response.map(|body| Guarded {
                 body,
                 _in_flight: in_flight,
@@ -372,7 +385,7 @@ async fn connection(
     let mut http = hyper::server::conn::http1::Builder::new();
     // Heads are timed here (hyper's own timer would also cut idle keep-alives at it).
     http.header_read_timeout(None).max_header_size(MAX_HEAD_BYTES);
-    let mut conn = pin!(http.serve_connection(io, service));
+    let mut conn = pin!(http.serve_connection(io, service).with_upgrades());
     let mut stopped = false;
     let mut room_closed = false;
     loop {
@@ -413,6 +426,10 @@ struct Watched {
     /// The replacement response and how much of it is written; once set, everything
     /// hyper writes is swallowed (it is the rejected response, and then the close).
     replacement: Option<(Vec<u8>, usize)>,
+    /// The connection's slot under the cap, and its count: they go with the socket, which
+    /// an upgrade (a WebSocket) carries on after the HTTP connection's task has ended.
+    _slot: OwnedSemaphorePermit,
+    _open: OpenConnection,
 }
 
 impl Watched {

@@ -19,6 +19,13 @@
 //! algorithm = "gcra"
 //! limit = 100
 //! period_ms = 60000
+//!
+//! [server.channels."*"]          # pub/sub history of every channel (default 100 for 600 s)
+//! history_size = 100
+//! history_ttl_s = 600
+//!
+//! [server.channels."ticks."]     # channels whose name starts with "ticks." (longest wins)
+//! history_size = 0               # no history: pure fan-out
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,6 +33,7 @@ use std::time::Duration;
 
 use redkit::Config;
 use redkit::config::SERVER_TABLE;
+use redkit::pubsub::ChannelOptions;
 use redkit::ratelimit::Policy;
 use serde::Deserialize;
 
@@ -53,6 +61,8 @@ pub struct ServerSettings {
     pub keys: Vec<ApiKey>,
     /// Rate-limit policies defined at start.
     pub policies: Vec<Policy>,
+    /// Pub/sub history by channel prefix, and limits.
+    pub channels: ChannelOptions,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +75,7 @@ impl Default for ServerSettings {
             max_connections: 10_000,
             keys: Vec::new(),
             policies: Vec::new(),
+            channels: ChannelOptions::default(),
         }
     }
 }
@@ -81,6 +92,16 @@ struct ServerTable {
     api_keys: Vec<KeyEntry>,
     #[serde(default)]
     policies: BTreeMap<String, PolicyBody>,
+    #[serde(default)]
+    channels: BTreeMap<String, ChannelEntry>,
+}
+
+/// History of the channels under one prefix (`"*"`: every channel).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelEntry {
+    history_size: Option<u64>,
+    history_ttl_s: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +256,27 @@ impl ServerSettings {
             let key = ApiKey::new(&entry.name, &key, &entry.scopes).map_err(|e| refuse(&setting, &e))?;
             self.keys.push(key);
         }
+        const DEFAULT: (u64, u64) = (100, 600);
+        let default = table.channels.get("*").map_or(DEFAULT, |e| {
+            (
+                e.history_size.unwrap_or(DEFAULT.0),
+                e.history_ttl_s.unwrap_or(DEFAULT.1),
+            )
+        });
+        let mut channels = ChannelOptions::default().history(default.0, Duration::from_secs(default.1));
+        for (prefix, e) in &table.channels {
+            if prefix != "*" {
+                let (size, ttl) = (
+                    e.history_size.unwrap_or(default.0),
+                    e.history_ttl_s.unwrap_or(default.1),
+                );
+                channels = channels.prefix(prefix, size, Duration::from_secs(ttl));
+            }
+        }
+        channels
+            .validate()
+            .map_err(|e| refuse(&format!("{SERVER_TABLE}.channels"), &e))?;
+        self.channels = channels;
         for (name, body) in table.policies {
             let setting = format!("server.policies.{name}");
             let policy = body.into_policy(&name);
@@ -305,5 +347,25 @@ mod tests {
         );
         let e = load("", &[("REDKIT_SERVER_MAX_CONNECTIONS", "2.5")]).unwrap_err();
         assert!(e.contains("whole number"), "{e}");
+    }
+
+    #[test]
+    fn channel_history_is_set_by_prefix_and_checked() {
+        let s = load(
+            "[server.channels.\"*\"]\nhistory_size = 10\n[server.channels.\"ticks.\"]\nhistory_size = 0\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            format!("{:?}", s.channels).matches("size: 10").count(),
+            1,
+            "{:?}",
+            s.channels
+        );
+        assert!(format!("{:?}", s.channels).contains("\"ticks.\""));
+        let e = load("[server.channels.\"*\"]\nhistory_size = 1000000\n", &[]).unwrap_err();
+        assert!(e.contains("server.channels") && e.contains("history_size"), "{e}");
+        let e = load("[server.channels.x]\nhistory = 3\n", &[]).unwrap_err();
+        assert!(e.contains("history"), "{e}");
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use redkit::cache::{Cache, CacheOptions};
 use redkit::jobs::{Queue, QueueOptions};
 use redkit::lock::Locks;
+use redkit::pubsub::Channels;
 use redkit::ratelimit::RateLimiter;
 use redkit::session::{SessionOptions, Sessions};
 use redkit::{Redkit, Result};
@@ -72,6 +73,7 @@ struct Inner {
     sessions: Sessions,
     limiter: RateLimiter,
     locks: Locks,
+    channels: Channels,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -88,6 +90,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 sessions: redkit.sessions(SessionOptions::default())?,
                 locks: redkit.locks(),
+                channels: redkit.channels(settings.channels.clone())?,
                 limiter,
                 redkit,
                 settings,
@@ -164,6 +167,10 @@ impl AppState {
 
     pub fn locks(&self) -> &Locks {
         &self.inner.locks
+    }
+
+    pub fn channels(&self) -> &Channels {
+        &self.inner.channels
     }
 
     /// Whether the server has begun to shut down.

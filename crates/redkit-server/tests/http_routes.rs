@@ -35,6 +35,7 @@ async fn every_route(s: &Server) {
     sessions(s).await;
     jobs(s).await;
     dead_jobs(s).await;
+    channels(s).await;
     // Every route the OpenAPI document lists was called (metrics count by route template).
     let metrics = s.get("/metrics").await.body;
     let metrics = metrics.as_str().unwrap();
@@ -579,4 +580,45 @@ async fn dead_jobs(s: &Server) {
         .await;
     }
     assert_eq!(s.delete(&format!("{q}/dead")).await.body, json!({"count": 2}));
+}
+
+async fn channels(s: &Server) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    // An event stream: its first event says where the channel stands.
+    let mut events = s
+        .http
+        .get(format!("{}/v1/channels/news/events", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    let first = events.chunk().await.unwrap().unwrap();
+    assert!(std::str::from_utf8(&first).unwrap().contains("event: subscribed"));
+    // A WebSocket subscription.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/ws", s.addr()))
+        .await
+        .unwrap();
+    ws.send(Message::text(r#"{"op": "subscribe", "channel": "news"}"#))
+        .await
+        .unwrap();
+    let subscribed: Value = serde_json::from_str(&ws.next().await.unwrap().unwrap().into_text().unwrap()).unwrap();
+    assert_eq!(subscribed["type"], "subscribed");
+
+    let p = s.post("/v1/channels/news/publish", json!({"data": {"title": "hi"}})).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert_eq!(p.body["offset"], 1);
+    let got: Value = serde_json::from_str(&ws.next().await.unwrap().unwrap().into_text().unwrap()).unwrap();
+    assert_eq!(got["data"], json!({"title": "hi"}));
+    let mut text = String::new();
+    while !text.contains("hi") {
+        text.push_str(std::str::from_utf8(&events.chunk().await.unwrap().unwrap()).unwrap());
+    }
+    assert!(text.contains(&format!("id: {}:1", p.body["epoch"].as_str().unwrap())), "{text}");
+
+    let h = s.get("/v1/channels/news/history?limit=10").await;
+    assert_eq!(h.body["publications"][0]["data"], json!({"title": "hi"}));
+    let listed = s.get("/v1/channels").await;
+    assert_eq!(listed.body["channels"][0]["channel"], "news");
+    assert_eq!(listed.body["channels"][0]["subscribers"], 2);
 }

@@ -2,11 +2,13 @@
 //! one library method, and answers JSON.
 
 pub mod cache;
+mod channels;
 mod health;
 mod jobs;
 mod locks;
 pub mod ratelimit;
 mod sessions;
+mod ws;
 
 use axum::Json;
 use axum::Router;
@@ -25,7 +27,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "redkit",
-        description = "Cache, rate limits, locks, sessions and jobs on Redis, with an embedded fallback that loses nothing."
+        description = "Cache, rate limits, locks, sessions, jobs and channels on Redis, with an embedded fallback that loses nothing."
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -35,7 +37,8 @@ use crate::state::AppState;
         (name = "ratelimit", description = "Named rate-limit policies"),
         (name = "locks", description = "Distributed locks with fencing tokens"),
         (name = "sessions", description = "Server-side sessions"),
-        (name = "jobs", description = "Durable job queues with leases")
+        (name = "jobs", description = "Durable job queues with leases"),
+        (name = "channels", description = "Pub/sub with history and recovery: HTTP, Server-Sent Events, WebSocket")
     )
 )]
 struct ApiDoc;
@@ -130,6 +133,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(locks::routes())
         .merge(sessions::routes())
         .merge(jobs::routes())
+        .merge(channels::routes())
+        .routes(utoipa_axum::routes!(ws::ws))
 }
 
 /// Every route of the server.

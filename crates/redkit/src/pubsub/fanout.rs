@@ -44,6 +44,8 @@ pub struct ChannelStats {
     pub subscribers: usize,
     /// Publications made through this instance since it started.
     pub published: u64,
+    /// Publications made through this instance in the last whole minute.
+    pub published_last_minute: u64,
 }
 
 #[derive(Default)]
@@ -51,6 +53,35 @@ struct Counts {
     queue: Option<broadcast::Sender<Signal>>,
     subscribers: usize,
     published: u64,
+    /// The minute (since the epoch) `this_minute` counts, and the one before it.
+    minute: u64,
+    this_minute: u64,
+    previous_minute: u64,
+}
+
+fn minute_now() -> u64 {
+    crate::stats::now_ms() / 60_000
+}
+
+impl Counts {
+    fn count(&mut self) {
+        let now = minute_now();
+        if now != self.minute {
+            self.previous_minute = if now == self.minute + 1 { self.this_minute } else { 0 };
+            self.this_minute = 0;
+            self.minute = now;
+        }
+        self.published += 1;
+        self.this_minute += 1;
+    }
+
+    fn last_minute(&self) -> u64 {
+        match minute_now() {
+            now if now == self.minute => self.previous_minute,
+            now if now == self.minute + 1 => self.this_minute,
+            _ => 0,
+        }
+    }
 }
 
 /// See the [module docs](self).
@@ -112,15 +143,9 @@ impl Fanout {
         metrics::counter!("redkit_channel_publications_total").increment(1);
         let mut channels = self.channels.lock().expect("fanout lock");
         if let Some(counts) = channels.get_mut(channel) {
-            counts.published += 1;
+            counts.count();
         } else if channels.len() < MAX_COUNTED_CHANNELS {
-            channels.insert(
-                channel.to_string(),
-                Counts {
-                    published: 1,
-                    ..Counts::default()
-                },
-            );
+            channels.entry(channel.to_string()).or_default().count();
         }
     }
 
@@ -151,6 +176,7 @@ impl Fanout {
                 channel: name.clone(),
                 subscribers: c.subscribers,
                 published: c.published,
+                published_last_minute: c.last_minute(),
             })
             .collect();
         stats.sort_by(|a, b| (b.subscribers, b.published, &a.channel).cmp(&(a.subscribers, a.published, &b.channel)));

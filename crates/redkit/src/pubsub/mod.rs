@@ -151,7 +151,9 @@ impl ChannelOptions {
             .map_or(self.history, |(_, h)| *h)
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks every limit; [`Redkit::channels`](crate::Redkit::channels) refuses options
+    /// that fail it, naming the field.
+    pub fn validate(&self) -> Result<()> {
         check_history(self.history)?;
         for (p, h) in &self.prefixes {
             check_name(p).map_err(|_| Error::invalid("prefix", format!("{p:?} is not a channel name prefix")))?;
@@ -300,7 +302,7 @@ impl ChannelsHub {
 
 impl Channels {
     pub(crate) fn new(hub: &ChannelsHub, opts: ChannelOptions) -> Result<Self> {
-        opts.check()?;
+        opts.validate()?;
         Ok(Channels {
             inner: Arc::new(Inner {
                 routed: hub.routed.clone(),
@@ -470,7 +472,11 @@ impl Subscription {
             if self.resync_pending {
                 let from = self.at.clone();
                 match self.catch_up(from, false).await {
-                    Ok(()) => self.resync_pending = false,
+                    Ok(()) => {
+                        // What the catch-up queued goes out before waiting for more.
+                        self.resync_pending = false;
+                        continue;
+                    }
                     Err(e) => match self.after_failure(e).await {
                         Some(e) => return Some(Err(e)),
                         None => continue,
@@ -518,9 +524,11 @@ impl Subscription {
                         continue;
                     }
                     // A gap, or a new epoch: fill from history, or say what was lost.
+                    tracing::debug!(channel = self.channel, at = ?self.at, epoch = p.epoch, offset = p.publication.offset, "subscriber sees a gap");
                     self.resync_pending = true;
                 }
                 Ok(Signal::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    tracing::debug!(channel = self.channel, at = ?self.at, "subscriber told to resync");
                     self.resync_pending = true;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
@@ -559,6 +567,7 @@ impl Subscription {
         let routed = &self.channels.inner.routed;
         let channel = self.channel.as_str();
         let first = routed.read(|b| b.history(channel, 0, 0, false)).await?;
+        tracing::debug!(channel, ?since, stream = ?first.position, oldest = first.oldest, "subscriber checks the history");
         let Some(since) = since else {
             self.queued.push_back(Event::Subscribed {
                 position: first.position.clone(),
