@@ -1,4 +1,7 @@
-"""Keys and tags made from a decorated function's arguments."""
+"""Keys and tags made from a decorated function's arguments: templates (``"user:{id}"``)
+filled from the bound arguments with defaults applied, callables, or a default key of the
+function's qualified name and its arguments' ``repr`` (without ``self``/``cls``; hashed when
+over 200 bytes), so equal calls map to equal keys."""
 
 from __future__ import annotations
 

@@ -1,4 +1,12 @@
-"""The cache: ``rk.cache(ns)``."""
+"""The cache: ``rk.cache(ns)``.
+
+Promises: values are any JSON and ``get`` answers the value or None; the get-or-set of
+``get_or_set`` and ``@cached`` loads a missing key once across every caller and instance
+(the server's claim protocol), serves the stale value inside the fail-safe window when the
+loader fails or passes its soft timeout, and never leaves a claim held by a failed loader
+(it is released, so the next caller loads at once); ``@invalidates`` removes its keys, tags
+and patterns only after the decorated function returned.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""``redkit.AsyncClient``: the asyncio client."""
+"""``redkit.AsyncClient``: the asyncio client — one object per process, giving each
+capability (``cache``, ``sessions``, ``ratelimit``, ``lock``, ``queue``, ``channels``) over
+one transport with failover between servers and retries only where they are safe."""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""Background jobs: ``rk.queue(name)`` and ``redkit.Worker``."""
+"""Background jobs: ``rk.queue(name)`` and ``redkit.Worker``.
+
+Promises: an enqueue is safe to repeat (the client gives every job an id, so a retry after a
+lost answer adds nothing); a fetch is never repeated once sent; a :class:`Worker` acks what
+its handler finished, fails what raised, heartbeats while a handler runs, backs off while
+redkit is away, and on shutdown lets running jobs finish or releases them (not counted as an
+attempt). Delivery is at least once: a job whose lease ended runs again.
+"""
 
 from __future__ import annotations
 

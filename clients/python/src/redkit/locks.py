@@ -1,4 +1,10 @@
-"""Locks and semaphores: ``rk.lock(name, ttl=, wait=)``."""
+"""Locks and semaphores: ``rk.lock(name, ttl=, wait=)``.
+
+Promises: while a :class:`Lock` is held its watchdog renews the lease; the moment the lease
+cannot be trusted any more (a renewal refused, or renewals failing until the lease must have
+ended) the lock says so (``lost``, ``on_lost``, ``check()``); an acquire is never repeated
+once sent; a release never releases another holder's lock.
+"""
 
 from __future__ import annotations
 

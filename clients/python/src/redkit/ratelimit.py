@@ -1,4 +1,10 @@
-"""Rate limits: ``rk.ratelimit``."""
+"""Rate limits: ``rk.ratelimit``.
+
+Promises: a check is a :class:`Decision` (a refusal too, with ``retry_after`` in seconds and
+the headers to pass on), never sent twice (a repeat would count twice); ``hit`` and the
+``limit`` decorator raise :class:`redkit.RateLimited` instead; policies defined here are
+stored where every server sees them.
+"""
 
 from __future__ import annotations
 

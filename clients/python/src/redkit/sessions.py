@@ -1,4 +1,10 @@
-"""Sessions: ``rk.sessions``."""
+"""Sessions: ``rk.sessions``.
+
+Promises: ``get`` answers None for any id that is unknown, ended or malformed (never an
+exception for a bad cookie); ``update`` merges fields, so concurrent requests never overwrite
+each other's; ``create`` and ``rotate`` are never repeated once sent (a repeat would make a
+second session).
+"""
 
 from __future__ import annotations
 
