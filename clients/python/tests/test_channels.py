@@ -139,3 +139,22 @@ def test_sync_subscribe(embedded: Server, name: str) -> None:
         it.close()  # type: ignore[attr-defined]
         assert [m.data for m in got if isinstance(m, redkit.Message)] == [0, 1, 2]
         assert [p.data for p in rk.channels.history(name, limit=10).publications] == ["zero", 0, 1, 2]
+
+
+async def test_aclose_from_another_task_ends_the_iteration(rk: redkit.AsyncClient, name: str) -> None:
+    sub = rk.channels.subscribe(name)
+    got: List[Any] = []
+    first = asyncio.Event()
+
+    async def follow() -> None:
+        async for event in sub:
+            got.append(event.data if isinstance(event, redkit.Message) else event)
+            first.set()
+
+    task = asyncio.ensure_future(follow())
+    await asyncio.sleep(0.3)
+    await rk.channels.publish(name, 1)
+    await asyncio.wait_for(first.wait(), 5)
+    await sub.aclose()
+    await asyncio.wait_for(task, 2)  # ended, not left waiting on a dead stream
+    assert got == [1]
