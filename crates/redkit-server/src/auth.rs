@@ -271,6 +271,27 @@ impl Caller {
         Caller(None)
     }
 
+    /// The bearer of a channel token: may read the channels `patterns` name (exact names,
+    /// or prefixes ending in `*`), nothing else.
+    pub fn channel_reader(patterns: &[String]) -> Self {
+        let scopes = patterns
+            .iter()
+            .map(|p| Scope {
+                area: Some(Area::Channels),
+                name: p.strip_suffix('*').unwrap_or(p).to_string(),
+                prefix: p.ends_with('*'),
+                access: Access::Read,
+            })
+            .collect();
+        Caller(Some(Arc::new(ApiKey {
+            label: "channel token".to_string(),
+            // Matches no presented key: this caller exists only for the request that
+            // carried the token.
+            digest: [0; 32],
+            scopes,
+        })))
+    }
+
     /// Whether the caller may do `access` on `name` in `area`.
     pub fn may(&self, area: Area, name: &str, access: Access) -> bool {
         self.0.as_ref().is_none_or(|k| k.allows(area, name, access))

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod routes;
 pub mod settings;
 mod state;
+pub mod tokens;
 
 use std::borrow::Cow;
 use std::future::Future;

@@ -27,6 +27,11 @@
 //! [server.channels."ticks."]     # channels whose name starts with "ticks." (longest wins)
 //! history_size = 0               # no history: pure fan-out
 //! ```
+//!
+//! `channel_token_secret` (or `channel_token_secret_env`, the name of an environment
+//! variable holding it; `REDKIT_CHANNEL_TOKEN_SECRET` wins over both) signs the channel
+//! tokens browsers use (`crate::tokens`): give every server of a deployment the same one, at
+//! least 32 characters. Without it each server signs with a random secret of its own.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -63,6 +68,8 @@ pub struct ServerSettings {
     pub policies: Vec<Policy>,
     /// Pub/sub history by channel prefix, and limits.
     pub channels: ChannelOptions,
+    /// The secret channel tokens are signed with (random per process when `None`).
+    pub channel_token_secret: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -76,6 +83,7 @@ impl Default for ServerSettings {
             keys: Vec::new(),
             policies: Vec::new(),
             channels: ChannelOptions::default(),
+            channel_token_secret: None,
         }
     }
 }
@@ -94,6 +102,8 @@ struct ServerTable {
     policies: BTreeMap<String, PolicyBody>,
     #[serde(default)]
     channels: BTreeMap<String, ChannelEntry>,
+    channel_token_secret: Option<String>,
+    channel_token_secret_env: Option<String>,
 }
 
 /// History of the channels under one prefix (`"*"`: every channel).
@@ -204,6 +214,11 @@ impl ServerSettings {
         if let Some(path) = &config.file {
             settings.load_file(path, &var)?;
         }
+        if let Some(secret) = var("REDKIT_CHANNEL_TOKEN_SECRET") {
+            settings.channel_token_secret = Some(checked_secret(secret).map_err(|rule| {
+                format!("invalid setting {SERVER_TABLE}.channel_token_secret (from environment variable REDKIT_CHANNEL_TOKEN_SECRET): {rule}")
+            })?);
+        }
         for n in &NUMBERS {
             let Some(text) = var(n.env) else { continue };
             let refuse = |rule: &str| {
@@ -277,6 +292,28 @@ impl ServerSettings {
             .validate()
             .map_err(|e| refuse(&format!("{SERVER_TABLE}.channels"), &e))?;
         self.channels = channels;
+        let secret = match (table.channel_token_secret, table.channel_token_secret_env) {
+            (Some(s), None) => Some(s),
+            (None, Some(name)) => Some(var(&name).ok_or_else(|| {
+                refuse(
+                    &format!("{SERVER_TABLE}.channel_token_secret_env"),
+                    &format!("environment variable {name} is not set"),
+                )
+            })?),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(refuse(
+                    &format!("{SERVER_TABLE}.channel_token_secret"),
+                    &"give at most one of channel_token_secret and channel_token_secret_env",
+                ));
+            }
+        };
+        if let Some(secret) = secret {
+            self.channel_token_secret = Some(
+                checked_secret(secret)
+                    .map_err(|rule| refuse(&format!("{SERVER_TABLE}.channel_token_secret"), &rule))?,
+            );
+        }
         for (name, body) in table.policies {
             let setting = format!("server.policies.{name}");
             let policy = body.into_policy(&name);
@@ -285,6 +322,18 @@ impl ServerSettings {
         }
         Ok(())
     }
+}
+
+/// A channel token secret, if long enough.
+fn checked_secret(secret: String) -> Result<String, String> {
+    if secret.len() < crate::tokens::MIN_SECRET_BYTES {
+        return Err(format!(
+            "at least {} characters (got {})",
+            crate::tokens::MIN_SECRET_BYTES,
+            secret.len()
+        ));
+    }
+    Ok(secret)
 }
 
 #[cfg(test)]
@@ -367,5 +416,22 @@ mod tests {
         assert!(e.contains("server.channels") && e.contains("history_size"), "{e}");
         let e = load("[server.channels.x]\nhistory = 3\n", &[]).unwrap_err();
         assert!(e.contains("history"), "{e}");
+    }
+
+    #[test]
+    fn a_channel_token_secret_comes_from_the_file_or_the_environment_and_is_long_enough() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let s = load(&format!("[server]\nchannel_token_secret = \"{secret}\"\n"), &[]).unwrap();
+        assert_eq!(s.channel_token_secret.as_deref(), Some(secret));
+        let e = load("[server]\nchannel_token_secret = \"short\"\n", &[]).unwrap_err();
+        assert!(e.contains("channel_token_secret") && e.contains("32"), "{e}");
+        let e = load("", &[("REDKIT_CHANNEL_TOKEN_SECRET", "short")]).unwrap_err();
+        assert!(e.contains("REDKIT_CHANNEL_TOKEN_SECRET"), "{e}");
+        let s = load(
+            "[server]\nchannel_token_secret_env = \"MY_SECRET\"\n",
+            &[("MY_SECRET", secret)],
+        )
+        .unwrap();
+        assert_eq!(s.channel_token_secret.as_deref(), Some(secret));
     }
 }

@@ -74,6 +74,7 @@ struct Inner {
     limiter: RateLimiter,
     locks: Locks,
     channels: Channels,
+    tokens: crate::tokens::TokenSigner,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -91,6 +92,7 @@ impl AppState {
                 sessions: redkit.sessions(SessionOptions::default())?,
                 locks: redkit.locks(),
                 channels: redkit.channels(settings.channels.clone())?,
+                tokens: crate::tokens::TokenSigner::new(settings.channel_token_secret.as_deref()),
                 limiter,
                 redkit,
                 settings,
@@ -171,6 +173,11 @@ impl AppState {
 
     pub fn channels(&self) -> &Channels {
         &self.inner.channels
+    }
+
+    /// Issues and checks channel tokens.
+    pub fn tokens(&self) -> &crate::tokens::TokenSigner {
+        &self.inner.tokens
     }
 
     /// Whether the server has begun to shut down.

@@ -645,6 +645,97 @@ async fn websockets_and_event_streams_honour_keys_and_scopes() {
     let mut ws = ws_connect(&server, &[]).await.unwrap();
     ws_send(&mut ws, json!({"op": "auth", "api_key": "guess"})).await;
     assert_eq!(ws_next(&mut ws).await.unwrap_err().unwrap().0, 1008);
+
+    // Channel tokens: a backend with a key gets one for a page, for channels it may read.
+    let refused = reader
+        .post("/v1/channels/tokens", json!({"channels": ["private"], "ttl_s": 60}))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let bad = reader.post("/v1/channels/tokens", json!({"channels": ["a*b"]})).await;
+    assert!(bad.message().contains("channels"), "{}", bad.message());
+    let bad = reader
+        .post(
+            "/v1/channels/tokens",
+            json!({"channels": ["public.x"], "ttl_s": 100000}),
+        )
+        .await;
+    assert!(bad.message().contains("ttl_s"), "{}", bad.message());
+    let issued = reader
+        .post("/v1/channels/tokens", json!({"channels": ["public.*"], "ttl_s": 60}))
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{:?}", issued.body);
+    let token = issued.body["token"].as_str().unwrap().to_string();
+    // ?token= on the event stream and the history (no Authorization header at all).
+    let events = |ch: &str, token: &str| {
+        server
+            .http
+            .get(format!("{}/v1/channels/{ch}/events?token={token}", server.base))
+            .send()
+    };
+    let ok = events("public.x", &token).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    drop(ok);
+    assert_eq!(events("private", &token).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let h = server
+        .get(&format!("/v1/channels/public.x/history?token={token}"))
+        .await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.body["publications"][0]["data"], 1);
+    // A token changed by a single character is refused.
+    let tampered = format!("{token}x");
+    assert_eq!(
+        events("public.x", &tampered).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // In the WebSocket's auth frame, or its URL.
+    let mut ws = ws_connect(&server, &[]).await.unwrap();
+    ws_send(&mut ws, json!({"op": "auth", "token": token})).await;
+    ws_subscribe(&mut ws, "public.z", None).await;
+    ws_send(&mut ws, json!({"op": "subscribe", "channel": "private"})).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["code"], "forbidden");
+    // A token reads, never writes.
+    ws_send(&mut ws, json!({"op": "publish", "channel": "public.z", "data": 1})).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["code"], "forbidden");
+    let mut request = format!("ws://{}/v1/ws?token={token}", server.addr())
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().remove("authorization");
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws_subscribe(&mut ws, "public.q", None).await;
+    // An expired token is refused.
+    let short = reader
+        .post("/v1/channels/tokens", json!({"channels": ["public.*"], "ttl_s": 1}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = events("public.x", short.body["token"].as_str().unwrap()).await.unwrap();
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    assert!(expired.text().await.unwrap().contains("expired"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_token_works_on_every_server_with_the_same_secret() {
+    let secret = "a-shared-secret-of-at-least-32-characters";
+    let settings = |secret: &str| ServerSettings {
+        keys: vec![ApiKey::new("app", "app-key-0123456789ab", &["channels:*:read".to_string()]).unwrap()],
+        channel_token_secret: Some(secret.to_string()),
+        ..ServerSettings::default()
+    };
+    let a = Server::start(None, settings(secret)).await;
+    let b = Server::start(None, settings(secret)).await;
+    let c = Server::start(None, settings("another-secret-of-at-least-32-characters")).await;
+    let issued = a
+        .with_key("app-key-0123456789ab")
+        .post("/v1/channels/tokens", json!({"channels": ["feed"]}))
+        .await;
+    let token = issued.body["token"].as_str().unwrap();
+    assert!(issued.body["expires_at_ms"].as_u64().unwrap() > redkit::stats::now_ms() + 3_500_000);
+    assert_eq!(
+        b.get(&format!("/v1/channels/feed/history?token={token}")).await.status,
+        StatusCode::OK
+    );
+    let other = c.get(&format!("/v1/channels/feed/history?token={token}")).await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    assert!(other.message().contains("not signed"), "{}", other.message());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

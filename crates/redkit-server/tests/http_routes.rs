@@ -605,7 +605,9 @@ async fn channels(s: &Server) {
     let subscribed: Value = serde_json::from_str(&ws.next().await.unwrap().unwrap().into_text().unwrap()).unwrap();
     assert_eq!(subscribed["type"], "subscribed");
 
-    let p = s.post("/v1/channels/news/publish", json!({"data": {"title": "hi"}})).await;
+    let p = s
+        .post("/v1/channels/news/publish", json!({"data": {"title": "hi"}}))
+        .await;
     assert_eq!(p.status, StatusCode::OK);
     assert_eq!(p.body["offset"], 1);
     let got: Value = serde_json::from_str(&ws.next().await.unwrap().unwrap().into_text().unwrap()).unwrap();
@@ -614,10 +616,17 @@ async fn channels(s: &Server) {
     while !text.contains("hi") {
         text.push_str(std::str::from_utf8(&events.chunk().await.unwrap().unwrap()).unwrap());
     }
-    assert!(text.contains(&format!("id: {}:1", p.body["epoch"].as_str().unwrap())), "{text}");
+    assert!(
+        text.contains(&format!("id: {}:1", p.body["epoch"].as_str().unwrap())),
+        "{text}"
+    );
 
     let h = s.get("/v1/channels/news/history?limit=10").await;
     assert_eq!(h.body["publications"][0]["data"], json!({"title": "hi"}));
+    let issued = s.post("/v1/channels/tokens", json!({"channels": ["news"], "ttl_s": 60})).await;
+    let token = issued.body["token"].as_str().unwrap();
+    let read = s.get(&format!("/v1/channels/news/history?token={token}")).await;
+    assert_eq!(read.body["offset"], 1);
     let listed = s.get("/v1/channels").await;
     assert_eq!(listed.body["channels"][0]["channel"], "news");
     assert_eq!(listed.body["channels"][0]["subscribers"], 2);

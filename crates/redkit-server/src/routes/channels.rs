@@ -15,8 +15,12 @@
 //!   `subscribed` event.
 //! - `GET /v1/channels` lists the channels with subscribers on this server, or published
 //!   to through it, with counts (those the caller may read).
+//! - `POST /v1/channels/tokens` `{"channels": ["orders", "news.*"], "ttl_s": 3600}` issues a
+//!   channel token for a browser (see `crate::tokens`): `?token=` on the event stream and
+//!   the history, or the WebSocket's `auth` frame, reads those channels without an API key.
 //!
-//! Scopes: `channels:NAME:write` to publish, `read` for the rest.
+//! Scopes: `channels:NAME:write` to publish, `read` for the rest; a token is issued only for
+//! channels the issuing key may read.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -33,7 +37,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Access, Area, Caller};
+use crate::auth::{Access, Area, Caller, OptionalCaller};
 use crate::error::{ApiError, ApiResult, Body, ErrorBody, Params, Segments};
 use crate::state::AppState;
 
@@ -43,6 +47,82 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(events))
         .routes(routes!(list_channels))
+        .routes(routes!(issue_token))
+}
+
+/// The caller: a channel token's bearer when `token` is given, otherwise the key's (401
+/// when the server has keys and neither came).
+async fn reader(state: &AppState, caller: Option<Caller>, token: Option<&str>) -> Result<Caller, ApiError> {
+    if let Some(token) = token {
+        let channels = state
+            .tokens()
+            .verify(token, redkit::stats::now_ms())
+            .map_err(|why| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", why))?;
+        return Ok(Caller::channel_reader(&channels));
+    }
+    caller.ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing Authorization: Bearer API key (or ?token= with a channel token)",
+        )
+    })
+}
+
+/// A channel token to ask for.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// 1 to 32 channel names, or prefixes ending in `*`, each one the caller may read.
+    pub channels: Vec<String>,
+    /// How long it is good for, in seconds (1 to 86400; default 3600).
+    #[schema(minimum = 1, maximum = 86400)]
+    pub ttl_s: Option<u64>,
+}
+
+/// A channel token.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct IssuedToken {
+    /// Pass it as `?token=` on the event stream or history, or in the WebSocket's
+    /// `{"op": "auth", "token": …}`.
+    pub token: String,
+    /// When it stops working, in ms since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
+/// Issues a token that lets a browser read these channels without an API key.
+#[utoipa::path(post, path = "/v1/channels/tokens", tag = "channels", request_body = TokenRequest,
+    responses((status = 200, description = "The token", body = IssuedToken)))]
+async fn issue_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<TokenRequest>,
+) -> ApiResult<Json<IssuedToken>> {
+    if req.channels.is_empty() || req.channels.len() > crate::tokens::MAX_CHANNELS {
+        return Err(ApiError::invalid(
+            "channels",
+            format!("1 to {} channel names or prefixes", crate::tokens::MAX_CHANNELS),
+        ));
+    }
+    for pattern in &req.channels {
+        let name = pattern.strip_suffix('*').unwrap_or(pattern);
+        if name.contains('*') || pattern.len() > 256 || pattern.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "channels",
+                format!("{pattern:?}: a channel name, or a prefix ending in a single *"),
+            ));
+        }
+        caller.require(Area::Channels, pattern, Access::Read)?;
+    }
+    let ttl_s = req.ttl_s.unwrap_or(3600);
+    if !(1..=86_400).contains(&ttl_s) {
+        return Err(ApiError::invalid("ttl_s", "1 to 86400 seconds"));
+    }
+    let expires_at_ms = redkit::stats::now_ms() + ttl_s * 1000;
+    Ok(Json(IssuedToken {
+        token: state.tokens().issue(&req.channels, expires_at_ms),
+        expires_at_ms,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -57,7 +137,7 @@ struct ChannelName {
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// Any JSON (at most 64 KiB as text).
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub data: Value,
     /// 1–128 bytes: a publish with the same key within 2 minutes answers the first
     /// publication's position instead of publishing again.
@@ -96,6 +176,8 @@ struct HistoryParams {
     /// The newest first (default false: the oldest first).
     #[serde(default)]
     reverse: bool,
+    /// A channel token, instead of an API key.
+    token: Option<String>,
 }
 
 /// A page of a channel's history.
@@ -119,10 +201,11 @@ pub struct HistoryPage {
     ))]
 async fn history(
     State(state): State<AppState>,
-    caller: Caller,
+    OptionalCaller(caller): OptionalCaller,
     Segments(ChannelName { ch }): Segments<ChannelName>,
     Params(p): Params<HistoryParams>,
 ) -> ApiResult<Json<HistoryPage>> {
+    let caller = reader(&state, caller, p.token.as_deref()).await?;
     caller.require(Area::Channels, &ch, Access::Read)?;
     let since = position_from_query(p.since_epoch, p.since_offset)?;
     let page = state
@@ -177,6 +260,8 @@ struct EventsParams {
     since_epoch: Option<String>,
     /// With `since_epoch`.
     since_offset: Option<u64>,
+    /// A channel token, instead of an API key (an `EventSource` cannot send headers).
+    token: Option<String>,
 }
 
 /// What the `subscribed` event carries.
@@ -199,11 +284,12 @@ pub struct Subscribed {
         content_type = "text/event-stream", body = String)))]
 async fn events(
     State(state): State<AppState>,
-    caller: Caller,
+    OptionalCaller(caller): OptionalCaller,
     Segments(ChannelName { ch }): Segments<ChannelName>,
     Params(p): Params<EventsParams>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let caller = reader(&state, caller, p.token.as_deref()).await?;
     caller.require(Area::Channels, &ch, Access::Read)?;
     let since = match headers.get("last-event-id") {
         Some(id) => Some(parse_event_id(

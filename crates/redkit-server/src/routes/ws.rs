@@ -2,9 +2,10 @@
 //! with its own position and `recovered` flag, and publishing.
 //!
 //! Frames are JSON text. The client sends `{"op": …}`:
-//! - `{"op": "auth", "api_key": "…"}` — first, when the server has API keys and the
-//!   upgrade request carried no `Authorization` header (browsers cannot set one); within
-//!   10 s of connecting, or the connection is closed (1008).
+//! - `{"op": "auth", "token": "…"}` (a channel token: read access to the channels it names)
+//!   or `{"op": "auth", "api_key": "…"}` — first, when the server has API keys and the
+//!   upgrade request carried neither an `Authorization` header (browsers cannot set one)
+//!   nor `?token=`; within 10 s of connecting, or the connection is closed (1008).
 //! - `{"op": "subscribe", "channel": "…", "since"?: {"epoch", "offset"}}` → a `subscribed`
 //!   frame (`recovered` as for SSE), then `publication` frames. At most 64 per connection.
 //! - `{"op": "unsubscribe", "channel": "…"}` → `unsubscribed`.
@@ -41,7 +42,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::auth::{Access, Area, Caller, HasKeys, OptionalCaller};
-use crate::error::ApiError;
+use crate::error::{ApiError, Params};
 use crate::state::AppState;
 
 /// Subscriptions one connection may hold.
@@ -59,24 +60,44 @@ const AUTH_WITHIN: Duration = Duration::from_secs(10);
 
 /// Upgrades to a WebSocket carrying channel subscriptions (see the module documentation
 /// of the protocol).
-#[utoipa::path(get, path = "/v1/ws", tag = "channels",
+#[utoipa::path(get, path = "/v1/ws", tag = "channels", params(WsParams),
     responses((status = 101, description = "Switching to the WebSocket protocol (JSON text frames)")))]
 pub(crate) async fn ws(
     State(state): State<AppState>,
     OptionalCaller(caller): OptionalCaller,
+    Params(p): Params<WsParams>,
     upgrade: WebSocketUpgrade,
-) -> Response {
-    upgrade
+) -> Result<Response, ApiError> {
+    let caller = match p.token {
+        Some(token) => Some(
+            state
+                .tokens()
+                .verify(&token, redkit::stats::now_ms())
+                .map(|channels| Caller::channel_reader(&channels))
+                .map_err(|why| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", why))?,
+        ),
+        None => caller,
+    };
+    Ok(upgrade
         .max_message_size(MAX_INBOUND_BYTES)
         .max_frame_size(MAX_INBOUND_BYTES)
-        .on_upgrade(move |socket| Connection::serve(socket, state, caller))
+        .on_upgrade(move |socket| Connection::serve(socket, state, caller)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WsParams {
+    /// A channel token (read access to the channels it names), instead of an API key.
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 enum Op {
     Auth {
-        api_key: String,
+        api_key: Option<String>,
+        token: Option<String>,
     },
     Subscribe {
         channel: String,
@@ -290,12 +311,23 @@ impl Connection {
                 );
             }
         };
-        if let Op::Auth { api_key } = &op {
-            match self.state.keys().caller(api_key) {
-                Some(c) if self.caller.is_none() => self.caller = Some(c),
-                Some(_) => self.error(Some("auth"), None, "invalid_input", "already authenticated"),
-                None => {
-                    self.out.close_with(close_code::POLICY, "unknown API key");
+        if let Op::Auth { api_key, token } = &op {
+            if self.caller.is_some() {
+                return self.error(Some("auth"), None, "invalid_input", "already authenticated");
+            }
+            let caller = match (api_key, token) {
+                (Some(key), None) => self.state.keys().caller(key).ok_or("unknown API key"),
+                (None, Some(token)) => self
+                    .state
+                    .tokens()
+                    .verify(token, redkit::stats::now_ms())
+                    .map(|channels| Caller::channel_reader(&channels)),
+                _ => return self.error(Some("auth"), None, "invalid_input", "give one of api_key and token"),
+            };
+            match caller {
+                Ok(c) => self.caller = Some(c),
+                Err(why) => {
+                    self.out.close_with(close_code::POLICY, why);
                 }
             }
             return;

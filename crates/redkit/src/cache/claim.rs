@@ -80,6 +80,13 @@ impl<T: CacheValue> Cache<T> {
         let deadline = Instant::now() + wait;
         loop {
             if let Some(token) = self.try_claim(key, claim_ttl).await? {
+                // The claim may be free because a loader just filled the key and released
+                // it, after this caller's lookup: look again before loading a second time.
+                if let L2Lookup::Fresh(e) = self.l2_lookup(key).await? {
+                    self.release_claim(key, &token).await?;
+                    self.inner.stats.l2_hits.add(1);
+                    return Ok(Claim::Fresh(e.value.clone()));
+                }
                 self.inner.stats.factory_calls.add(1);
                 return Ok(Claim::Load { token, stale });
             }
