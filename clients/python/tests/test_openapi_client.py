@@ -191,6 +191,10 @@ def test_a_generated_client_calls_every_route(generated: Tuple[Any, Dict[str, An
         assert [p.data for p in page.publications] == ["a string"] and page.offset == pos.offset
         assert call("history", name, since_epoch="other", since_offset=1, status=409).error.code == "conflict"
         assert isinstance(call("list_channels").channels, list)
+        # A channel token reads without the key.
+        issued = call("issue_token", body=("ChannelTokenRequest", {"channels": [name], "ttl_s": 60}))
+        assert issued.token and issued.expires_at_ms > 0
+        assert call("history", name, token=issued.token).offset == pos.offset
         kwargs = call.modules["events"]._get_kwargs(name, last_event_id=f"{pos.epoch}:0")
         with call.client.get_httpx_client().stream(**kwargs) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")

@@ -477,20 +477,23 @@ async fn a_thousand_websocket_subscribers_are_not_slowed_by_a_stalled_one() {
         t.await.unwrap();
     }
     println!("1,000 readers took {:?} to read 20 publications each", start.elapsed());
-    // The stalled one was disconnected with the reason, not kept growing.
-    let mut close = None;
+    // The stalled one was disconnected, not kept growing: what it reads now is what its
+    // socket buffers held, then the end — with the close frame and its reason when there was
+    // room for it (a full socket cannot take even that; the server waits 1 s for it).
+    let mut ended = None;
     for _ in 0..400 {
-        match ws_next(&mut stalled).await {
-            Ok(_) => continue,
-            Err(c) => {
-                close = c;
-                break;
-            }
+        if let Err(close) = ws_next(&mut stalled).await {
+            ended = Some(close);
+            break;
         }
     }
-    let (code, reason) = close.expect("closed with a close frame");
-    assert_eq!(code, 1008);
-    assert!(reason.contains("slow consumer"), "{reason}");
+    match ended.expect("the stalled connection ends") {
+        Some((code, reason)) => {
+            assert_eq!(code, 1008);
+            assert!(reason.contains("slow consumer"), "{reason}");
+        }
+        None => println!("the stalled connection ended without room for a close frame"),
+    }
     let metrics = server
         .http
         .get(format!("{}/metrics", server.base))

@@ -623,7 +623,9 @@ async fn channels(s: &Server) {
 
     let h = s.get("/v1/channels/news/history?limit=10").await;
     assert_eq!(h.body["publications"][0]["data"], json!({"title": "hi"}));
-    let issued = s.post("/v1/channels/tokens", json!({"channels": ["news"], "ttl_s": 60})).await;
+    let issued = s
+        .post("/v1/channels/tokens", json!({"channels": ["news"], "ttl_s": 60}))
+        .await;
     let token = issued.body["token"].as_str().unwrap();
     let read = s.get(&format!("/v1/channels/news/history?token={token}")).await;
     assert_eq!(read.body["offset"], 1);

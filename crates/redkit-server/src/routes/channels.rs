@@ -72,7 +72,7 @@ async fn reader(state: &AppState, caller: Option<Caller>, token: Option<&str>) -
 /// A channel token to ask for.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TokenRequest {
+pub struct ChannelTokenRequest {
     /// 1 to 32 channel names, or prefixes ending in `*`, each one the caller may read.
     pub channels: Vec<String>,
     /// How long it is good for, in seconds (1 to 86400; default 3600).
@@ -82,7 +82,7 @@ pub struct TokenRequest {
 
 /// A channel token.
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct IssuedToken {
+pub struct ChannelToken {
     /// Pass it as `?token=` on the event stream or history, or in the WebSocket's
     /// `{"op": "auth", "token": …}`.
     pub token: String,
@@ -91,13 +91,13 @@ pub struct IssuedToken {
 }
 
 /// Issues a token that lets a browser read these channels without an API key.
-#[utoipa::path(post, path = "/v1/channels/tokens", tag = "channels", request_body = TokenRequest,
-    responses((status = 200, description = "The token", body = IssuedToken)))]
+#[utoipa::path(post, path = "/v1/channels/tokens", tag = "channels", request_body = ChannelTokenRequest,
+    responses((status = 200, description = "The token", body = ChannelToken)))]
 async fn issue_token(
     State(state): State<AppState>,
     caller: Caller,
-    Body(req): Body<TokenRequest>,
-) -> ApiResult<Json<IssuedToken>> {
+    Body(req): Body<ChannelTokenRequest>,
+) -> ApiResult<Json<ChannelToken>> {
     if req.channels.is_empty() || req.channels.len() > crate::tokens::MAX_CHANNELS {
         return Err(ApiError::invalid(
             "channels",
@@ -119,7 +119,7 @@ async fn issue_token(
         return Err(ApiError::invalid("ttl_s", "1 to 86400 seconds"));
     }
     let expires_at_ms = redkit::stats::now_ms() + ttl_s * 1000;
-    Ok(Json(IssuedToken {
+    Ok(Json(ChannelToken {
         token: state.tokens().issue(&req.channels, expires_at_ms),
         expires_at_ms,
     }))
