@@ -538,3 +538,25 @@ async fn published_policies_reach_every_instance_and_survive_outages_and_restart
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpublished_policy_never_comes_back_from_a_load_that_read_before_its_removal() {
+    // The instance's own follower reloads the shared set whenever it is announced — the
+    // publish below announces it — and a reload that read the set before the unpublish
+    // must not install the policy again after it.
+    let redis = RedisServer::start();
+    let r = Redkit::open(config(Some(redis.url()), tempfile::tempdir().unwrap().path()))
+        .await
+        .unwrap();
+    let limiter = r.rate_limiter();
+    for i in 0..300 {
+        let name = format!("gone-{}", i % 3);
+        limiter
+            .publish(Policy::new(&name, Algorithm::FixedWindow, 1, Duration::from_secs(1)))
+            .await
+            .unwrap();
+        limiter.unpublish(&name).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(i % 3)).await;
+        assert!(limiter.policy(&name).is_none(), "round {i}: {name} came back");
+    }
+}

@@ -177,6 +177,9 @@ struct Inner {
     /// Rings when another instance announces a change.
     shared_changed: tokio::sync::Notify,
     policies: RwLock<BTreeMap<String, Arc<Defined>>>,
+    /// Stamps of policies unpublished here that a load of the shared set has not shown
+    /// removed yet: a load that read the set before the removal must not bring them back.
+    unpublished: std::sync::Mutex<BTreeMap<String, u64>>,
     /// (policy, key) → the refusal, until its retry time.
     blocked: moka::sync::Cache<(String, String), (Decision, Instant)>,
 }
@@ -216,6 +219,16 @@ impl Inner {
         }
         let all = self.shared.read(|b| b.all()).await?;
         for (name, stored) in all.defs {
+            {
+                let mut unpublished = self.unpublished.lock().expect("unpublished lock");
+                match unpublished.get(&name) {
+                    Some(&removed) if stored.stamp < removed => continue, // read before the removal
+                    Some(_) => {
+                        unpublished.remove(&name);
+                    }
+                    None => {}
+                }
+            }
             let held = self
                 .policies
                 .read()
@@ -301,6 +314,7 @@ impl RateLimiter {
             shared_version: std::sync::Mutex::new(None),
             shared_changed: tokio::sync::Notify::new(),
             policies: RwLock::new(BTreeMap::new()),
+            unpublished: std::sync::Mutex::new(BTreeMap::new()),
             blocked: moka::sync::Cache::builder()
                 .max_capacity(BLOCKED_CAPACITY)
                 .expire_after(UntilRetry)
@@ -357,7 +371,12 @@ impl RateLimiter {
             stamp: self.inner.shared.route().clock().now(),
             policy: None,
         };
-        self.store_shared(name, stored).await?;
+        self.store_shared(name, stored.clone()).await?;
+        self.inner
+            .unpublished
+            .lock()
+            .expect("unpublished lock")
+            .insert(name.to_string(), stored.stamp);
         self.inner.uninstall(name);
         Ok(())
     }
