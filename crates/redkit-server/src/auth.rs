@@ -43,6 +43,12 @@ pub enum Area {
     Sessions,
     Queues,
     Channels,
+    /// Collections of records.
+    Records,
+    /// Capped lists.
+    Lists,
+    /// Time-bucketed counters.
+    Counters,
     /// Operations: `/health` details and `/metrics`.
     Ops,
 }
@@ -57,6 +63,9 @@ impl Area {
             "sessions" => Area::Sessions,
             "queues" => Area::Queues,
             "channels" => Area::Channels,
+            "records" => Area::Records,
+            "lists" => Area::Lists,
+            "counters" => Area::Counters,
             "ops" => Area::Ops,
             _ => return None,
         }))
@@ -70,6 +79,9 @@ impl Area {
             Area::Sessions => "sessions",
             Area::Queues => "queues",
             Area::Channels => "channels",
+            Area::Records => "records",
+            Area::Lists => "lists",
+            Area::Counters => "counters",
             Area::Ops => "ops",
         }
     }
@@ -108,7 +120,7 @@ impl Scope {
         let area = parts.next().unwrap_or_default();
         let area = Area::parse(area).ok_or_else(|| {
             format!(
-                "scope {s:?}: area {area:?} is not one of *, cache, ratelimit, locks, sessions, queues, channels, ops"
+                "scope {s:?}: area {area:?} is not one of *, cache, ratelimit, locks, sessions, queues, channels, records, lists, counters, ops"
             )
         })?;
         let name = parts.next().unwrap_or("*");

@@ -2,8 +2,8 @@
 //!
 //! `redkit` (or `redkit serve`) starts the HTTP server; with nothing configured it listens
 //! on 127.0.0.1:7070 and runs on the embedded store in `./redkit-data`. A refused setting
-//! prints what was wrong and exits with status 2. `redkit status`, `redkit keys` and
-//! `redkit queues` ask a running server.
+//! prints what was wrong and exits with status 2. `redkit status`, `redkit keys`,
+//! `redkit queues` and `redkit import` talk to a running server.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use redkit::{Config, Redkit};
 use redkit_server::cli::{self, Target};
 use redkit_server::{AppState, ServerSettings};
 
-/// Cache, sessions, rate limits, locks and jobs over HTTP, on Redis with an embedded fallback.
+/// Cache, sessions, rate limits, locks, jobs, channels and records over HTTP, on Redis with an embedded fallback.
 #[derive(Parser)]
 #[command(name = "redkit", version, about)]
 struct Cli {
@@ -51,6 +51,23 @@ enum Command {
     Queues {
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Import records from a JSON Lines file (one object per line) into a collection of a
+    /// running server: `{"id": …, "data": {…}}` lines, or objects holding their id in
+    /// --id-field.
+    Import {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The collection (define it first).
+        collection: String,
+        /// The JSON Lines file.
+        file: PathBuf,
+        /// The field holding each record's id.
+        #[arg(long, default_value = "id")]
+        id_field: String,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
 }
 
@@ -128,6 +145,21 @@ fn main() -> ExitCode {
         }),
         Some(Command::Keys { client, ns, pattern }) => runtime.block_on(cli::keys(&client.target(), &ns, &pattern)),
         Some(Command::Queues { client }) => runtime.block_on(cli::queues(&client.target())),
+        Some(Command::Import {
+            client,
+            collection,
+            file,
+            id_field,
+            concurrency,
+        }) => runtime.block_on(cli::import(
+            &client.target(),
+            cli::ImportArgs {
+                collection,
+                file,
+                id_field,
+                concurrency,
+            },
+        )),
     };
     match client_result {
         Ok(text) => {

@@ -32,6 +32,17 @@
 //! variable holding it; `REDKIT_CHANNEL_TOKEN_SECRET` wins over both) signs the channel
 //! tokens browsers use (`crate::tokens`): give every server of a deployment the same one, at
 //! least 32 characters. Without it each server signs with a random secret of its own.
+//!
+//! `redact_key` (or `redact_key_env`; `REDKIT_REDACT_KEY` wins over both) is the key of
+//! the records' `hash` redaction: the same on every server, at least 16 characters.
+//! Collections may be defined at start, as over the API (`PUT /v1/collections/{c}`):
+//!
+//! ```toml
+//! [server.collections.patterns]
+//! indexes = [{ field = "kind", kind = "equal" }, { field = "seen", kind = "range" }]
+//! ttl_s = 7776000
+//! redact = [{ field = "email", action = "hash" }]
+//! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,6 +51,7 @@ use redkit::Config;
 use redkit::config::SERVER_TABLE;
 use redkit::pubsub::ChannelOptions;
 use redkit::ratelimit::Policy;
+use redkit::records::CollectionSpec;
 use serde::Deserialize;
 
 use crate::auth::ApiKey;
@@ -70,6 +82,10 @@ pub struct ServerSettings {
     pub channels: ChannelOptions,
     /// The secret channel tokens are signed with (random per process when `None`).
     pub channel_token_secret: Option<String>,
+    /// The key of the records' `hash` redaction.
+    pub redact_key: Option<String>,
+    /// Collections defined at start.
+    pub collections: Vec<(String, CollectionSpec)>,
 }
 
 impl Default for ServerSettings {
@@ -84,6 +100,8 @@ impl Default for ServerSettings {
             policies: Vec::new(),
             channels: ChannelOptions::default(),
             channel_token_secret: None,
+            redact_key: None,
+            collections: Vec::new(),
         }
     }
 }
@@ -104,6 +122,10 @@ struct ServerTable {
     channels: BTreeMap<String, ChannelEntry>,
     channel_token_secret: Option<String>,
     channel_token_secret_env: Option<String>,
+    redact_key: Option<String>,
+    redact_key_env: Option<String>,
+    #[serde(default)]
+    collections: BTreeMap<String, CollectionSpec>,
 }
 
 /// History of the channels under one prefix (`"*"`: every channel).
@@ -219,6 +241,19 @@ impl ServerSettings {
                 format!("invalid setting {SERVER_TABLE}.channel_token_secret (from environment variable REDKIT_CHANNEL_TOKEN_SECRET): {rule}")
             })?);
         }
+        if let Some(key) = var("REDKIT_REDACT_KEY") {
+            settings.redact_key = Some(key);
+        }
+        if settings.redact_key.as_ref().is_some_and(|k| k.len() < 16) {
+            return Err(format!(
+                "invalid setting {SERVER_TABLE}.redact_key: at least 16 characters"
+            ));
+        }
+        for (name, spec) in &settings.collections {
+            redkit::records::check_name("collection", name)
+                .and_then(|()| spec.validate(settings.redact_key.is_some()))
+                .map_err(|e| format!("invalid setting {SERVER_TABLE}.collections.{name}: {e}"))?;
+        }
         for n in &NUMBERS {
             let Some(text) = var(n.env) else { continue };
             let refuse = |rule: &str| {
@@ -314,6 +349,23 @@ impl ServerSettings {
                     .map_err(|rule| refuse(&format!("{SERVER_TABLE}.channel_token_secret"), &rule))?,
             );
         }
+        self.redact_key = match (table.redact_key, table.redact_key_env) {
+            (Some(k), None) => Some(k),
+            (None, Some(name)) => Some(var(&name).ok_or_else(|| {
+                refuse(
+                    &format!("{SERVER_TABLE}.redact_key_env"),
+                    &format!("environment variable {name} is not set"),
+                )
+            })?),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(refuse(
+                    &format!("{SERVER_TABLE}.redact_key"),
+                    &"give at most one of redact_key and redact_key_env",
+                ));
+            }
+        };
+        self.collections = table.collections.into_iter().collect();
         for (name, body) in table.policies {
             let setting = format!("server.policies.{name}");
             let policy = body.into_policy(&name);

@@ -8,6 +8,9 @@ use redkit::jobs::{Queue, QueueOptions};
 use redkit::lock::Locks;
 use redkit::pubsub::Channels;
 use redkit::ratelimit::RateLimiter;
+use redkit::records::counters::Counters;
+use redkit::records::lists::Lists;
+use redkit::records::{Records, RecordsOptions};
 use redkit::session::{SessionOptions, Sessions};
 use redkit::{Redkit, Result};
 use serde_json::Value;
@@ -74,6 +77,7 @@ struct Inner {
     limiter: RateLimiter,
     locks: Locks,
     channels: Channels,
+    records: Records,
     tokens: crate::tokens::TokenSigner,
     shutdown: watch::Receiver<bool>,
 }
@@ -87,11 +91,19 @@ impl AppState {
             limiter.define(p.clone())?;
         }
         let keys = Keys::new(std::mem::take(&mut settings.keys));
-        Ok(AppState {
+        let collections = std::mem::take(&mut settings.collections);
+        let state = AppState {
             inner: Arc::new(Inner {
                 sessions: redkit.sessions(SessionOptions::default())?,
                 locks: redkit.locks(),
                 channels: redkit.channels(settings.channels.clone())?,
+                records: {
+                    let mut options = RecordsOptions::default();
+                    if let Some(key) = &settings.redact_key {
+                        options = options.redact_key(key.as_bytes());
+                    }
+                    redkit.records(options)?
+                },
                 tokens: crate::tokens::TokenSigner::new(settings.channel_token_secret.as_deref()),
                 limiter,
                 redkit,
@@ -101,7 +113,11 @@ impl AppState {
                 queues: Named::new(),
                 shutdown,
             }),
-        })
+        };
+        if !collections.is_empty() {
+            tokio::spawn(define_collections(state.records().clone(), collections));
+        }
+        Ok(state)
     }
 
     pub fn redkit(&self) -> &Redkit {
@@ -175,6 +191,18 @@ impl AppState {
         &self.inner.channels
     }
 
+    pub fn records(&self) -> &Records {
+        &self.inner.records
+    }
+
+    pub fn lists(&self) -> Lists {
+        self.inner.records.lists()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.inner.records.counters()
+    }
+
     /// Issues and checks channel tokens.
     pub fn tokens(&self) -> &crate::tokens::TokenSigner {
         &self.inner.tokens
@@ -189,6 +217,25 @@ impl AppState {
     pub async fn shutting_down(&self) {
         let mut rx = self.inner.shutdown.clone();
         let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Defines the collections of the config file, waiting for Redis if it is away.
+async fn define_collections(records: Records, collections: Vec<(String, redkit::records::CollectionSpec)>) {
+    for (name, spec) in collections {
+        loop {
+            match records.define(&name, spec.clone()).await {
+                Ok(_) => break,
+                Err(e) if e.kind() == redkit::ErrorKind::Unavailable => {
+                    tracing::warn!(collection = %name, error = %e, "defining a configured collection must wait for Redis");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+                Err(e) => {
+                    tracing::error!(collection = %name, error = %e, "a configured collection could not be defined");
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -33,6 +33,7 @@ pub mod jobs;
 pub mod lock;
 pub mod pubsub;
 pub mod ratelimit;
+pub mod records;
 pub mod session;
 pub mod stats;
 
@@ -65,6 +66,7 @@ struct Inner {
     jobs: OnceLock<Arc<jobs::JobsHub>>,
     sessions: OnceLock<Arc<session::SessionsHub>>,
     channels: OnceLock<Arc<pubsub::ChannelsHub>>,
+    records: OnceLock<Arc<records::RecordsHub>>,
     prober: Option<JoinHandle<()>>,
     maintenance: JoinHandle<()>,
     started: Instant,
@@ -115,6 +117,7 @@ impl Redkit {
                 jobs: OnceLock::new(),
                 sessions: OnceLock::new(),
                 channels: OnceLock::new(),
+                records: OnceLock::new(),
                 prober,
                 maintenance,
                 started: Instant::now(),
@@ -187,6 +190,17 @@ impl Redkit {
             .get_or_init(|| pubsub::ChannelsHub::new(&self.inner.route))
             .clone();
         pubsub::Channels::new(&hub, options)
+    }
+
+    /// Records: collections of documents with declared indexes, plus capped lists and
+    /// time-bucketed counters ([`records::Records::lists`], [`records::Records::counters`]).
+    pub fn records(&self, options: records::RecordsOptions) -> Result<records::Records> {
+        let hub = self
+            .inner
+            .records
+            .get_or_init(|| records::RecordsHub::new(&self.inner.route))
+            .clone();
+        records::Records::new(hub, self.inner.route.clone(), options)
     }
 
     fn jobs_hub(&self) -> Arc<jobs::JobsHub> {

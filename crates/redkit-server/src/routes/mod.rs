@@ -7,6 +7,7 @@ mod health;
 mod jobs;
 mod locks;
 pub mod ratelimit;
+mod records;
 mod sessions;
 mod ws;
 
@@ -27,7 +28,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "redkit",
-        description = "Cache, rate limits, locks, sessions, jobs and channels on Redis, with an embedded fallback that loses nothing."
+        description = "Cache, rate limits, locks, sessions, jobs, channels and records on Redis, with an embedded fallback that loses nothing."
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -38,7 +39,8 @@ use crate::state::AppState;
         (name = "locks", description = "Distributed locks with fencing tokens"),
         (name = "sessions", description = "Server-side sessions"),
         (name = "jobs", description = "Durable job queues with leases"),
-        (name = "channels", description = "Pub/sub with history and recovery: HTTP, Server-Sent Events, WebSocket")
+        (name = "channels", description = "Pub/sub with history and recovery: HTTP, Server-Sent Events, WebSocket"),
+        (name = "records", description = "Documents with declared indexes, capped lists, time-bucketed counters")
     )
 )]
 struct ApiDoc;
@@ -134,6 +136,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(sessions::routes())
         .merge(jobs::routes())
         .merge(channels::routes())
+        .merge(records::routes())
         .routes(utoipa_axum::routes!(ws::ws))
 }
 

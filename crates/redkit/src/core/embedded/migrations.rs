@@ -160,6 +160,64 @@ pub const MIGRATIONS: &[&str] = &[
         until_ms INTEGER NOT NULL,
         PRIMARY KEY (channel, key)
     ) WITHOUT ROWID;",
+    // 9: records (see records::embedded, records::lists, records::counters): collection
+    // definitions, records with their index rows, capped lists, counter buckets. Rows of
+    // an outage belong to a generation.
+    "CREATE TABLE record_collections (
+        name  TEXT NOT NULL PRIMARY KEY,
+        spec  TEXT NOT NULL,
+        stamp TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE records (
+        coll          TEXT    NOT NULL,
+        id            TEXT    NOT NULL,
+        data          TEXT    NOT NULL,
+        version       INTEGER NOT NULL,
+        ts            INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        gen           INTEGER NOT NULL,
+        PRIMARY KEY (coll, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX records_by_expiry ON records (coll, expires_at_ms) WHERE expires_at_ms > 0;
+    CREATE INDEX records_by_gen ON records (gen);
+    CREATE TABLE record_index (
+        coll  TEXT NOT NULL,
+        field TEXT NOT NULL,
+        id    TEXT NOT NULL,
+        key   TEXT,
+        num   REAL,
+        PRIMARY KEY (coll, field, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX record_index_by_key ON record_index (coll, field, key, id) WHERE key IS NOT NULL;
+    CREATE INDEX record_index_by_num ON record_index (coll, field, num, id) WHERE num IS NOT NULL;
+    CREATE INDEX record_index_by_id ON record_index (coll, id);
+    CREATE TABLE record_lists (
+        name TEXT    NOT NULL,
+        seq  INTEGER NOT NULL,
+        item TEXT    NOT NULL,
+        PRIMARY KEY (name, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE record_list_meta (
+        name          TEXT    NOT NULL PRIMARY KEY,
+        expires_at_ms INTEGER NOT NULL,
+        gen           INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE record_counters (
+        name   TEXT    NOT NULL,
+        labels TEXT    NOT NULL,
+        gran   TEXT    NOT NULL,
+        start  INTEGER NOT NULL,
+        value  INTEGER NOT NULL,
+        gen    INTEGER NOT NULL,
+        PRIMARY KEY (name, labels, gran, start)
+    ) WITHOUT ROWID;
+    CREATE INDEX record_counters_by_gen ON record_counters (gen);
+    CREATE TABLE record_counter_labels (
+        name   TEXT    NOT NULL,
+        labels TEXT    NOT NULL,
+        gen    INTEGER NOT NULL,
+        PRIMARY KEY (name, labels)
+    ) WITHOUT ROWID;",
 ];
 
 /// Applies every migration newer than the database's `user_version`.
