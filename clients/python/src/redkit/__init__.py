@@ -1,4 +1,4 @@
-"""redkit: cache, sessions, rate limits, locks, background jobs and pub/sub, from Python.
+"""redkit: cache, sessions, rate limits, locks, jobs, pub/sub and records, from Python.
 
 The client of ``redkit serve`` (HTTP/JSON). ``redkit.AsyncClient`` for asyncio code,
 ``redkit.Client`` for the rest; both take one server URL or several (failover).
@@ -12,6 +12,7 @@ from ._version import API_VERSION, __version__
 from .cache import Cache, Claim
 from .channels import Channels, Gap, History, Message, Position, Publication, Subscription
 from .client import AsyncClient
+from .counters import Bucket, Counters, CounterValues, Series
 from .errors import (
     Conflict,
     ConnectError,
@@ -27,8 +28,21 @@ from .errors import (
     Unavailable,
 )
 from .jobs import Backoff, Enqueued, Job, JobInfo, JobSpec, Queue, Worker
+from .lists import ListPage, Lists
 from .locks import Lock
 from .ratelimit import Decision, RateLimits
+from .records import (
+    Collection,
+    CollectionInfo,
+    Collections,
+    Incremented,
+    Index,
+    Range,
+    Record,
+    RecordPage,
+    Redact,
+    Written,
+)
 from .sessions import Session, Sessions
 from .sync import Client
 
@@ -58,6 +72,22 @@ __all__ = [
     "Enqueued",
     "Backoff",
     "Worker",
+    "Collection",
+    "Collections",
+    "CollectionInfo",
+    "Index",
+    "Record",
+    "RecordPage",
+    "Written",
+    "Incremented",
+    "Range",
+    "Redact",
+    "Lists",
+    "ListPage",
+    "Counters",
+    "CounterValues",
+    "Series",
+    "Bucket",
     "Error",
     "InvalidInput",
     "Unauthorized",

@@ -1,5 +1,6 @@
 """``redkit.AsyncClient``: the asyncio client — one object per process, giving each
-capability (``cache``, ``sessions``, ``ratelimit``, ``lock``, ``queue``, ``channels``) over
+capability (``cache``, ``sessions``, ``ratelimit``, ``lock``, ``queue``, ``channels``,
+``collection``, ``lists``, ``counters``) over
 one transport with failover between servers and retries only where they are safe."""
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from . import errors
 from ._http import _NO_BODY, QueryValue, Response, Transport
 from .cache import Cache
 from .channels import Channels
+from .counters import Counters
 from .jobs import Queue
+from .lists import Lists
 from .locks import Lock
 from .ratelimit import RateLimits
+from .records import Collection, Collections
 from .sessions import Sessions
 
 
@@ -53,12 +57,19 @@ class AsyncClient:
         )
         self._caches: Dict[str, Cache] = {}
         self._queues: Dict[str, Queue] = {}
+        self._collections: Dict[str, Collection] = {}
         self.sessions = Sessions(self)
         """Sessions: ``create``, ``get``, ``update``, ``rotate``, ``delete``, ``list``, ``revoke_all``."""
         self.ratelimit = RateLimits(self)
         """Rate limits: ``check`` and policies."""
         self.channels = Channels(self)
         """Pub/sub: ``publish``, ``history``, ``subscribe``."""
+        self.collections = Collections(self)
+        """Records' collections: ``list``; one collection is ``collection(name)``."""
+        self.lists = Lists(self)
+        """Capped lists: ``push``, ``get``, ``delete``."""
+        self.counters = Counters(self)
+        """Time-bucketed counters: ``incr``, ``range``, ``labels``."""
 
     @property
     def urls(self) -> Sequence[str]:
@@ -78,6 +89,13 @@ class AsyncClient:
         if q is None:
             q = self._queues[name] = Queue(self, name)
         return q
+
+    def collection(self, name: str) -> Collection:
+        """The records collection ``name`` (define it first: ``await c.define(...)``)."""
+        c = self._collections.get(name)
+        if c is None:
+            c = self._collections[name] = Collection(self, name)
+        return c
 
     def lock(
         self,

@@ -60,7 +60,9 @@ class NotFound(Error):
 
 
 class Conflict(Error):
-    """409: a lock is held by someone else, or a job's lease was lost."""
+    """409: a lock is held by someone else, a job's lease was lost, a record's version is not
+    the ``if_version`` given (or it exists where ``if_version=0`` asked for none), or an
+    ``incr`` met a field that is not an integer."""
 
     code = "conflict"
 

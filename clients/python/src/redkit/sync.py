@@ -39,9 +39,22 @@ from ._keys import Binder, KeySpec, TagsSpec, as_list
 from .cache import Cache, Claim
 from .channels import Channels, Gap, History, Message, Position
 from .client import AsyncClient
+from .counters import Counters, CounterValues, Series, When
 from .jobs import Enqueued, Job, JobInfo, JobSpec, Queue, RunAt
+from .lists import ListPage, Lists
 from .locks import Lock
 from .ratelimit import Decision, RateLimits
+from .records import (
+    Collection,
+    CollectionInfo,
+    Collections,
+    Incremented,
+    IndexSpec,
+    RangeSpec,
+    Record,
+    RecordPage,
+    Written,
+)
 from .sessions import Session, Sessions
 
 if TYPE_CHECKING:
@@ -118,6 +131,9 @@ class Client:
         self.sessions = SyncSessions(self._portal, self.async_client.sessions)
         self.ratelimit = SyncRateLimits(self._portal, self.async_client.ratelimit)
         self.channels = SyncChannels(self._portal, self.async_client.channels)
+        self.collections = SyncCollections(self._portal, self.async_client.collections)
+        self.lists = SyncLists(self._portal, self.async_client.lists)
+        self.counters = SyncCounters(self._portal, self.async_client.counters)
 
     @property
     def urls(self) -> Sequence[str]:
@@ -131,6 +147,10 @@ class Client:
 
     def queue(self, name: str) -> SyncQueue:
         return SyncQueue(self._portal, self.async_client.queue(name))
+
+    def collection(self, name: str) -> SyncCollection:
+        """The records collection ``name``."""
+        return SyncCollection(self._portal, self.async_client.collection(name))
 
     def lock(
         self,
@@ -638,3 +658,139 @@ class SyncQueue:
 
     def purge_dead(self, job_id: Optional[str] = None) -> int:
         return self._p.call(self._q.purge_dead(job_id))
+
+
+class SyncCollection:
+    """:class:`redkit.records.Collection` without ``await``; ``scan`` is a blocking iterator."""
+
+    def __init__(self, portal: _Portal, collection: Collection) -> None:
+        self._p = portal
+        self._c = collection
+        self.name = collection.name
+
+    def define(
+        self,
+        indexes: Optional[IndexSpec] = None,
+        *,
+        ttl: Optional[int] = None,
+        max_bytes: Optional[int] = None,
+        redact: Optional[Iterable[Mapping[str, Any]]] = None,
+    ) -> CollectionInfo:
+        return self._p.call(self._c.define(indexes, ttl=ttl, max_bytes=max_bytes, redact=redact))
+
+    def info(self) -> Optional[CollectionInfo]:
+        return self._p.call(self._c.info())
+
+    def drop(self) -> None:
+        self._p.call(self._c.drop())
+
+    def put(self, record_id: str, data: Mapping[str, Any], *, if_version: Optional[int] = None) -> Written:
+        return self._p.call(self._c.put(record_id, data, if_version=if_version))
+
+    def create(self, record_id: str, data: Mapping[str, Any]) -> Written:
+        return self._p.call(self._c.create(record_id, data))
+
+    def get(self, record_id: str) -> Optional[Record]:
+        return self._p.call(self._c.get(record_id))
+
+    def patch(self, record_id: str, data: Mapping[str, Any], *, if_version: Optional[int] = None) -> Written:
+        return self._p.call(self._c.patch(record_id, data, if_version=if_version))
+
+    def delete(self, record_id: str) -> None:
+        self._p.call(self._c.delete(record_id))
+
+    def incr(self, record_id: str, field: str, by: int = 1) -> Incremented:
+        return self._p.call(self._c.incr(record_id, field, by))
+
+    def get_many(self, record_ids: Iterable[str]) -> List[Optional[Record]]:
+        return self._p.call(self._c.get_many(list(record_ids)))
+
+    def query(
+        self,
+        where: Optional[Mapping[str, Any]] = None,
+        *,
+        range: Optional[RangeSpec] = None,  # noqa: A002 - the contract's word
+        order: Optional[str] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> RecordPage:
+        return self._p.call(self._c.query(where, range=range, order=order, limit=limit, cursor=cursor))
+
+    def scan(
+        self,
+        where: Optional[Mapping[str, Any]] = None,
+        *,
+        range: Optional[RangeSpec] = None,  # noqa: A002 - the contract's word
+        order: Optional[str] = None,
+        page: int = 100,
+        cursor: Optional[str] = None,
+    ) -> Iterator[Record]:
+        """Every record of the query, fetching a page at a time as the iteration needs it."""
+        it = self._c.scan(where, range=range, order=order, page=page, cursor=cursor)
+
+        async def next_record() -> Record:
+            return await it.__anext__()
+
+        try:
+            while True:
+                try:
+                    yield self._p.call(next_record())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._p.call(it.aclose())
+
+
+class SyncCollections:
+    """:class:`redkit.records.Collections` without ``await``."""
+
+    def __init__(self, portal: _Portal, collections: Collections) -> None:
+        self._p = portal
+        self._c = collections
+
+    def list(self) -> List[CollectionInfo]:
+        return self._p.call(self._c.list())
+
+
+class SyncLists:
+    """:class:`redkit.lists.Lists` without ``await``."""
+
+    def __init__(self, portal: _Portal, lists: Lists) -> None:
+        self._p = portal
+        self._l = lists
+
+    def push(self, name: str, items: Sequence[Any], *, cap: int, ttl: Optional[int] = None) -> int:
+        return self._p.call(self._l.push(name, items, cap=cap, ttl=ttl))
+
+    def get(self, name: str, *, offset: int = 0, limit: int = 100) -> ListPage:
+        return self._p.call(self._l.get(name, offset=offset, limit=limit))
+
+    def delete(self, name: str) -> None:
+        self._p.call(self._l.delete(name))
+
+
+class SyncCounters:
+    """:class:`redkit.counters.Counters` without ``await``."""
+
+    def __init__(self, portal: _Portal, counters: Counters) -> None:
+        self._p = portal
+        self._c = counters
+
+    def incr(
+        self, name: str, by: int = 1, *, labels: Optional[Mapping[str, str]] = None, at: Optional[When] = None
+    ) -> CounterValues:
+        return self._p.call(self._c.incr(name, by, labels=labels, at=at))
+
+    def range(
+        self,
+        name: str,
+        granularity: str = "minute",
+        *,
+        start: Optional[When] = None,
+        end: Optional[When] = None,
+        labels: Optional[Mapping[str, str]] = None,
+    ) -> Series:
+        return self._p.call(self._c.range(name, granularity, start=start, end=end, labels=labels))
+
+    def labels(self, name: str) -> List[Dict[str, str]]:
+        return self._p.call(self._c.labels(name))
