@@ -36,6 +36,7 @@ async fn every_route(s: &Server) {
     jobs(s).await;
     dead_jobs(s).await;
     channels(s).await;
+    records(s).await;
     // Every route the OpenAPI document lists was called (metrics count by route template).
     let metrics = s.get("/metrics").await.body;
     let metrics = metrics.as_str().unwrap();
@@ -632,4 +633,123 @@ async fn channels(s: &Server) {
     let listed = s.get("/v1/channels").await;
     assert_eq!(listed.body["channels"][0]["channel"], "news");
     assert_eq!(listed.body["channels"][0]["subscribers"], 2);
+}
+
+async fn records(s: &Server) {
+    let spec = json!({"indexes": [{"field": "kind", "kind": "equal"}, {"field": "seen", "kind": "range"}],
+        "ttl_s": 3600, "redact": [{"field": "*", "action": "scrub"}]});
+    let c = s.put("/v1/collections/patterns", spec).await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.body);
+    assert_eq!(c.body["indexes"][0]["state"], "ready");
+    for i in 0..5 {
+        let w = s
+            .put(
+                &format!("/v1/records/patterns/p{i}"),
+                json!({"data": {"kind": if i < 3 { "a" } else { "b" }, "seen": i, "note": "from a@b.io"}}),
+            )
+            .await;
+        assert_eq!(w.status, StatusCode::OK, "{}", w.body);
+        assert_eq!(w.body, json!({"id": format!("p{i}"), "version": 1}));
+    }
+    let r = s.get("/v1/records/patterns/p1").await;
+    assert_eq!(r.body["data"], json!({"kind": "a", "seen": 1, "note": "from [email]"}));
+    assert!(r.body["expires_at_ms"].as_u64().unwrap() > redkit::stats::now_ms());
+    let conflict = s
+        .put(
+            "/v1/records/patterns/p1",
+            json!({"data": {"kind": "a"}, "if_version": 0}),
+        )
+        .await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    let p = s
+        .patch(
+            "/v1/records/patterns/p1",
+            json!({"data": {"kind": "b"}, "if_version": 1}),
+        )
+        .await;
+    assert_eq!(p.body["version"], 2);
+    let inc = s
+        .post("/v1/records/patterns/p1/incr", json!({"field": "seen", "by": 10}))
+        .await;
+    assert_eq!(inc.body, json!({"value": 11, "version": 3}));
+    let q = s
+        .post(
+            "/v1/records/patterns/query",
+            json!({"where": {"kind": "b"}, "limit": 2}),
+        )
+        .await;
+    assert_eq!(q.status, StatusCode::OK, "{}", q.body);
+    let ids: Vec<&str> = q.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["p1", "p3"]);
+    let next = s
+        .post(
+            "/v1/records/patterns/query",
+            json!({"where": {"kind": "b"}, "limit": 2, "cursor": q.body["cursor"]}),
+        )
+        .await;
+    assert_eq!(next.body["records"][0]["id"], "p4");
+    assert_eq!(next.body["cursor"], Value::Null);
+    let top = s
+        .post(
+            "/v1/records/patterns/query",
+            json!({"range": {"field": "seen", "min": 2}, "order": "desc", "limit": 1}),
+        )
+        .await;
+    assert_eq!(top.body["records"][0]["id"], "p1");
+    let off = s
+        .post("/v1/records/patterns/query", json!({"where": {"note": "x"}}))
+        .await;
+    assert_eq!(off.status, StatusCode::BAD_REQUEST);
+    assert!(off.message().contains("where.note"), "{}", off.message());
+    let many = s.post("/v1/records/patterns/get", json!({"ids": ["p0", "nope"]})).await;
+    assert_eq!(many.body["records"][1], Value::Null);
+    assert_eq!(s.delete("/v1/records/patterns/p0").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(s.get("/v1/records/patterns/p0").await.status, StatusCode::NOT_FOUND);
+    let info = s.get("/v1/collections/patterns").await;
+    assert_eq!(info.body["count"], 4);
+    let all = s.get("/v1/collections").await;
+    assert_eq!(all.body["collections"][0]["name"], "patterns");
+    assert_eq!(s.get("/v1/collections/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(s.get("/v1/records/nope/x").await.status, StatusCode::NOT_FOUND);
+
+    let push = s
+        .post(
+            "/v1/lists/outcomes/push",
+            json!({"items": [1, 2, 3], "cap": 2, "ttl_s": 60}),
+        )
+        .await;
+    assert_eq!(push.body, json!({"length": 2}));
+    let list = s.get("/v1/lists/outcomes?limit=10").await;
+    assert_eq!(list.body, json!({"items": [3, 2], "length": 2}));
+    assert_eq!(s.delete("/v1/lists/outcomes").await.status, StatusCode::NO_CONTENT);
+
+    let inc = s
+        .post("/v1/counters/hits/incr", json!({"by": 2, "labels": {"route": "/x"}}))
+        .await;
+    assert_eq!(inc.body, json!({"minute": 2, "hour": 2, "day": 2}));
+    let range = s.get("/v1/counters/hits?granularity=minute").await;
+    let buckets = range.body["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 60);
+    assert_eq!(buckets.last().unwrap()["value"], 2);
+    let labelled = s
+        .get("/v1/counters/hits?granularity=day&labels=%7B%22route%22%3A%22%2Fx%22%7D")
+        .await;
+    assert_eq!(labelled.body["buckets"].as_array().unwrap().last().unwrap()["value"], 2);
+    assert_eq!(
+        s.get("/v1/counters/hits/labels").await.body,
+        json!({"labels": [{"route": "/x"}]})
+    );
+    let bad = s.get("/v1/counters/hits?granularity=week").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    assert_eq!(
+        s.delete("/v1/collections/patterns").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.get("/v1/collections/patterns").await.status, StatusCode::NOT_FOUND);
 }

@@ -32,6 +32,10 @@
 //! during the outage never matches one of Redis's: a put with it is refused (409), never
 //! applied blindly. While Redis is away, reads and queries see the records this instance
 //! wrote during the outage only; collections cannot be (re)defined.
+//! A write whose outcome is unknown (Redis went away after the command was sent:
+//! [`Error::Indeterminate`]) may or may not have been applied: a put, patch or delete is
+//! safe to retry; an increment retried may count twice, like `INCRBY` over a broken
+//! connection.
 //!
 //! ```no_run
 //! # async fn demo(redkit: redkit::Redkit) -> redkit::Result<()> {
