@@ -65,8 +65,24 @@ def doc_id(i: int) -> str:
 
 def make_doc(rng: random.Random, i: int) -> Dict[str, Any]:
     """One "pattern" of the founding service: about 500 bytes of JSON."""
-    words = ["timeout", "connection", "refused", "retry", "lock", "deadlock", "import", "cache",
-             "worker", "queue", "panic", "overflow", "null", "index", "schema", "migration"]
+    words = [
+        "timeout",
+        "connection",
+        "refused",
+        "retry",
+        "lock",
+        "deadlock",
+        "import",
+        "cache",
+        "worker",
+        "queue",
+        "panic",
+        "overflow",
+        "null",
+        "index",
+        "schema",
+        "migration",
+    ]
     message = " ".join(rng.choice(words) for _ in range(40))[:246]
     return {
         "title": f"{rng.choice(words).capitalize()} {rng.choice(words)} in module {rng.randrange(100)}",
@@ -131,7 +147,11 @@ class ByHand:
                     await pipe.watch(dk)
                     if self.layout == "string":
                         old_doc = await pipe.get(dk)
-                        old = None if old_doc is None else json.dumps(json.loads(old_doc).get("status"), separators=(",", ":"))
+                        old = (
+                            None
+                            if old_doc is None
+                            else json.dumps(json.loads(old_doc).get("status"), separators=(",", ":"))
+                        )
                     else:
                         old_field = await pipe.hget(dk, "status")
                         old = None if old_field is None else old_field.decode()
@@ -216,6 +236,7 @@ async def side_redis_py(args: argparse.Namespace, scenario: str) -> Call:
             await store.put(doc_id(n % DOCS), updates[n % DOCS])
             n += 1
     elif scenario == "get":
+
         async def call() -> None:
             nonlocal n
             assert await store.get(doc_id((n * 7) % DOCS)) is not None
@@ -227,6 +248,7 @@ async def side_redis_py(args: argparse.Namespace, scenario: str) -> Call:
             page = await store.query(tmp)
             assert len(page) == PAGE, len(page)
     elif scenario == "counter":
+
         async def call() -> None:
             nonlocal n
             await counter_by_hand(r, COUNTER, ROUTES[n % len(ROUTES)])
@@ -257,6 +279,7 @@ async def side_redkit(args: argparse.Namespace, scenario: str) -> Call:
             await coll.put(doc_id(n % DOCS), updates[n % DOCS])
             n += 1
     elif scenario == "get":
+
         async def call() -> None:
             nonlocal n
             assert await coll.get(doc_id((n * 7) % DOCS)) is not None
@@ -269,6 +292,7 @@ async def side_redkit(args: argparse.Namespace, scenario: str) -> Call:
             page = await coll.query(where, range=span, limit=PAGE)
             assert len(page) == PAGE, len(page)
     elif scenario == "counter":
+
         async def call() -> None:
             nonlocal n
             await rk.counters.incr(COUNTER, labels={"route": ROUTES[n % len(ROUTES)]})
@@ -316,6 +340,7 @@ async def memory_of(r: Any, pattern: str) -> Tuple[int, int, int]:
 
 async def memory(args: argparse.Namespace) -> None:
     import redis.asyncio as aredis
+
     import redkit
 
     r = aredis.Redis.from_url(args.redis, max_connections=1)
@@ -343,9 +368,12 @@ async def memory(args: argparse.Namespace) -> None:
         results[side] = await memory_of(r, prefix + ":*")
 
     for side, (used, keys, in_docs) in results.items():
-        print(f"  {side}: {used:,} bytes in {keys} keys ({in_docs:,} in the documents' keys) for "
-              f"{args.docs} documents of {avg:.0f} bytes of JSON on average = "
-              f"{used * 1000 / args.docs:,.0f} bytes per 1,000", file=sys.stderr)
+        print(
+            f"  {side}: {used:,} bytes in {keys} keys ({in_docs:,} in the documents' keys) for "
+            f"{args.docs} documents of {avg:.0f} bytes of JSON on average = "
+            f"{used * 1000 / args.docs:,.0f} bytes per 1,000",
+            file=sys.stderr,
+        )
     for side, (used, keys, _) in results.items():
         print(f"{side}\t{used * 1000 / args.docs:.0f}\t{keys}\t{avg:.0f}")
 
@@ -377,7 +405,10 @@ def main() -> None:
             for side in sides:
                 rate, p50, p99 = asyncio.run(measure(side, sc, args))
                 results[sc][side].append(rate)
-                print(f"  run {run + 1} {sc} {side}: {rate:.0f}/s (p50 {p50:.3f} ms, p99 {p99:.3f} ms)", file=sys.stderr)
+                print(
+                    f"  run {run + 1} {sc} {side}: {rate:.0f}/s (p50 {p50:.3f} ms, p99 {p99:.3f} ms)",
+                    file=sys.stderr,
+                )
     print("| scenario | side | calls/s (median) | redkit ÷ side |", file=sys.stderr)
     print("|---|---|---:|---:|", file=sys.stderr)
     medians = {sc: {s: statistics.median(v) for s, v in by.items()} for sc, by in results.items()}

@@ -175,11 +175,6 @@ async def test_ids_of_any_bytes(rk: redkit.AsyncClient, name: str) -> None:
     await c.drop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: PUT/GET/PATCH/DELETE /v1/records/{c}/get (and /query) answer 405 method_not_allowed: "
-    "the static POST routes shadow the record route for ids 'get' and 'query' (incr creates them meanwhile)",
-)
 async def test_ids_named_like_the_collection_routes(rk: redkit.AsyncClient, name: str) -> None:
     """``get`` and ``query`` are valid record ids (1-256 bytes, no control characters), though
     ``POST /v1/records/{c}/get`` and ``/query`` are routes of their own."""
@@ -216,11 +211,6 @@ async def test_data_rules(rk: redkit.AsyncClient, name: str) -> None:
     await c.drop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a PATCH is checked against max_bytes on its own fields only, so patches grow a record "
-    "past the collection's max_bytes (200 -> 271 -> 432 bytes, each 200 OK)",
-)
 async def test_a_patch_cannot_grow_a_record_past_max_bytes(rk: redkit.AsyncClient, name: str) -> None:
     c = rk.collection(name)
     await c.define(max_bytes=200)

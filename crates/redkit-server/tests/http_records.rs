@@ -236,3 +236,48 @@ async fn redkit_import_loads_a_json_lines_file_and_names_a_bad_line() {
     assert!(err.contains("line 2") && err.contains("--id-field"), "{err}");
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_named_get_and_query_are_reachable_and_patches_keep_the_size_limit() {
+    let redis = redkit_testkit::RedisServer::start();
+    for s in [Server::embedded().await, Server::on_redis(&redis.url()).await] {
+        s.put("/v1/collections/c", json!({"max_bytes": 200})).await;
+        for id in ["get", "query"] {
+            let path = format!("/v1/records/c/{id}");
+            assert_eq!(
+                s.put(&path, json!({"data": {"x": 1}})).await.status,
+                StatusCode::OK,
+                "{id}"
+            );
+            assert_eq!(s.get(&path).await.body["data"], json!({"x": 1}), "{id}");
+            assert_eq!(
+                s.patch(&path, json!({"data": {"y": 2}})).await.body["version"],
+                2,
+                "{id}"
+            );
+            assert_eq!(s.delete(&path).await.status, StatusCode::NO_CONTENT, "{id}");
+            assert_eq!(s.get(&path).await.status, StatusCode::NOT_FOUND, "{id}");
+        }
+        s.put("/v1/records/c/a", json!({"data": {"x": "y".repeat(100)}})).await;
+        let r = s
+            .patch("/v1/records/c/a", json!({"data": {"more": "z".repeat(150)}}))
+            .await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+        assert!(r.message().contains("200"), "{}", r.message());
+        let kept = s.get("/v1/records/c/a").await;
+        assert_eq!(
+            (kept.body["version"].as_u64(), kept.body["data"].get("more")),
+            (Some(1), None)
+        );
+        let r = s
+            .patch("/v1/records/c/a", json!({"data": {"x": null, "more": "z".repeat(150)}}))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "a patch that also removes stays within the limit: {}",
+            r.body
+        );
+        s.shutdown().await;
+    }
+}

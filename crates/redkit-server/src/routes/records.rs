@@ -34,6 +34,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(incr_record))
         .routes(routes!(get_many))
         .routes(routes!(query_records))
+        // Records whose id is `get` or `query` are reached by the other methods of those
+        // paths (the POSTs there act on the collection).
+        .route("/v1/records/{c}/get", record_named("get"))
+        .route("/v1/records/{c}/query", record_named("query"))
         .routes(routes!(push_list))
         .routes(routes!(range_list, delete_list))
         .routes(routes!(incr_counter))
@@ -46,6 +50,33 @@ pub fn routes() -> OpenApiRouter<AppState> {
 struct CollectionName {
     /// Collection name, 1–64 of `A-Za-z0-9_.-`.
     c: String,
+}
+
+/// GET, PUT, PATCH and DELETE of the record whose id is the last segment of a fixed path.
+fn record_named(id: &'static str) -> axum::routing::MethodRouter<AppState> {
+    let path = move |c: String| Segments(RecordPath { c, id: id.to_string() });
+    axum::routing::get(
+        move |s: State<AppState>, caller: Caller, Segments(CollectionName { c }): Segments<CollectionName>| {
+            get_record(s, caller, path(c))
+        },
+    )
+    .put(
+        move |s: State<AppState>,
+              caller: Caller,
+              Segments(CollectionName { c }): Segments<CollectionName>,
+              body: Body<WriteRequest>| { put_record(s, caller, path(c), body) },
+    )
+    .patch(
+        move |s: State<AppState>,
+              caller: Caller,
+              Segments(CollectionName { c }): Segments<CollectionName>,
+              body: Body<WriteRequest>| { patch_record(s, caller, path(c), body) },
+    )
+    .delete(
+        move |s: State<AppState>, caller: Caller, Segments(CollectionName { c }): Segments<CollectionName>| {
+            delete_record(s, caller, path(c))
+        },
+    )
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -338,7 +369,7 @@ struct ListName {
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
     /// 1–1000 items of any JSON (each at most 64 KiB); the last one is the newest.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub items: Vec<Value>,
     /// Most items the list keeps, 1–100000 (the oldest go first).
     pub cap: u64,

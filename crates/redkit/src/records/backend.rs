@@ -63,6 +63,8 @@ pub enum Applied<T> {
     StaleSchema,
     /// A replayed operation lost to a newer write or a tombstone and changed nothing.
     Superseded,
+    /// The merged record would be larger than the collection allows: its size in bytes.
+    TooLarge(usize),
 }
 
 /// When a write was made and whether it is an outage's operation being replayed (which

@@ -355,6 +355,10 @@ impl RecordBackend for EmbeddedRecords {
                     stored.data.insert(k, v);
                 }
             }
+            let size = serde_json::to_string(&stored.data)?.len();
+            if size > schema.spec.max_bytes {
+                return Ok(Applied::TooLarge(size));
+            }
             stored.version += 1;
             stored.expires = stamp.expires_at_ms;
             store(c, schema, &id, &stored, stamp.ts, generation)?;

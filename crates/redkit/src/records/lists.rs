@@ -41,7 +41,7 @@ const DELETE_KEEP: Duration = Duration::from_secs(7 * 86_400);
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ListPage {
     /// Items, newest first.
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<serde_json::Value>))]
     pub items: Vec<Value>,
     /// The list's length.
     pub length: u64,

@@ -318,7 +318,16 @@ async fn replay_one(redis: &dyn RecordBackend, schema: &Schema, op: &RecordOp, t
         }
         RecordOp::Patch { id, data, .. } => {
             collection::check_fields(schema, data, true)?;
-            matches!(redis.patch(schema, id, data, None, stamp).await?, Applied::StaleSchema)
+            match redis.patch(schema, id, data, None, stamp).await? {
+                Applied::TooLarge(size) => {
+                    return Err(Error::TooLarge {
+                        field: format!("record {id} after the outage's patch"),
+                        size,
+                        limit: schema.spec.max_bytes,
+                    });
+                }
+                other => matches!(other, Applied::StaleSchema),
+            }
         }
         RecordOp::Incr { id, field, by, .. } => match redis.incr(schema, id, field, *by, stamp).await? {
             Applied::NotInteger => {
@@ -645,7 +654,7 @@ impl Records {
                 .await?
             {
                 Applied::StaleSchema => self.hub.forget(collection),
-                other => return written(collection, id, if_version, other),
+                other => return written(collection, id, if_version, other, schema.spec.max_bytes),
             }
         }
         Err(redefined(collection))
@@ -678,7 +687,7 @@ impl Records {
                 .await?
             {
                 Applied::StaleSchema => self.hub.forget(collection),
-                other => return written(collection, id, if_version, other),
+                other => return written(collection, id, if_version, other, schema.spec.max_bytes),
             }
         }
         Err(redefined(collection))
@@ -800,7 +809,13 @@ fn redefined(collection: &str) -> Error {
     Error::Unavailable(format!("collection {collection} keeps being redefined; try again"))
 }
 
-fn written(collection: &str, id: &str, if_version: Option<u64>, applied: Applied<u64>) -> Result<Written> {
+fn written(
+    collection: &str,
+    id: &str,
+    if_version: Option<u64>,
+    applied: Applied<u64>,
+    limit: usize,
+) -> Result<Written> {
     match applied {
         Applied::Done(version) => Ok(Written {
             id: id.to_string(),
@@ -813,6 +828,11 @@ fn written(collection: &str, id: &str, if_version: Option<u64>, applied: Applied
             (None, _) => format!("record {id}: version conflict"),
         })),
         Applied::Missing => Err(Error::NotFound(format!("record {id} does not exist in {collection}"))),
+        Applied::TooLarge(size) => Err(Error::TooLarge {
+            field: "data".into(),
+            size,
+            limit,
+        }),
         other => Err(unexpected(other)),
     }
 }

@@ -106,6 +106,7 @@ fn applied<T>(status: &str, rest: &[RedisValue], ok: impl FnOnce(&[RedisValue]) 
         "notint" => Applied::NotInteger,
         "stale" => Applied::StaleSchema,
         "superseded" => Applied::Superseded,
+        "toolarge" => Applied::TooLarge(int(rest.first())? as usize),
         other => return Err(Error::Codec(format!("unknown status {other:?} from a record script"))),
     })
 }
@@ -157,6 +158,7 @@ impl RedisRecords {
             if stamp.replay { b"1".to_vec() } else { b"0".to_vec() },
             stamp.expires_at_ms.to_string().into_bytes(),
             (TOMBSTONE_KEEP.as_micros() as u64).to_string().into_bytes(),
+            schema.spec.max_bytes.to_string().into_bytes(),
         ]);
         args.extend(tail);
         let reply: Vec<RedisValue> = self.core.script(&WRITE, &[&base(&schema.name)], &[&args]).await?;

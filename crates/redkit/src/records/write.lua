@@ -1,9 +1,10 @@
 -- Writes one record with its index entries. ARGV[6]: put | patch | delete | incr,
 -- ARGV[7]: id, ARGV[8]: if_version (-1: any), ARGV[9]: stamp (µs), ARGV[10]: '1' when
 -- replaying an outage's operation, ARGV[11]: expiry (ms, 0: none), ARGV[12]: how long
--- tombstones are kept (µs). put/patch: ARGV[13..] field, JSON text pairs ('' removes);
--- incr: ARGV[13] field, ARGV[14] by. Returns {status, …}: ok (version[, value]),
--- conflict (current version), missing, notint, stale, superseded.
+-- tombstones are kept (µs), ARGV[13]: largest record (bytes of JSON). put/patch:
+-- ARGV[14..] field, JSON text pairs ('' removes); incr: ARGV[14] field, ARGV[15] by.
+-- Returns {status, …}: ok (version[, value]), conflict (current version), missing,
+-- notint, stale, superseded, toolarge (size).
 if not schema_is_current() then return {'stale'} end
 purge(20)
 local mode, id = ARGV[6], ARGV[7]
@@ -50,18 +51,33 @@ if mode == 'put' then
     unindex(id, dk)
     redis.call('DEL', dk)
   end
-  set_fields(13)
+  set_fields(14)
   redis.call('HSET', dk, '$t', ts)
   finish()
   return {'ok', next_version}
 elseif mode == 'patch' then
   if not exists then return {'missing'} end
+  -- The merged record's size as JSON text ({"k":v,…}), checked before anything changes.
+  local fields = {}
+  local flat = redis.call('HGETALL', dk)
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 1) ~= '$' then fields[flat[i]] = #flat[i + 1] end
+  end
+  for i = 14, #ARGV, 2 do
+    fields[ARGV[i]] = ARGV[i + 1] ~= '' and #ARGV[i + 1] or nil
+  end
+  local size, n = 2, 0
+  for k, len in pairs(fields) do
+    size, n = size + #k + 3 + len, n + 1
+  end
+  if n > 1 then size = size + n - 1 end
+  if size > tonumber(ARGV[13]) then return {'toolarge', size} end
   unindex(id, dk)
-  set_fields(13)
+  set_fields(14)
   finish()
   return {'ok', next_version}
 elseif mode == 'incr' then
-  local field, by = ARGV[13], ARGV[14]
+  local field, by = ARGV[14], ARGV[15]
   local value
   if exists then
     local cur = redis.call('HGET', dk, field)
