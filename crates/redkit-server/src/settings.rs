@@ -42,6 +42,9 @@
 //! indexes = [{ field = "kind", kind = "equal" }, { field = "seen", kind = "range" }]
 //! ttl_s = 7776000
 //! redact = [{ field = "email", action = "hash" }]
+//!
+//! [server.cache_redact]          # redaction of the JSON values of cache namespaces
+//! profiles = [{ field = "*", action = "scrub" }]
 //! ```
 
 use std::collections::BTreeMap;
@@ -51,7 +54,7 @@ use redkit::Config;
 use redkit::config::SERVER_TABLE;
 use redkit::pubsub::ChannelOptions;
 use redkit::ratelimit::Policy;
-use redkit::records::CollectionSpec;
+use redkit::records::{CollectionSpec, RedactRule};
 use serde::Deserialize;
 
 use crate::auth::ApiKey;
@@ -86,6 +89,8 @@ pub struct ServerSettings {
     pub redact_key: Option<String>,
     /// Collections defined at start.
     pub collections: Vec<(String, CollectionSpec)>,
+    /// Redaction of the values of cache namespaces.
+    pub cache_redact: BTreeMap<String, Vec<RedactRule>>,
 }
 
 impl Default for ServerSettings {
@@ -102,6 +107,7 @@ impl Default for ServerSettings {
             channel_token_secret: None,
             redact_key: None,
             collections: Vec::new(),
+            cache_redact: BTreeMap::new(),
         }
     }
 }
@@ -126,6 +132,8 @@ struct ServerTable {
     redact_key_env: Option<String>,
     #[serde(default)]
     collections: BTreeMap<String, CollectionSpec>,
+    #[serde(default)]
+    cache_redact: BTreeMap<String, Vec<RedactRule>>,
 }
 
 /// History of the channels under one prefix (`"*"`: every channel).
@@ -254,6 +262,10 @@ impl ServerSettings {
                 .and_then(|()| spec.validate(settings.redact_key.is_some()))
                 .map_err(|e| format!("invalid setting {SERVER_TABLE}.collections.{name}: {e}"))?;
         }
+        for (ns, rules) in &settings.cache_redact {
+            redkit::records::redact::validate(rules, settings.redact_key.is_some())
+                .map_err(|e| format!("invalid setting {SERVER_TABLE}.cache_redact.{ns}: {e}"))?;
+        }
         for n in &NUMBERS {
             let Some(text) = var(n.env) else { continue };
             let refuse = |rule: &str| {
@@ -366,6 +378,7 @@ impl ServerSettings {
             }
         };
         self.collections = table.collections.into_iter().collect();
+        self.cache_redact = table.cache_redact;
         for (name, body) in table.policies {
             let setting = format!("server.policies.{name}");
             let policy = body.into_policy(&name);

@@ -145,11 +145,13 @@ impl AppState {
     }
 
     fn cache_handle(&self, ns: &str, keep: bool) -> Result<Cache<Value>> {
-        let max_value = self.inner.settings.max_body_bytes;
+        let settings = &self.inner.settings;
         self.inner.caches.handle(ns, keep, || {
-            self.inner
-                .redkit
-                .cache(ns, CacheOptions::default().max_value_bytes(max_value))
+            let mut options = CacheOptions::default().max_value_bytes(settings.max_body_bytes);
+            if let Some(rules) = settings.cache_redact.get(ns) {
+                options = options.redact(rules.clone(), settings.redact_key.as_deref().map(str::as_bytes));
+            }
+            self.inner.redkit.cache(ns, options)
         })
     }
 

@@ -626,7 +626,7 @@ fn stored_text(redis: Option<&RedisServer>, dir: &std::path::Path) -> String {
         for k in keys {
             // Values as Redis serves them (a DUMP may be compressed).
             let kind: String = redis::cmd("TYPE").arg(&k).query(&mut c).unwrap();
-            let values: Vec<String> = match kind.as_str() {
+            let values: Vec<Vec<u8>> = match kind.as_str() {
                 "string" => vec![redis::cmd("GET").arg(&k).query(&mut c).unwrap()],
                 "hash" => redis::cmd("HGETALL").arg(&k).query(&mut c).unwrap(),
                 "zset" => redis::cmd("ZRANGE").arg(&k).arg(0).arg(-1).query(&mut c).unwrap(),
@@ -636,7 +636,7 @@ fn stored_text(redis: Option<&RedisServer>, dir: &std::path::Path) -> String {
             };
             out.push_str(&k);
             for v in values {
-                out.push_str(&v);
+                out.push_str(&String::from_utf8_lossy(&v));
             }
         }
     }
@@ -859,4 +859,75 @@ async fn outage_writes_on_two_instances_are_replayed_and_nothing_deleted_comes_b
         .map(|r| (r.id.clone(), r))
         .collect();
     assert!(all.len() > 200, "{} records", all.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_with_redaction_stores_and_serves_only_the_redacted_value() {
+    let h = common::on_redis().await;
+    let rules = vec![
+        RedactRule {
+            field: "email".into(),
+            action: RedactAction::Hash,
+            keep_last: None,
+            patterns: None,
+        },
+        RedactRule {
+            field: "*".into(),
+            action: RedactAction::Scrub,
+            keep_last: None,
+            patterns: None,
+        },
+    ];
+    let cache = h
+        .redkit
+        .cache::<Value>(
+            "profiles",
+            redkit::cache::CacheOptions::default().redact(rules.clone(), Some(KEY)),
+        )
+        .unwrap();
+    cache
+        .set(
+            "ann",
+            &json!({"email": "ann.secret@example.com", "bio": "call 198.51.100.23"}),
+        )
+        .await
+        .unwrap();
+    let got = cache.get("ann").await.unwrap().unwrap();
+    assert!(got["email"].as_str().unwrap().starts_with("h:"));
+    assert_eq!(got["bio"], "call [ip]");
+    let other = h
+        .redkit
+        .cache::<Value>("profiles", redkit::cache::CacheOptions::default().l1(false))
+        .unwrap();
+    assert_eq!(
+        other.get("ann").await.unwrap().unwrap(),
+        got,
+        "what Redis holds is the redacted value"
+    );
+    let text = stored_text(h.redis.as_ref(), h.dir.path());
+    assert!(!text.contains("ann.secret") && !text.contains("198.51.100.23"));
+    // A typed cache whose type cannot hold the redacted value refuses the write.
+    let typed = h
+        .redkit
+        .cache::<BTreeMap<String, u64>>(
+            "counts",
+            redkit::cache::CacheOptions::default().redact(
+                vec![RedactRule {
+                    field: "n".into(),
+                    action: RedactAction::Hash,
+                    keep_last: None,
+                    patterns: None,
+                }],
+                Some(KEY),
+            ),
+        )
+        .unwrap();
+    let e = typed.set("k", &[("n".to_string(), 1u64)].into()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let e = h
+        .redkit
+        .cache::<Value>("nokey", redkit::cache::CacheOptions::default().redact(rules, None))
+        .map(drop)
+        .unwrap_err();
+    assert!(e.to_string().contains("redaction key"), "{e}");
 }

@@ -176,6 +176,9 @@ impl<T: CacheValue> Cache<T> {
         if !(1..=512 << 20).contains(&opts.max_value_bytes) {
             return Err(Error::invalid("max_value_bytes", "must be 1 byte to 512 MiB"));
         }
+        if let Some(r) = &opts.redaction {
+            r.validate()?;
+        }
         if let Some(t) = opts.distributed_lock
             && (t.is_zero() || t > Duration::from_secs(60))
         {
@@ -246,6 +249,14 @@ impl<T: CacheValue> Cache<T> {
     /// Encodes `value` into an L2 item and the matching L1 entry.
     fn prepare(&self, key: &str, value: &T, r: &Resolved) -> Result<(SetItem, L1Entry<T>)> {
         self.check_key(key)?;
+        let redacted;
+        let value = match &self.inner.opts.redaction {
+            Some(r) => {
+                redacted = r.apply_typed(value)?;
+                &redacted
+            }
+            None => value,
+        };
         let encoded = self.inner.packer.encode(value)?;
         let ttl = r.jittered_ttl();
         let bytes = self

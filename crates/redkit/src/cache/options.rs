@@ -39,6 +39,7 @@ pub struct CacheOptions {
     pub(crate) max_key_bytes: usize,
     pub(crate) max_value_bytes: usize,
     pub(crate) distributed_lock: Option<Duration>,
+    pub(crate) redaction: Option<std::sync::Arc<crate::records::redact::Redaction>>,
     pub(crate) entry: EntryOptions,
 }
 
@@ -52,6 +53,7 @@ impl Default for CacheOptions {
             max_key_bytes: 1024,
             max_value_bytes: 8 << 20,
             distributed_lock: None,
+            redaction: None,
             entry: EntryOptions {
                 ttl: Some(Duration::from_secs(300)),
                 ..EntryOptions::default()
@@ -133,6 +135,15 @@ impl CacheOptions {
     /// Encrypts values before they leave the process (XChaCha20-Poly1305).
     pub fn encryption(mut self, keyring: Keyring) -> Self {
         self.encryption = Some(keyring);
+        self
+    }
+
+    /// Redacts values before they are stored (see [`redact`](crate::records::redact)):
+    /// the value is turned into JSON, the rules applied, and the result read back as `T`
+    /// (a rule that leaves something `T` cannot hold is refused on write). `key` is needed
+    /// by `hash` rules. What is kept in L1 is the redacted value too.
+    pub fn redact(mut self, rules: Vec<crate::records::RedactRule>, key: Option<&[u8]>) -> Self {
+        self.redaction = Some(std::sync::Arc::new(crate::records::redact::Redaction::new(rules, key)));
         self
     }
 

@@ -145,6 +145,51 @@ pub fn apply(rules: &[RedactRule], key: Option<&[u8]>, doc: &mut Map<String, Val
     }
 }
 
+/// Rules with the key they hash with, for a cache.
+#[derive(Clone)]
+pub struct Redaction {
+    rules: Vec<RedactRule>,
+    key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Redaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redaction")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redaction {
+    /// `rules`, hashing with `key`.
+    pub fn new(rules: Vec<RedactRule>, key: Option<&[u8]>) -> Self {
+        Redaction {
+            rules,
+            key: key.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// Checks the rules (and that `hash` rules have a key of at least 16 bytes).
+    pub fn validate(&self) -> Result<()> {
+        if self.key.as_ref().is_some_and(|k| k.len() < 16) {
+            return Err(Error::invalid("redact_key", "at least 16 bytes"));
+        }
+        validate(&self.rules, self.key.is_some())
+    }
+
+    /// `value` with the rules applied, read back as `T`.
+    pub fn apply_typed<T: serde::Serialize + serde::de::DeserializeOwned>(&self, value: &T) -> Result<T> {
+        let mut v = serde_json::to_value(value)?;
+        apply_value(&self.rules, self.key.as_deref(), &mut v);
+        serde_json::from_value(v).map_err(|e| {
+            Error::invalid(
+                "value",
+                format!("after redaction it no longer fits the cache's type: {e}"),
+            )
+        })
+    }
+}
+
 /// Applies `rules` to a whole value (a cached value): `*` rules to all of it, field rules
 /// to its top-level fields when it is an object.
 pub fn apply_value(rules: &[RedactRule], key: Option<&[u8]>, value: &mut Value) {
