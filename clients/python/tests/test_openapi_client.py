@@ -203,6 +203,14 @@ def test_a_generated_client_calls_every_route(generated: Tuple[Any, Dict[str, An
             call.called.add("events")
         assert call("ws", status=400).error.code == "invalid_input"
 
+    # The dashboard's own operations: the key's scopes, and the first snapshot of its stream.
+    assert call("dashboard_me").keys_required is True
+    kwargs = call.modules["dashboard_events"]._get_kwargs()
+    with call.client.get_httpx_client().stream(**kwargs) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert next(r.iter_lines()) == "event: snapshot"
+        call.called.add("dashboard_events")
+
     # Records (once the server has them): a collection, versioned records (a 409 is the
     # envelope), get-many with its nulls, a query page, a capped list and a counter.
     if "define_collection" in call.operations:

@@ -304,6 +304,22 @@ impl Caller {
         })))
     }
 
+    /// The caller's scopes as `(area, name, prefix, access)` (`None`: every area); `None`
+    /// for a server without keys (everything is allowed).
+    pub fn scopes(&self) -> Option<Vec<(Option<&'static str>, String, bool, &'static str)>> {
+        self.0.as_ref().map(|k| {
+            k.scopes
+                .iter()
+                .map(|s| (s.area.map(Area::as_str), s.name.clone(), s.prefix, s.access.as_str()))
+                .collect()
+        })
+    }
+
+    /// The key's label, if the caller presented one.
+    pub fn label(&self) -> Option<&str> {
+        self.0.as_ref().map(|k| k.label.as_str())
+    }
+
     /// Whether the caller may do `access` on `name` in `area`.
     pub fn may(&self, area: Area, name: &str, access: Access) -> bool {
         self.0.as_ref().is_none_or(|k| k.allows(area, name, access))

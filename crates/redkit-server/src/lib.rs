@@ -16,6 +16,7 @@ pub mod routes;
 pub mod settings;
 mod state;
 pub mod tokens;
+pub mod traffic;
 
 use std::borrow::Cow;
 use std::future::Future;

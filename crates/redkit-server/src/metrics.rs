@@ -55,6 +55,8 @@ pub async fn track(req: Request, next: Next) -> Response {
         ("status", response.status().as_u16().to_string()),
     ];
     metrics::counter!("redkit_http_requests_total", &labels).increment(1);
-    metrics::histogram!("redkit_http_request_seconds", &labels).record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    metrics::histogram!("redkit_http_request_seconds", &labels).record(elapsed.as_secs_f64());
+    crate::traffic::global().record(elapsed, response.status().is_server_error());
     response
 }

@@ -37,6 +37,7 @@ async fn every_route(s: &Server) {
     dead_jobs(s).await;
     channels(s).await;
     records(s).await;
+    dashboard(s).await;
     // Every route the OpenAPI document lists was called (metrics count by route template).
     let metrics = s.get("/metrics").await.body;
     let metrics = metrics.as_str().unwrap();
@@ -752,4 +753,51 @@ async fn records(s: &Server) {
         StatusCode::NO_CONTENT
     );
     assert_eq!(s.get("/v1/collections/patterns").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn dashboard(s: &Server) {
+    let page = s.http.get(format!("{}/", s.base)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    for file in ["app.js", "style.css"] {
+        let r = s.http.get(format!("{}/dashboard/{file}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{file}");
+    }
+    assert_eq!(
+        s.http
+            .get(format!("{}/dashboard/secret.txt", s.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let me = s.get("/v1/dashboard/me").await;
+    assert_eq!(
+        me.body["scopes"],
+        Value::Null,
+        "a server without keys allows everything"
+    );
+    let mut events = s
+        .http
+        .get(format!("{}/v1/dashboard/events", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        text.push_str(std::str::from_utf8(&events.chunk().await.unwrap().unwrap()).unwrap());
+    }
+    assert!(text.starts_with("event: snapshot\ndata: {"), "{text}");
+    let snapshot: Value = serde_json::from_str(text.lines().nth(1).unwrap().trim_start_matches("data: ")).unwrap();
+    assert!(
+        snapshot["health"]["mode"].is_string() && snapshot["traffic"].as_array().unwrap().len() == 120,
+        "{snapshot}"
+    );
 }

@@ -52,7 +52,7 @@ pub struct HealthSummary {
 
 /// The verdict from the mode and the registered capabilities alone (what the library's
 /// health snapshot computes it from), asking no store.
-fn summary(redkit: &Redkit) -> HealthSummary {
+pub(super) fn summary_of(redkit: &Redkit) -> HealthSummary {
     let mode = redkit.mode();
     let fails_closed = redkit
         .route()
@@ -82,7 +82,7 @@ async fn health(State(state): State<AppState>, OptionalCaller(caller): OptionalC
         let health = state.redkit().health().await;
         (status_code(health.status), Json(health)).into_response()
     } else {
-        let summary = summary(state.redkit());
+        let summary = summary_of(state.redkit());
         (status_code(summary.status), Json(summary)).into_response()
     }
 }

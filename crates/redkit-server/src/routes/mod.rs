@@ -3,6 +3,7 @@
 
 pub mod cache;
 mod channels;
+mod dashboard;
 mod health;
 mod jobs;
 mod locks;
@@ -14,7 +15,7 @@ mod ws;
 use axum::Json;
 use axum::Router;
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -137,6 +138,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(jobs::routes())
         .merge(channels::routes())
         .merge(records::routes())
+        .merge(dashboard::routes())
         .routes(utoipa_axum::routes!(ws::ws))
 }
 
@@ -146,7 +148,7 @@ pub fn router(state: AppState) -> Router {
     let doc = Json(doc);
     api.route("/openapi.json", get(move || async move { doc }))
         .route("/metrics", get(metrics))
-        .route("/", get(dashboard))
+        .merge(dashboard::pages())
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }
@@ -159,8 +161,4 @@ async fn metrics(caller: Caller) -> Result<impl IntoResponse, ApiError> {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         crate::metrics::render(),
     ))
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
 }

@@ -1,25 +1,3 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>redkit</title>
-<style>
-  body { font: 14px system-ui, sans-serif; margin: 2rem; color: #222; }
-  h1 { font-size: 1.3rem; } h2 { font-size: 1.05rem; margin-top: 1.5rem; }
-  .mode { font-weight: bold; padding: .1rem .5rem; border-radius: .3rem; }
-  .redis { background: #d4f4d4; } .fallback { background: #ffe1a8; } .embedded { background: #dde7ff; }
-  table { border-collapse: collapse; } td, th { padding: .2rem .8rem; border-bottom: 1px solid #ddd; text-align: left; }
-  pre { background: #f6f6f6; padding: .5rem; max-height: 20rem; overflow: auto; }
-</style>
-</head>
-<body>
-<h1>redkit <span id="mode" class="mode">…</span> <span id="status"></span></h1>
-<p>API key (only if the server requires one): <input id="key" type="password" size="40">
-   · <a href="/openapi.json">OpenAPI</a> · <a href="/metrics">metrics</a> · <a href="/health">health</a></p>
-<h2>Capabilities</h2><table id="caps"></table>
-<h2>Queues</h2><table id="queues"></table>
-<h2>Health</h2><pre id="health"></pre>
-<script>
 const keyInput = document.getElementById("key");
 keyInput.value = localStorage.getItem("redkit-key") || "";
 keyInput.onchange = () => localStorage.setItem("redkit-key", keyInput.value);
@@ -42,6 +20,3 @@ async function refresh() {
   } catch (e) { document.getElementById("status").textContent = "unreachable: " + e; }
 }
 refresh(); setInterval(refresh, 2000);
-</script>
-</body>
-</html>
