@@ -159,6 +159,9 @@ impl Scope {
     }
 }
 
+/// A scope as `(area, name, prefix, access)`; area `None`: every area.
+pub type ScopeParts = (Option<&'static str>, String, bool, &'static str);
+
 /// One configured key.
 #[derive(Debug)]
 pub struct ApiKey {
@@ -306,7 +309,7 @@ impl Caller {
 
     /// The caller's scopes as `(area, name, prefix, access)` (`None`: every area); `None`
     /// for a server without keys (everything is allowed).
-    pub fn scopes(&self) -> Option<Vec<(Option<&'static str>, String, bool, &'static str)>> {
+    pub fn scopes(&self) -> Option<Vec<ScopeParts>> {
         self.0.as_ref().map(|k| {
             k.scopes
                 .iter()
