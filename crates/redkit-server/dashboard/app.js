@@ -854,6 +854,13 @@ async function start() {
   if (state.stream) state.stream.abort();
   const live = document.getElementById("live");
   try {
+    if (!state.key) {
+      // Without a key, ask /health first: a server with keys answers it with only status and
+      // mode (and /v1/dashboard/me with a 401, which a browser logs as an error).
+      const r = await fetch("/health", { cache: "no-store" });
+      const doc = await r.json().catch(() => ({}));
+      if (!("uptime_s" in doc)) throw new ApiError(401, "unauthorized", "this server requires an API key");
+    }
     state.me = await api("GET", "/v1/dashboard/me");
   } catch (e) {
     showWho();
