@@ -68,8 +68,10 @@ function table(caption, headers, rows, opts = {}) {
   const thead = h("thead", null, h("tr", null, headers.map((x) => h("th", { scope: "col" }, x))));
   const body = h("tbody");
   for (const r of rows) body.appendChild(r instanceof Node ? r : h("tr", null, r.map((c, i) => (i === 0 && opts.rowHeader ? h("th", { scope: "row" }, c) : h("td", null, c)))));
+  // Each cell carries its column's name, so a narrow screen can show rows as stacked cards.
+  for (const tr of body.rows) [...tr.cells].forEach((c, i) => { if (typeof headers[i] === "string" && headers[i]) c.dataset.label = headers[i]; });
   if (!rows.length) body.appendChild(h("tr", null, h("td", { colspan: headers.length, class: "empty" }, opts.empty || "nothing yet")));
-  return h("div", { class: "scroll" }, h("table", { class: opts.class, "data-table": opts.id }, h("caption", { class: caption ? "" : "sr-only" }, caption || opts.label || ""), thead, body));
+  return h("div", { class: "scroll" }, h("table", { class: (opts.class || "") + (headers.length > 4 ? " stack" : ""), "data-table": opts.id }, h("caption", { class: caption ? "" : "sr-only" }, caption || opts.label || ""), thead, body));
 }
 
 function card(title, ...children) {
@@ -229,9 +231,10 @@ function showWho() {
   const who = document.getElementById("who");
   const form = document.getElementById("key-form");
   const me = state.me;
-  if (!me) { who.textContent = state.key ? "key refused" : "a key is needed"; form.classList.remove("hidden-key"); return; }
+  if (!me) { who.textContent = state.key ? "key refused" : "a key is needed"; form.classList.remove("has-key"); return; }
   if (!me.keys_required) { who.textContent = "no key needed (loopback server without keys)"; form.classList.add("no-keys"); return; }
   form.classList.remove("no-keys");
+  form.classList.toggle("has-key", !!state.key);
   who.textContent = "key: " + (me.label || "?") + " · " + (me.scopes || []).map((sc) => (sc.area || "*") + ":" + (sc.prefix ? sc.name + "*" : sc.name) + ":" + sc.access).join(", ");
 }
 
@@ -449,6 +452,21 @@ views.overview = async () => {
       h("p", { class: "muted" }, "Health details, Redis facts and traffic need a key with the ops scope (ops:*:read).")));
     return out;
   }
+  const tr = snap.traffic || [];
+  const pts = (f) => tr.map((x) => ({ t: x.t * 1000, v: x[f] }));
+  const charts = h("div", { class: "charts" },
+    chart("Requests per second", [{ label: "requests/s", points: pts("requests") }], { area: true }),
+    chart("Errors (5xx) per second", [{ label: "errors/s", points: pts("errors") }], { area: true }),
+    chart("Latency", [{ label: "p50", points: pts("p50_ms") }, { label: "p99", points: pts("p99_ms") }], { unit: "ms" }));
+  out.appendChild(h("section", { class: "card wide", "aria-label": "Traffic" }, h("h2", null, "Traffic, last two minutes"), charts));
+
+  const qs = snap.queues || [];
+  if (qs.length) {
+    const sum = (f) => qs.reduce((a, q) => a + (q.counts[f] || 0), 0);
+    out.appendChild(card("Queues",
+      kv([["Queues", fmt.n(qs.length)], ["Waiting", fmt.n(sum("waiting"))], ["Active", fmt.n(sum("active"))], ["Delayed", fmt.n(sum("delayed"))], ["Dead", sum("dead") ? h("a", { href: "#queues", class: "bad" }, fmt.n(sum("dead"))) : "0"]]),
+      h("p", null, h("a", { href: "#queues" }, "All queues →"))));
+  }
   const br = hl.breaker;
   out.appendChild(card("Server", kv([
     ["Mode", badge(snap.mode)],
@@ -467,7 +485,7 @@ views.overview = async () => {
     tl.length ? h("ol", { class: "timeline" }, tl.slice(0, 12).map((e) => h("li", null,
       h("time", { datetime: new Date(e.at_ms).toISOString() }, fmt.time(e.at_ms)), " ",
       h("b", null, e.what), ": ", badge(e.from), " → ", badge(e.to), e.reason ? h("span", { class: "muted" }, " " + e.reason) : null)))
-      : h("p", { class: "muted" }, "No transitions: the breaker has not changed state since the server started.")));
+      : h("p", { class: "muted" }, br ? "No transitions: the breaker has not changed state since the server started." : "No breaker: this server runs on the embedded store only.")));
 
   const rd = hl.redis;
   const info = rd && rd.info;
@@ -494,14 +512,6 @@ views.overview = async () => {
   out.appendChild(card("Journal",
     table("Backlog (operations waiting for Redis)", ["Capability", "Pending"], pend.map(([k, v]) => [k, fmt.n(v)]), { empty: "empty" }),
     table("Dead-lettered replays", ["Capability", "Count", "Last error", "When"], dead.map(([k, v]) => [k, fmt.n(v.count), v.last_error, fmt.ago(v.last_at_ms)]), { empty: "none" })));
-
-  const tr = snap.traffic || [];
-  const pts = (f) => tr.map((x) => ({ t: x.t * 1000, v: x[f] }));
-  const charts = h("div", { class: "charts" },
-    chart("Requests per second", [{ label: "requests/s", points: pts("requests") }], { area: true }),
-    chart("Errors (5xx) per second", [{ label: "errors/s", points: pts("errors") }], { area: true }),
-    chart("Latency", [{ label: "p50", points: pts("p50_ms") }, { label: "p99", points: pts("p99_ms") }], { unit: "ms" }));
-  out.appendChild(h("section", { class: "card wide", "aria-label": "Traffic" }, h("h2", null, "Traffic, last two minutes"), charts));
 
   out.appendChild(card("Capabilities", table(null, ["Capability", "Serving", "While Redis is away"],
     (hl.capabilities || []).map((c) => [c.name, c.available ? badge("yes", "ok") : badge("no", "unavailable"), c.fallback]), { label: "Capabilities", rowHeader: true })));

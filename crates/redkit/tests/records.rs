@@ -931,3 +931,41 @@ async fn a_cache_with_redaction_stores_and_serves_only_the_redacted_value() {
         .unwrap_err();
     assert!(e.to_string().contains("redaction key"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_field_name_and_value_survive_storage_and_increments_stay_exact() {
+    for h in [common::on_redis().await, common::on_embedded().await] {
+        let r = records(&h.redkit);
+        r.define("odd", CollectionSpec::default().index("k:1", IndexKind::Equal))
+            .await
+            .unwrap();
+        let doc = json!({
+            "k:1": "v:2\n3", "12:ab": 0.1, "ünïcödé ✓": [1, {"a": null}], " ": "a space",
+            "big": 9_007_199_254_740_991i64, "neg": -5, "text": "1:x2:yy\n0 0 0\n", "f": 1e300
+        });
+        r.put("odd", "a:b", obj(doc.clone()), None).await.unwrap();
+        assert_eq!(
+            r.get("odd", "a:b").await.unwrap().unwrap().data,
+            obj(doc.clone()),
+            "{:?}",
+            h.redkit.mode()
+        );
+        let found = r
+            .query("odd", QueryRequest::default().equal("k:1", "v:2\n3"))
+            .await
+            .unwrap();
+        assert_eq!(ids(&found.records), ["a:b"]);
+        r.patch("odd", "a:b", obj(json!({"12:ab": null, "new": "n:1"})), None)
+            .await
+            .unwrap();
+        let after = r.get("odd", "a:b").await.unwrap().unwrap().data;
+        assert!(after.get("12:ab").is_none() && after["new"] == "n:1" && after["text"] == doc["text"]);
+        assert_eq!(r.incr("odd", "a:b", "neg", 4).await.unwrap().value, -1);
+        let e = r.incr("odd", "a:b", "big", 1).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "beyond 2^53 - 1: {e}");
+        assert_eq!(
+            r.incr("odd", "a:b", "big", -1).await.unwrap().value,
+            9_007_199_254_740_990
+        );
+    }
+}

@@ -394,7 +394,7 @@ impl RecordBackend for EmbeddedRecords {
             };
             let Some(value) = current
                 .checked_add(by)
-                .filter(|v| v.unsigned_abs() < 9_200_000_000_000_000_000)
+                .filter(|v| v.unsigned_abs() <= super::MAX_SAFE_INTEGER)
             else {
                 return Ok(Applied::NotInteger);
             };

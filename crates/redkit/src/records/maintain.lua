@@ -12,7 +12,8 @@ elseif op == 'reindex' then
   local field, kind, after = ARGV[7], ARGV[8], ARGV[9]
   local ids = redis.call('ZRANGEBYLEX', all_key, after == '' and '-' or '(' .. after, '+', 'LIMIT', 0, tonumber(ARGV[10]))
   for _, id in ipairs(ids) do
-    local v = redis.call('HGET', doc_key(id), field)
+    local raw = redis.call('GET', doc_key(id))
+    local v = raw and decode(raw).vals[field]
     if v and kind == 'equal' and indexable(v) then
       redis.call('ZADD', base .. ':q:' .. field, 0, v .. '\0' .. id)
     elseif v and kind == 'range' and tonumber(v) then

@@ -8,7 +8,7 @@
 //! **Documents** are JSON objects with a version that changes with every write:
 //! [`Records::put`] (with `if_version`, optimistic concurrency; `Some(0)`: create only),
 //! [`Records::patch`] (top-level merge, `null` removes a field), [`Records::incr`] (an
-//! integer field, atomically; creates the record when absent), [`Records::delete`],
+//! integer field within ±(2^53 − 1), atomically; creates the record when absent), [`Records::delete`],
 //! [`Records::get`] / [`Records::get_many`], and [`Records::query`] — equalities and one
 //! range, through declared indexes only. An index is changed in the same atomic step as
 //! the record (one Lua script on Redis, one transaction on SQLite), so a query never
@@ -18,9 +18,10 @@
 //! disappear from reads and queries at once, and with their index entries from the store
 //! within seconds.
 //!
-//! **On Redis** (no modules; runs on Cluster) a record is a hash of its fields' JSON
-//! texts; indexes are sorted sets; everything of a collection shares one hash tag. **On
-//! SQLite** the same semantics come from tables and SQL indexes.
+//! **On Redis** (no modules; runs on Cluster) a record is one string holding its fields'
+//! JSON texts, length-prefixed, after a header with its version, stamp and expiry; indexes
+//! are sorted sets; everything of a collection shares one hash tag. **On SQLite** the same
+//! semantics come from tables and SQL indexes.
 //!
 //! **Outages** follow the outage data model: while Redis is away, writes go to the
 //! embedded store and are journaled as operations (put with its document, patch with its
@@ -203,6 +204,9 @@ pub struct RecordPage {
     pub cursor: Option<String>,
 }
 
+/// Largest integer an increment may reach (2^53 − 1, in either direction): integers stay
+/// exact in JSON readers that use doubles, and in Redis's Lua.
+pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 /// Most ids per [`Records::get_many`].
 pub const MAX_GET_MANY: usize = 1000;
 /// Largest query page.
@@ -752,7 +756,7 @@ impl Records {
                 Applied::Done((value, version)) => return Ok(Incremented { value, version }),
                 Applied::NotInteger => {
                     return Err(Error::Conflict(format!(
-                        "record {id}: field {field} does not hold an integer, or adding {by} would overflow"
+                        "record {id}: field {field} does not hold an integer, or adding {by} would pass ±(2^53 - 1)"
                     )));
                 }
                 other => return Err(unexpected(other)),

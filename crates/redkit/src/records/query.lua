@@ -3,7 +3,7 @@
 -- ARGV[11]: limit, ARGV[12]/ARGV[13]: the cursor's score/id ('' none), ARGV[14]: most
 -- index entries to examine. The driver is the range index when there is a range, else
 -- the smallest equality, else every id; the other equalities filter it.
--- Returns {status, next score, next id, {id, {field, value, …}}, …}.
+-- Returns {status, next score, next id, {id, stored record}, …}.
 if not schema_is_current() then return {'stale'} end
 purge(20)
 local eqs = split(ARGV[6])
@@ -21,11 +21,9 @@ local function consider(id, score)
     if not redis.call('ZSCORE', f[1], f[2] .. '\0' .. id) then ok = false break end
   end
   if ok then
-    local h = redis.call('HGETALL', doc_key(id))
-    local e
-    for i = 1, #h, 2 do if h[i] == '$e' then e = h[i + 1] end end
-    if live(e) then
-      out[#out + 1] = {id, h}
+    local raw = redis.call('GET', doc_key(id))
+    if raw and live(expiry_of(raw)) then
+      out[#out + 1] = {id, raw}
       found = found + 1
     end
   end

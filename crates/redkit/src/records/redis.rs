@@ -1,4 +1,5 @@
-//! Records on Redis without modules: a hash per record, sorted sets for the indexes, all
+//! Records on Redis without modules: a string per record (its fields' JSON texts, length-
+//! prefixed, after a header with its version, stamp and expiry), sorted sets for the indexes, all
 //! under one hash tag per collection (`rk:{rec:NAME}:…`), so every script runs on one
 //! Cluster slot; each write changes the record and its index entries in one script.
 //! Definitions live in the collection's `…:def` hash (spec and stamp) and the set
@@ -111,25 +112,34 @@ fn applied<T>(status: &str, rest: &[RedisValue], ok: impl FnOnce(&[RedisValue]) 
     })
 }
 
-/// A record from `HGETALL`'s flat field/value list.
-pub(super) fn record_from_hash(id: String, flat: &[RedisValue]) -> Result<Option<Record>> {
-    let mut data = Map::new();
-    let (mut version, mut expires) = (None, 0u64);
-    for pair in flat.chunks(2) {
-        let [k, v] = pair else { break };
-        let (k, v) = (text(k)?, text(v)?);
-        match k.as_str() {
-            "$v" => version = v.parse().ok(),
-            "$e" => expires = v.parse().unwrap_or(0),
-            "$t" => {}
-            _ => {
-                data.insert(k, serde_json::from_str(&v)?);
-            }
-        }
-    }
-    let Some(version) = version else { return Ok(None) };
+/// A record from its stored form (see prelude.lua): `VERSION STAMP EXPIRY\n` then each
+/// field as `LEN:NAME` `LEN:JSONTEXT`; `None` when it has expired.
+pub(super) fn record_from_stored(id: String, stored: &[u8]) -> Result<Option<Record>> {
+    let bad = || Error::Codec(format!("record {id} is stored malformed"));
+    let nl = stored.iter().position(|b| *b == b'\n').ok_or_else(bad)?;
+    let header = std::str::from_utf8(&stored[..nl]).map_err(|_| bad())?;
+    let mut parts = header.split(' ');
+    let version: u64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let expires: u64 = parts.nth(1).and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     if expires != 0 && expires <= now_ms() {
         return Ok(None);
+    }
+    let take = |rest: &mut &[u8]| -> Result<Vec<u8>> {
+        let colon = rest.iter().position(|b| *b == b':').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&rest[..colon])
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(bad)?;
+        let value = rest.get(colon + 1..colon + 1 + len).ok_or_else(bad)?.to_vec();
+        *rest = &rest[colon + 1 + len..];
+        Ok(value)
+    };
+    let mut rest = &stored[nl + 1..];
+    let mut data = Map::new();
+    while !rest.is_empty() {
+        let name = String::from_utf8(take(&mut rest)?).map_err(|_| bad())?;
+        let value = take(&mut rest)?;
+        data.insert(name, serde_json::from_slice(&value)?);
     }
     Ok(Some(Record {
         id,
@@ -137,6 +147,15 @@ pub(super) fn record_from_hash(id: String, flat: &[RedisValue]) -> Result<Option
         version,
         expires_at_ms: (expires != 0).then_some(expires),
     }))
+}
+
+fn bytes(v: &RedisValue) -> Result<&[u8]> {
+    match v {
+        RedisValue::BulkString(b) => Ok(b),
+        other => Err(Error::Codec(format!(
+            "unexpected reply from a record script: {other:?}"
+        ))),
+    }
 }
 
 impl RedisRecords {
@@ -316,19 +335,14 @@ impl RecordBackend for RedisRecords {
         let base = base(&schema.name);
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("HGETALL").arg(format!("{base}:d:{id}"));
+            pipe.cmd("GET").arg(format!("{base}:d:{id}"));
         }
-        let hashes: Vec<RedisValue> = self.core.pipeline("record_get", &pipe).await?;
+        let stored: Vec<Option<Vec<u8>>> = self.core.pipeline("record_get", &pipe).await?;
         ids.iter()
-            .zip(hashes)
-            .map(|(id, h)| match h {
-                RedisValue::Array(flat) => record_from_hash(id.clone(), &flat),
-                RedisValue::Map(pairs) => {
-                    let flat: Vec<RedisValue> = pairs.into_iter().flat_map(|(k, v)| [k, v]).collect();
-                    record_from_hash(id.clone(), &flat)
-                }
-                RedisValue::Nil => Ok(None),
-                other => Err(Error::Codec(format!("unexpected HGETALL reply {other:?}"))),
+            .zip(stored)
+            .map(|(id, s)| match s {
+                Some(s) => record_from_stored(id.clone(), &s),
+                None => Ok(None),
             })
             .collect()
     }
@@ -381,10 +395,7 @@ impl RecordBackend for RedisRecords {
                     return Err(Error::Codec("unexpected query reply".into()));
                 };
                 let id = text(&pair[0])?;
-                let RedisValue::Array(flat) = &pair[1] else {
-                    return Err(Error::Codec("unexpected query reply".into()));
-                };
-                if let Some(r) = record_from_hash(id, flat)? {
+                if let Some(r) = record_from_stored(id, bytes(&pair[1])?)? {
                     records.push(r);
                 }
             }

@@ -8,93 +8,80 @@
 if not schema_is_current() then return {'stale'} end
 purge(20)
 local mode, id = ARGV[6], ARGV[7]
-local if_version, ts, replay, expires = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10] == '1', tonumber(ARGV[11])
+local if_version, ts, replay, expires = tonumber(ARGV[8]), ARGV[9], ARGV[10] == '1', tonumber(ARGV[11])
 local dk = doc_key(id)
-local meta = redis.call('HMGET', dk, '$v', '$t', '$e')
-local exists = meta[1] ~= false
-if exists and not live(meta[3]) then
+local raw = redis.call('GET', dk)
+local cur = raw and decode(raw)
+if cur and not live(cur.e) then
   remove(id)
-  exists = false
+  cur = nil
 end
-local version = exists and tonumber(meta[1]) or 0
+local version = cur and cur.v or 0
 if replay then
   -- An outage's operation loses to a whole-record write or a delete made after it.
-  if exists then
-    if tonumber(meta[2]) >= ts then return {'superseded'} end
+  if cur then
+    if tonumber(cur.t) >= tonumber(ts) then return {'superseded'} end
   else
     local t = redis.call('ZSCORE', tomb_key, id)
-    if t and tonumber(t) >= ts then return {'superseded'} end
+    if t and tonumber(t) >= tonumber(ts) then return {'superseded'} end
   end
 end
 if if_version >= 0 and if_version ~= version then return {'conflict', version} end
 -- Replays move versions on by two, so a version answered in the outage never matches.
 local next_version = version + (replay and 2 or 1)
-local function set_fields(from)
-  local i = from
-  while i <= #ARGV do
-    if ARGV[i + 1] == '' then
-      redis.call('HDEL', dk, ARGV[i])
-    else
-      redis.call('HSET', dk, ARGV[i], ARGV[i + 1])
-    end
-    i = i + 2
-  end
-end
-local function finish()
-  redis.call('HSET', dk, '$v', next_version, '$e', expires)
-  index(id, dk)
+local function store(r)
+  r.v, r.e = next_version, expires
+  redis.call('SET', dk, encode(r))
+  index(id, r.vals)
   redis.call('ZADD', all_key, 0, id)
   if expires > 0 then redis.call('ZADD', exp_key, expires, id) else redis.call('ZREM', exp_key, id) end
 end
 if mode == 'put' then
-  if exists then
-    unindex(id, dk)
-    redis.call('DEL', dk)
+  if cur then unindex(id, cur.vals) end
+  local r = {t = ts, keys = {}, vals = {}}
+  for i = 14, #ARGV, 2 do
+    r.keys[#r.keys + 1] = ARGV[i]
+    r.vals[ARGV[i]] = ARGV[i + 1]
   end
-  set_fields(14)
-  redis.call('HSET', dk, '$t', ts)
-  finish()
+  store(r)
   return {'ok', next_version}
 elseif mode == 'patch' then
-  if not exists then return {'missing'} end
-  -- The merged record's size as JSON text ({"k":v,…}), checked before anything changes.
-  local fields = {}
-  local flat = redis.call('HGETALL', dk)
-  for i = 1, #flat, 2 do
-    if string.sub(flat[i], 1, 1) ~= '$' then fields[flat[i]] = #flat[i + 1] end
-  end
+  if not cur then return {'missing'} end
+  -- The merged record, held to the size limit (as JSON text: {"k":v,…}) before it is stored.
   for i = 14, #ARGV, 2 do
-    fields[ARGV[i]] = ARGV[i + 1] ~= '' and #ARGV[i + 1] or nil
+    local k, v = ARGV[i], ARGV[i + 1]
+    if v == '' then
+      cur.vals[k] = nil
+    else
+      if not cur.vals[k] then cur.keys[#cur.keys + 1] = k end
+      cur.vals[k] = v
+    end
   end
   local size, n = 2, 0
-  for k, len in pairs(fields) do
-    size, n = size + #k + 3 + len, n + 1
+  for _, k in ipairs(cur.keys) do
+    if cur.vals[k] then size, n = size + #k + 3 + #cur.vals[k], n + 1 end
   end
   if n > 1 then size = size + n - 1 end
   if size > tonumber(ARGV[13]) then return {'toolarge', size} end
-  unindex(id, dk)
-  set_fields(14)
-  finish()
+  unindex(id, decode(raw).vals)
+  store(cur)
   return {'ok', next_version}
 elseif mode == 'incr' then
-  local field, by = ARGV[14], ARGV[15]
-  local value
-  if exists then
-    local cur = redis.call('HGET', dk, field)
-    if cur and not string.match(cur, '^%-?%d+$') then return {'notint'} end
-    local n = tonumber(cur or '0') + tonumber(by)
-    if n >= 9.2e18 or n <= -9.2e18 then return {'notint'} end
-    unindex(id, dk)
-    value = redis.call('HINCRBY', dk, field, by)
-  else
-    value = redis.call('HINCRBY', dk, field, by)
-    redis.call('HSET', dk, '$t', ts)
-  end
-  finish()
-  return {'ok', next_version, value}
+  local field, by = ARGV[14], tonumber(ARGV[15])
+  local r = cur or {t = ts, keys = {}, vals = {}}
+  local old = r.vals[field]
+  if old and not string.match(old, '^%-?%d+$') then return {'notint'} end
+  -- Integers stay exact within ±2^53 (Lua's numbers are doubles, as JSON's are in most readers).
+  local value = tonumber(old or '0') + by
+  if value > 9007199254740991 or value < -9007199254740991 then return {'notint'} end
+  if cur then unindex(id, cur.vals) end
+  if not old then r.keys[#r.keys + 1] = field end
+  r.vals[field] = string.format('%.0f', value)
+  store(r)
+  return {'ok', next_version, r.vals[field]}
 else -- delete
-  if exists then remove(id) end
+  if cur then remove(id) end
   redis.call('ZADD', tomb_key, ts, id)
-  redis.call('ZREMRANGEBYSCORE', tomb_key, '-inf', ts - tonumber(ARGV[12]))
-  return {'ok', exists and 1 or 0}
+  redis.call('ZREMRANGEBYSCORE', tomb_key, '-inf', tonumber(ts) - tonumber(ARGV[12]))
+  return {'ok', cur and 1 or 0}
 end
