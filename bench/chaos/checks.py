@@ -7,11 +7,25 @@ from __future__ import annotations
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from client import Call, Outcome
 from faults import Fault
-from model import DeadRead, Grant, Observations, Processing, RegisterRead, Verdict, Window, merge, partitioned
+from model import (
+    CounterRecord,
+    DeadRead,
+    Grant,
+    Observations,
+    Processing,
+    RecordQuery,
+    RecordRegister,
+    RegisterRead,
+    Verdict,
+    Window,
+    merge,
+    partitioned,
+)
 
 
 @dataclass
@@ -137,6 +151,111 @@ def unreadable(obs: Observations, episodes: Sequence[Window]) -> tuple[int, int,
     return not_served, served, outside
 
 
+def condition_patches(obs: Observations, episodes: Sequence[Window]) -> None:
+    """Marks the record patches whose acknowledgement does not promise they apply: acknowledged
+    in an outage episode after a delete of the record was sent to the other server in that
+    episode (and not refused). The servers share nothing until both are back on Redis, so the
+    patching server may not know the record was deleted; on replay the delete comes first by
+    stamp, and a patch of a deleted record is dropped — as it would have been answered 404.
+    Such a patch counts as a write of unknown outcome."""
+    for register in obs.records:
+        for i, w in enumerate(register.writes):
+            if w.op != "patch" or not w.call.ok:
+                continue
+            episode = next((e for e in episodes if e.holds(w.call.end)), None)
+            w.conditional = episode is not None and any(
+                d.op == "delete" and d.call.inst != w.call.inst and d.call.outcome is not Outcome.REFUSED
+                and episode.overlaps(d.call.start, d.call.end) for d in register.writes[:i])
+
+
+def torn_records(obs: Observations) -> list[RegisterRead]:
+    """Records read at the end whose data no put followed by patches of that id leaves (a
+    field of one write with another's), unless already a phantom (an `at` nobody wrote)."""
+    out = []
+    for r in obs.reads:
+        if r.kind != "record" or r.data is None or not isinstance(r.register, RecordRegister):
+            continue
+        if r.judgement().verdict is not Verdict.PHANTOM and not r.register.consistent(r.data):
+            out.append(r)
+    return out
+
+
+@dataclass
+class CounterOff:
+    """A counter record whose final value on a server is outside [acknowledged, acknowledged +
+    unknown-outcome increments]."""
+
+    counter: CounterRecord
+    inst: int
+    value: int | None  # None: absent (read as 0)
+
+
+def counters_off(obs: Observations) -> list[CounterOff]:
+    out = []
+    for c in obs.counters.values():
+        for inst, value in sorted(c.final.items()):
+            v = 0 if value is None else value
+            if not c.acked <= v <= c.acked + c.unknown:
+                out.append(CounterOff(c, inst, value))
+    return out
+
+
+def matches(spec: dict[str, Any], data: Any) -> bool:
+    """Whether a record's data satisfies a query's where/range (bounds inclusive)."""
+    if not isinstance(data, dict):
+        return False
+    where = spec.get("where", {})
+    if any(data.get(k) != v for k, v in where.items()):
+        return False
+    bounds = spec.get("range")
+    if bounds is None:
+        return True
+    x = data.get(bounds["field"])
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return False
+    return bool(bounds.get("min", x) <= x <= bounds.get("max", x))
+
+
+@dataclass
+class IndexMismatch:
+    """A query (paged to its end) that does not answer what the full scan says (for the scan
+    itself: what the final reads by id found)."""
+
+    query: RecordQuery
+    missing: list[str]  # records that match but were not returned
+    extra: list[str]  # records returned that do not match (or that the reference does not hold)
+    repeated: list[str] = field(default_factory=list)  # returned more than once
+
+
+def compare(q: RecordQuery, expected: set[str]) -> IndexMismatch | None:
+    got = set(q.ids)
+    repeated = sorted({i for i in q.ids if q.ids.count(i) > 1})
+    if got == expected and not repeated:
+        return None
+    return IndexMismatch(q, sorted(expected - got), sorted(got - expected), repeated)
+
+
+def index_mismatches(obs: Observations) -> list[IndexMismatch]:
+    """Every index query against the full scan on the same server; and each scan against the
+    ids the final reads found present there (the scan lists every record: one no request
+    wrote, or one a read by id does not find, is a mismatch too). Queries a page of which was
+    not answered are left out (counted as final reads unanswered)."""
+    out = []
+    for q in obs.record_queries:
+        scan = obs.record_scans.get(q.inst)
+        if scan is None or not scan.complete or not q.complete:
+            continue
+        found = compare(q, {i for i, d in scan.data.items() if matches(q.spec, d)})
+        if found is not None:
+            out.append(found)
+    for inst, scan in sorted(obs.record_scans.items()):
+        if scan.complete and inst in obs.record_present and inst not in obs.record_get_failed:
+            found = compare(scan, obs.record_present[inst])
+            if found is not None:
+                out.append(found)
+    return out
+
+
 @dataclass
 class Findings:
     """What each required figure counts, item by item."""
@@ -152,9 +271,15 @@ class Findings:
     fence_inversions: list[tuple[Grant, Grant]]
     hangs: list[Call]
     duplicates: list[list[Processing]]
+    lost_records: list[RegisterRead] = field(default_factory=list)
+    revived_records: list[RegisterRead] = field(default_factory=list)
+    torn_records: list[RegisterRead] = field(default_factory=list)
+    counters_off: list[CounterOff] = field(default_factory=list)
+    index_mismatches: list[IndexMismatch] = field(default_factory=list)
 
 
 def findings(obs: Observations, calls: Sequence[Call], t: Timeline) -> Findings:
+    condition_patches(obs, t.episodes)
     return Findings(
         lost_fields=select(obs.reads, "session", {Verdict.MISSING, Verdict.STALE}, final=True),
         lost_deletes=select(obs.reads, "cache", {Verdict.RESURRECTED}, final=True),
@@ -168,6 +293,11 @@ def findings(obs: Observations, calls: Sequence[Call], t: Timeline) -> Findings:
         fence_inversions=fence_inversions(obs.grants),
         hangs=[c for c in calls if c.error == "timeout"],
         duplicates=duplicates(obs, t.episodes, explained=False),
+        lost_records=select(obs.reads, "record", {Verdict.MISSING, Verdict.STALE}, final=True),
+        revived_records=select(obs.reads, "record", {Verdict.RESURRECTED}, final=True),
+        torn_records=torn_records(obs),
+        counters_off=counters_off(obs),
+        index_mismatches=index_mismatches(obs),
     )
 
 
@@ -198,7 +328,21 @@ def required(f: Findings, t: Timeline, panics: int, unsettled: int) -> list[Figu
                f"revocation was acknowledged ({sessions_when or 'none'}); {len(f.revived_cache)} cache reads "
                f"during the run of a value put before an acknowledged delete ({cache_when or 'none'}); partition "
                "reads excluded, see below", True),
-        Figure("phantom values", len(f.phantoms), "reads of a value no request ever wrote", True),
+        Figure("records lost", distinct(f.lost_records),
+               "record ids whose final state on either server lacks the last acknowledged put or patch (gone, or "
+               "an older write's data), and no write of unknown outcome explains it", True),
+        Figure("records resurrected", distinct(f.revived_records),
+               "record ids present at the end (on either server) with a put made before their last acknowledged "
+               "write, a delete", True),
+        Figure("record counters off", len(f.counters_off),
+               "counter records whose final value (on a server) is below its acknowledged increments or above "
+               "acknowledged + unknown-outcome ones", True),
+        Figure("record index mismatches", len(f.index_mismatches),
+               "queries by an equal or range index, paged to the end, not answering exactly the records of the "
+               "full scan that match; scans not listing exactly the records found by id", True),
+        Figure("phantom values", len(f.phantoms) + len(f.torn_records),
+               f"reads of a value no request ever wrote ({len(f.torn_records)} of them records whose fields no put "
+               "and patches of that id leave)", True),
         Figure("refused writes applied", len(f.refused_applied),
                "reads of a value written only by a request answered 4xx (e.g. a PATCH answered 404)", True),
         Figure("double grants", len(f.double_grants),
@@ -215,6 +359,7 @@ def required(f: Findings, t: Timeline, panics: int, unsettled: int) -> list[Figu
 
 
 def reported(obs: Observations, t: Timeline) -> list[Figure]:
+    condition_patches(obs, t.episodes)
     reads, ep = obs.reads, t.episodes
     stale = {Verdict.STALE, Verdict.MISSING}
     unexplained_stale = select(reads, None, stale, final=False, episodes=ep, explained=False)
@@ -255,6 +400,13 @@ def reported(obs: Observations, t: Timeline) -> list[Figure]:
         Figure("sessions unreadable outside outages", outside, "404 for a live session outside any outage", False),
         Figure("sessions retired as uncertain", sum(1 for c in obs.chains if c.state == "uncertain"),
                "a rotation with an unknown outcome, or a delete or revocation never acknowledged: not checked", False),
+        Figure("record patches conditional", sum(1 for r in obs.records for w in r.writes if w.conditional),
+               "patches acknowledged in an outage after the other server was sent a delete of the record in it: "
+               "judged as of unknown outcome (the delete may come first by stamp, then the patch is dropped)", False),
+        Figure("record counters above acknowledged",
+               sum(1 for c in obs.counters.values() for v in c.final.values() if (v or 0) > c.acked),
+               "counter values (per server) above the acknowledged increments: increments of unknown outcome "
+               "that landed", False),
         Figure("lock grants received after their lease", len(obs.grants) - len(held(obs.grants)),
                "left out of the lock checks", False),
         Figure("final reads unanswered", obs.unanswered_final, "final reads that got neither 200 nor 404", False),
@@ -308,8 +460,22 @@ def latency_rows(calls: Sequence[Call], t: Timeline) -> list[tuple[str, dict[str
             if name is not None:
                 groups[name]["all"].append(c.seconds)
                 groups[name][p].append(c.seconds)
-    order = ["all but job fetch", "session", "cache", "job", "lock", "ratelimit"]
+    order = ["all but job fetch", "session", "cache", "job", "lock", "ratelimit", "record"]
     return [(name, groups[name]) for name in order if name in groups]
+
+
+def record_summary(obs: Observations) -> str:
+    """Record writes by operation and outcome, ids present at the end, scans, counters."""
+    by: Counter[str] = Counter(f"{w.op} {w.call.outcome.value}" for r in obs.records for w in r.writes)
+    writes = ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
+    present = ", ".join(f"{'AB'[i]} {len(p)}" for i, p in sorted(obs.record_present.items()))
+    scans = ", ".join(f"{'AB'[i]} {len(set(s.ids))}" + ("" if s.complete else " (incomplete)")
+                      for i, s in sorted(obs.record_scans.items()))
+    acked = sum(c.acked for c in obs.counters.values())
+    unknown = sum(c.unknown for c in obs.counters.values())
+    return (f"{len(obs.records)} ids; writes: {writes or 'none'}; present at the end (by id): {present or '—'}; "
+            f"full scan: {scans or '—'}; {len(obs.record_queries)} index queries; {len(obs.counters)} counters, "
+            f"increments acknowledged {acked}, unknown {unknown}")
 
 
 def fence_summary(grants: Sequence[Grant]) -> str:

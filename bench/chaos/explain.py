@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import checks
-from checks import Findings
-from client import Call
+from checks import CounterOff, Findings, IndexMismatch
+from client import Call, Outcome
 from model import DeadRead, Grant, Observations, Processing, RegisterRead, Verdict, Window
 
 SERVERS = "AB"
@@ -32,10 +32,31 @@ class Clock:
 def register_read(k: Clock, r: RegisterRead) -> str:
     j = r.judgement()
     basis = "none" if j.basis is None else f"{j.basis.value} ({k.call(j.basis.call)})"
-    recent = "; ".join(f"{w.value} {w.outcome.value} ({k.call(w.call)})" for w in r.register.writes[:r.upto][-4:])
+    recent = "; ".join(f"{w.value} {w.outcome.value}{' (conditional)' if w.conditional else ''} ({k.call(w.call)})"
+                       for w in r.register.writes[:r.upto][-(8 if r.kind == "record" else 4):])
     final = " at the end" if r.final else ""
-    return (f"{r.kind} {r.register.name}: read {r.value} [{j.verdict.value}]{final} — {k.call(r.call)}; "
+    data = f" (data {r.data})" if r.data is not None else ""
+    return (f"{r.kind} {r.register.name}: read {r.value}{data} [{j.verdict.value}]{final} — {k.call(r.call)}; "
             f"last acknowledged write: {basis}; last writes before the read: {recent}")
+
+
+def counter_off(k: Clock, c: CounterOff) -> str:
+    value = "absent" if c.value is None else c.value
+    unknown = "; ".join([k.call(x) for x in c.counter.incrs if x.outcome is Outcome.UNKNOWN][:10])
+    return (f"{c.counter.rid} on {SERVERS[c.inst]}: {value}, acknowledged increments {c.counter.acked}, unknown "
+            f"{c.counter.unknown} (first increment {k.call(c.counter.incrs[0])}; unknown: {unknown or 'none'})")
+
+
+def index_mismatch(k: Clock, m: IndexMismatch) -> str:
+    q = m.query
+
+    def ids(xs: list[str]) -> str:
+        return ", ".join(xs[:20]) + (" …" if len(xs) > 20 else "")
+
+    reference = "the ids the final reads found" if q.label == "scan" else "the full scan"
+    return (f"{q.label} on {SERVERS[q.inst]} ({len(q.ids)} returned, {len(q.calls)} pages) against {reference}: "
+            f"missing {len(m.missing)} [{ids(m.missing)}], extra {len(m.extra)} [{ids(m.extra)}], repeated "
+            f"{len(m.repeated)} [{ids(m.repeated)}]")
 
 
 def dead_read(k: Clock, r: DeadRead) -> str:
@@ -68,6 +89,11 @@ def sections(f: Findings, k: Clock, job_states: dict[str, str]) -> list[tuple[st
         ("double grants", [f"{a.name}: {grant(k, a)}; then {grant(k, b)}" for a, b in f.double_grants]),
         ("fence inversions", [f"{a.name}: {grant(k, a)}; then {grant(k, b)}" for a, b in f.fence_inversions]),
         (hangs_title, [k.call(c) for c in f.hangs]),
+        ("lost records", [register_read(k, r) for r in f.lost_records]),
+        ("resurrected records", [register_read(k, r) for r in f.revived_records]),
+        ("torn records", [register_read(k, r) for r in f.torn_records]),
+        ("record counters off", [counter_off(k, c) for c in f.counters_off]),
+        ("record index mismatches", [index_mismatch(k, m) for m in f.index_mismatches]),
         ("unexplained job duplicates",
          [f"{runs[0].job_id}: " + " | ".join(processing(k, p) for p in runs) for runs in f.duplicates]),
     ]

@@ -2,7 +2,8 @@
 before it.
 
 A *register* is one value with a single sequential writer: a session field (written with
-strictly increasing integers) or a cache key (a version number, or deleted). Every write is
+strictly increasing integers), a cache key (a version number, or deleted) or a record id (the
+sequence number of the put or patch it last took, or deleted). Every write is
 kept with its outcome: acknowledged (2xx), refused (4xx: it did not happen) or unknown (5xx,
 time-out: it may have happened — even later, e.g. a command Redis reads after SIGCONT).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from client import Call, Outcome
 
@@ -30,9 +32,16 @@ class Verdict(Enum):
 class Write:
     value: int | None  # None: a delete
     call: Call
+    op: str = ""  # records: put, patch or delete
+    # A record patch acknowledged in an outage after the other server was sent a delete of the
+    # record in that outage: the delete may come first by stamp, and a patch of a deleted record
+    # is dropped on replay, so its outcome counts as unknown (checks.condition_patches).
+    conditional: bool = False
 
     @property
     def outcome(self) -> Outcome:
+        if self.conditional and self.call.outcome is Outcome.ACK:
+            return Outcome.UNKNOWN
         return self.call.outcome
 
 
@@ -80,17 +89,49 @@ def judge(writes: Sequence[Write], value: int | None) -> Judgement:
     return Judgement(Verdict.PHANTOM, basis)
 
 
+def judge_record(writes: Sequence[Write], value: int | None) -> Judgement:
+    """`judge`, but a record gone where the last acknowledged write was a put or patch is late,
+    not missing, when a delete of unknown outcome was sent before that write (it may land after
+    it, as any unknown write may)."""
+    j = judge(writes, value)
+    k = last_ack(writes)
+    if j.verdict is Verdict.MISSING and None in values_with(writes[:max(k, 0)], Outcome.UNKNOWN):
+        return Judgement(Verdict.LATE, j.basis)
+    return j
+
+
+@dataclass
+class RecordRegister(Register):
+    """A record id with one sequential writer. A put stores `{"kind", "n", "v": s, "at": s}`, a
+    patch `{"n", "at": s}`, s the write's sequence number; `carried` keeps what each write set."""
+
+    carried: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def consistent(self, data: dict[str, Any]) -> bool:
+        """Whether `data` is what some put followed by patches of this id would leave: the
+        fields of the write named by `at`, on top of the put named by `v` (made before it)."""
+        at, v = data.get("at"), data.get("v")
+        if not isinstance(at, int) or not isinstance(v, int) or at not in self.carried or v not in self.carried:
+            return False
+        put = self.carried[v]
+        if put.get("v") != v or v > at or any(data.get(k) != x for k, x in self.carried[at].items()):
+            return False
+        return set(data) == set(put) and data.get("kind") == put.get("kind")
+
+
 @dataclass
 class RegisterRead:
-    kind: str  # "session" or "cache"
+    kind: str  # "session", "cache" or "record"
     register: Register
     upto: int  # how many of the register's writes were answered before this read
     value: int | None
     call: Call
     final: bool = False
+    data: dict[str, Any] | None = None  # records: what the read answered
 
     def judgement(self) -> Judgement:
-        return judge(self.register.writes[:self.upto], self.value)
+        writes = self.register.writes[:self.upto]
+        return judge_record(writes, self.value) if self.kind == "record" else judge(writes, self.value)
 
 
 @dataclass
@@ -212,6 +253,36 @@ class Processing:
 
 
 @dataclass
+class CounterRecord:
+    """A record only ever incremented (field `c`, by 1), by several clients on both servers."""
+
+    rid: str
+    incrs: list[Call] = field(default_factory=list)
+    final: dict[int, int | None] = field(default_factory=dict)  # server -> `c` at the end (None: absent)
+
+    @property
+    def acked(self) -> int:
+        return sum(1 for c in self.incrs if c.outcome is Outcome.ACK)
+
+    @property
+    def unknown(self) -> int:
+        return sum(1 for c in self.incrs if c.outcome is Outcome.UNKNOWN)
+
+
+@dataclass
+class RecordQuery:
+    """A query paged to its end after the traffic (`spec`: its where/range; {} for the scan)."""
+
+    inst: int
+    label: str
+    spec: dict[str, Any]
+    ids: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # id -> data, as the pages answered
+    complete: bool = False
+    calls: list[Call] = field(default_factory=list)
+
+
+@dataclass
 class Observations:
     chains: list[Chain] = field(default_factory=list)
     dead: list[DeadId] = field(default_factory=list)
@@ -224,3 +295,9 @@ class Observations:
     processings: list[Processing] = field(default_factory=list)
     job_states: dict[str, str] = field(default_factory=dict)  # unprocessed job -> state at the end
     unanswered_final: int = 0  # final reads that got neither 200 nor 404
+    records: list[RecordRegister] = field(default_factory=list)
+    counters: dict[str, CounterRecord] = field(default_factory=dict)
+    record_present: dict[int, set[str]] = field(default_factory=dict)  # server -> ids its final get found
+    record_get_failed: set[int] = field(default_factory=set)  # servers where a final get batch went unanswered
+    record_scans: dict[int, RecordQuery] = field(default_factory=dict)  # server -> the full scan
+    record_queries: list[RecordQuery] = field(default_factory=list)  # by an index, both servers

@@ -166,7 +166,8 @@ def spool_latency_text(summary: spool.Summary, t0: float) -> str:
             f"redis ({w.start - t0:.1f}–{w.end - t0:.1f} s{cut}; the next fault comes at least "
             f"{spool.MARGIN_S:.0f} s after it), and for comparison of the traffic sent to {other} in the same window. "
             "Left out: " + "; ".join(spool.EXCLUDED.values()) + "; the spool load and its polls. Counted: every "
-            "other request of the traffic (session, cache, job enqueue and ack, lock release, rate-limit check). "
+            "other request of the traffic (session, cache, job enqueue and ack, lock release, rate-limit check, "
+            "record writes). "
             f"p99 under 100 ms (the outage issue's target) on {name}: {target}.")
 
 
@@ -188,7 +189,8 @@ def details_section(obs: Observations) -> list[str]:
     states = Counter(obs.job_states.values())
     lines = ["## Details", "",
              "Jobs: " + ", ".join(f"{k} {v}" for k, v in jobs.items()) + ".",
-             "", "Locks: " + (checks.fence_summary(obs.grants) or "no grants") + "."]
+             "", "Locks: " + (checks.fence_summary(obs.grants) or "no grants") + ".",
+             "", "Records: " + checks.record_summary(obs) + "."]
     if lost:
         lines += ["", f"Unprocessed jobs ({len(lost)}; state at the end: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(states.items())) + "): " + ", ".join(lost[:20])

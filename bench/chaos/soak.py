@@ -141,11 +141,14 @@ async def bounded(limit: int, jobs: list[Coroutine[Any, Any, None]]) -> None:
 
 
 async def final_reads(ctx: traffic.Context) -> None:
-    """Reads every live session, ended session id and cache key on both servers."""
+    """Reads every live session, ended session id, cache key and record on both servers, and
+    pages the records' full scan and index queries on both."""
     obs, n = ctx.obs, len(ctx.http.urls)
     jobs = [traffic.read_final(ctx, c, i) for c in obs.chains if c.state == "live" for i in range(n)]
     jobs += [traffic.read_dead(ctx, d, i, final=True) for d in obs.dead for i in range(n)]
     jobs += [traffic.read_cache(ctx, r, i, final=True) for r in obs.cache for i in range(n)]
+    jobs += [traffic.read_records(ctx, i) for i in range(n)]
+    jobs += [traffic.query_records(ctx, i) for i in range(n)]
     await bounded(16, jobs)
 
 
@@ -239,6 +242,7 @@ class Run:
     async def measure(self, http: Http) -> int:
         rig = self.rig
         await traffic.define_policy(http)
+        await traffic.define_collection(http)
         ctx = traffic.Context(http, Observations(), asyncio.Event(), random.Random(self.seed))
         monitor = HealthMonitor([s.url for s in rig.servers])
         quiet, lags = asyncio.Event(), [0.0]

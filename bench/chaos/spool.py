@@ -34,7 +34,7 @@ WINDOW_MAX_S = 15.0  # the injector waits at most this long after the fault for 
 # Left out of the recovery latency: waits the client asked for, not the server's slowness.
 EXCLUDED = {("job", "fetch"): "job fetches (long polls, wait 1 s)",
             ("lock", "acquire"): "lock acquires (they wait up to 200 ms for a held lock by request)"}
-ROWS = ("session", "cache", "job", "lock", "ratelimit")
+ROWS = ("session", "cache", "job", "lock", "ratelimit", "record")
 
 
 @dataclass

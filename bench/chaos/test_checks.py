@@ -10,12 +10,15 @@ import spool
 from client import Call
 from faults import Fault
 from model import (
+    CounterRecord,
     DeadId,
     DeadRead,
     Enqueue,
     Grant,
     Observations,
     Processing,
+    RecordQuery,
+    RecordRegister,
     Register,
     RegisterRead,
     Verdict,
@@ -146,6 +149,133 @@ class JobTest(unittest.TestCase):
         obs = Observations(enqueues=[Enqueue("j1", call(201)), Enqueue("j2", call(201)), Enqueue("j3", call(503))],
                            processings=[self.processing("j1", 1.0, 200)])
         self.assertEqual(checks.lost_jobs(obs), ["j2"])
+
+
+def record(name: str, *writes: tuple[str, int | None, float, int]) -> RecordRegister:
+    """A record id's history: (op, HTTP status or None for a time-out, time sent, server)."""
+    register = RecordRegister(name)
+    for op, status, start, inst in writes:
+        if op == "delete":
+            register.writes.append(Write(None, call(status, start, start + 0.1, inst), "delete"))
+            continue
+        seq = register.next_value()
+        register.carried[seq] = ({"kind": "a", "n": seq * 10, "v": seq, "at": seq} if op == "put"
+                                 else {"n": seq * 10 + 1, "at": seq})
+        register.writes.append(Write(seq, call(status, start, start + 0.1, inst), op))
+    return register
+
+
+def final(register: RecordRegister, data: dict[str, object] | None, inst: int = 0) -> RegisterRead:
+    at = data.get("at") if data is not None else None
+    value = None if data is None else at if isinstance(at, int) else -1
+    return RegisterRead("record", register, len(register.writes), value, call(200, 100, 100.1, inst), True, data)
+
+
+def record_findings(obs: Observations, episodes: list[Window] | None = None) -> checks.Findings:
+    return checks.findings(obs, [], checks.Timeline([], episodes or [], []))
+
+
+class RecordTest(unittest.TestCase):
+    def test_a_record_without_its_last_acknowledged_put_is_lost(self) -> None:
+        r = record("w0-0", ("put", 200, 1, 0), ("put", 200, 2, 1))
+        for data in (None, {"kind": "a", "n": 10, "v": 1, "at": 1}):
+            self.assertEqual(len(record_findings(Observations(reads=[final(r, data)])).lost_records), 1)
+        f = record_findings(Observations(reads=[final(r, {"kind": "a", "n": 20, "v": 2, "at": 2})]))
+        self.assertEqual((len(f.lost_records), len(f.torn_records), len(f.phantoms)), (0, 0, 0))
+
+    def test_a_later_write_of_unknown_outcome_may_show_or_be_missing(self) -> None:
+        r = record("w0-0", ("put", 200, 1, 0), ("put", 503, 2, 1), ("delete", None, 3, 0))
+        for data in (None, {"kind": "a", "n": 20, "v": 2, "at": 2}, {"kind": "a", "n": 10, "v": 1, "at": 1}):
+            self.assertEqual(record_findings(Observations(reads=[final(r, data)])).lost_records, [])
+
+    def test_a_delete_of_unknown_outcome_before_the_last_put_may_land_late(self) -> None:
+        r = record("w0-0", ("put", 200, 1, 0), ("delete", 503, 2, 1), ("put", 200, 3, 0))
+        read = final(r, None)
+        self.assertEqual(record_findings(Observations(reads=[read])).lost_records, [])
+        self.assertEqual(read.judgement().verdict, Verdict.LATE)
+
+    def test_a_patch_over_a_put_and_the_patch_lost(self) -> None:
+        r = record("w0-0", ("put", 200, 1, 0), ("patch", 200, 2, 1))
+        patched = {"kind": "a", "n": 21, "v": 1, "at": 2}
+        self.assertEqual(record_findings(Observations(reads=[final(r, patched)])).lost_records, [])
+        unpatched = {"kind": "a", "n": 10, "v": 1, "at": 1}
+        self.assertEqual(len(record_findings(Observations(reads=[final(r, unpatched)])).lost_records), 1)
+
+    def test_a_patch_refused_showing_is_refused_applied(self) -> None:
+        r = record("w0-0", ("put", 200, 1, 0), ("patch", 404, 2, 1))
+        f = record_findings(Observations(reads=[final(r, {"kind": "a", "n": 21, "v": 1, "at": 2})]))
+        self.assertEqual(len(f.refused_applied), 1)
+
+    def test_deleted_records_must_not_come_back(self) -> None:
+        r = record("w0-0", ("put", 200, 1, 0), ("delete", 204, 2, 1))
+        f = record_findings(Observations(reads=[final(r, {"kind": "a", "n": 10, "v": 1, "at": 1}, inst=1)]))
+        self.assertEqual(len(f.revived_records), 1)
+        self.assertEqual(record_findings(Observations(reads=[final(r, None)])).revived_records, [])
+
+    def test_a_put_after_a_delete_on_the_other_server_in_the_same_outage_is_kept(self) -> None:
+        # By stamp the put is later: the delete must not win, and the record must be there.
+        r = record("w0-0", ("put", 200, 1, 0), ("delete", 204, 11, 0), ("put", 200, 12, 1))
+        episodes = [Window(10, 20)]
+        f = record_findings(Observations(reads=[final(r, {"kind": "a", "n": 20, "v": 2, "at": 2})]), episodes)
+        self.assertEqual((f.lost_records, f.revived_records), ([], []))
+        self.assertEqual(len(record_findings(Observations(reads=[final(r, None)]), episodes).lost_records), 1)
+
+    def test_an_outage_patch_after_the_other_servers_delete_may_be_dropped(self) -> None:
+        # A patched its outage copy after B deleted the record in the same outage: by stamp the
+        # delete is first, and the patch of a deleted record is dropped.
+        r = record("w0-0", ("put", 200, 11, 0), ("delete", 204, 12, 1), ("patch", 200, 13, 0))
+        obs = Observations(reads=[final(r, None)], records=[r])
+        self.assertEqual(record_findings(obs, [Window(10, 20)]).lost_records, [])
+        self.assertTrue(r.writes[2].conditional)
+        # Outside an outage, or with the delete on the same server, the patch must hold.
+        self.assertEqual(len(record_findings(obs, [Window(30, 40)]).lost_records), 1)
+        same = record("w0-1", ("put", 200, 11, 0), ("delete", 204, 12, 0), ("patch", 200, 13, 0))
+        obs = Observations(reads=[final(same, None)], records=[same])
+        self.assertEqual(len(record_findings(obs, [Window(10, 20)]).lost_records), 1)
+
+    def test_fields_of_different_writes_are_torn(self) -> None:
+        r = record("w0-0", ("put", 200, 1, 0), ("put", 200, 2, 0), ("patch", 200, 3, 1))
+        ok = {"kind": "a", "n": 31, "v": 2, "at": 3}
+        self.assertEqual(record_findings(Observations(reads=[final(r, ok)])).torn_records, [])
+        for torn in ({"kind": "a", "n": 20, "v": 2, "at": 3}, {"kind": "b", "n": 31, "v": 2, "at": 3},
+                     {"kind": "a", "n": 31, "v": 3, "at": 3}, {"kind": "a", "n": 31, "v": 2, "at": 3, "x": 1}):
+            self.assertEqual(len(record_findings(Observations(reads=[final(r, torn)])).torn_records), 1, torn)
+        figures = {f.name: f.value for f in checks.required(
+            record_findings(Observations(reads=[final(r, {"kind": "b", "n": 31, "v": 2, "at": 3})])),
+            checks.Timeline([], [], []), 0, 0)}
+        self.assertEqual(figures["phantom values"], 1)
+
+    def test_counters_lie_between_acknowledged_and_acknowledged_plus_unknown(self) -> None:
+        c = CounterRecord("cnt0-0", [call(200), call(200), call(503), call(None), call(404)])
+        for value, off in ((None, True), (1, True), (2, False), (4, False), (5, True)):
+            c.final = {1: value}
+            self.assertEqual(len(checks.counters_off(Observations(counters={c.rid: c}))), int(off), value)
+
+    def test_index_queries_must_equal_the_scan(self) -> None:
+        scan = RecordQuery(0, "scan", {}, ["r1", "r2", "r3", "c"], {
+            "r1": {"kind": "a", "n": 5}, "r2": {"kind": "b", "n": 300}, "r3": {"kind": "a", "n": 950}, "c": {"c": 3}},
+            complete=True)
+        good = [RecordQuery(0, "kind a", {"where": {"kind": "a"}}, ["r1", "r3"], complete=True),
+                RecordQuery(0, "mid", {"range": {"field": "n", "min": 199.5, "max": 600.5}}, ["r2"], complete=True),
+                RecordQuery(0, "top", {"range": {"field": "n", "min": 899.5}}, ["r3"], complete=True)]
+        obs = Observations(record_scans={0: scan}, record_queries=good, record_present={0: {"r1", "r2", "r3", "c"}})
+        self.assertEqual(checks.index_mismatches(obs), [])
+        obs.record_queries = [RecordQuery(0, "kind a", {"where": {"kind": "a"}}, ["r1"], complete=True),
+                              RecordQuery(0, "kind b", {"where": {"kind": "b"}}, ["r2", "r1"], complete=True),
+                              RecordQuery(0, "low", {"range": {"field": "n", "max": 49.5}}, ["r1", "r1"],
+                                          complete=True),
+                              RecordQuery(0, "kind c", {"where": {"kind": "c"}}, ["r1"], complete=False)]
+        found = checks.index_mismatches(obs)
+        self.assertEqual([(m.query.label, m.missing, m.extra, m.repeated) for m in found],
+                         [("kind a", ["r3"], [], []), ("kind b", [], ["r1"], []), ("low", [], [], ["r1"])])
+
+    def test_the_scan_must_list_what_reads_by_id_find(self) -> None:
+        scan = RecordQuery(1, "scan", {}, ["r1", "zz"], {"r1": {}, "zz": {}}, complete=True)
+        obs = Observations(record_scans={1: scan}, record_present={1: {"r1", "r2"}})
+        found = checks.index_mismatches(obs)
+        self.assertEqual([(m.missing, m.extra) for m in found], [(["r2"], ["zz"])])
+        obs.record_get_failed.add(1)
+        self.assertEqual(checks.index_mismatches(obs), [])
 
 
 class SpoolTest(unittest.TestCase):

@@ -15,12 +15,15 @@ from typing import Any
 from client import Call, Http, Outcome, Reply, short_id
 from model import (
     Chain,
+    CounterRecord,
     DeadId,
     DeadRead,
     Enqueue,
     Grant,
     Observations,
     Processing,
+    RecordQuery,
+    RecordRegister,
     Register,
     RegisterRead,
     Unreadable,
@@ -42,6 +45,18 @@ LEASE_MS = 3000
 FETCH_WAIT_MS = 1000
 RETRIES = 10  # how often a delete, revoke, create or enqueue is retried until acknowledged
 POLICY = {"limit": 50, "period_ms": 1000}
+COLLECTION = "chaos"
+COLLECTION_SPEC = {"indexes": [{"field": "kind", "kind": "equal"}, {"field": "n", "kind": "range"}], "ttl_s": 0}
+RECORD_KINDS = ("a", "b", "c", "d")
+RECORD_WRITERS = 3
+COUNTER_CLIENTS = 2
+COUNTERS = 3  # shared counter records at a time
+COUNTER_GENERATION_S = 8.0  # then three new ones: some are created in an outage
+# Range queries after the traffic (n is an integer 0–999: bounds between integers, whether
+# the server's bounds are inclusive or not).
+RANGES = ({"min": 199.5, "max": 600.5}, {"min": 899.5}, {"max": 49.5})
+GET_BATCH = 500
+QUERY_LIMIT = 1000
 
 
 @dataclass
@@ -352,6 +367,150 @@ async def check_limits(ctx: Context) -> None:
         await ctx.pause(0.05, 0.15)
 
 
+class RecordWriter:
+    """Owns its record ids: puts new ones, overwrites, patches and deletes them (an id once
+    deleted may be put again). Each id thus has one sequential writer, on either server."""
+
+    def __init__(self, ctx: Context, name: str) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.ids: list[RecordRegister] = []
+
+    async def run(self) -> None:
+        while not self.ctx.stop.is_set():
+            r = self.ctx.rng.random()
+            if r < 0.3 or not self.ids:
+                await self.put(self.new())
+            elif r < 0.55:
+                await self.put(self.ctx.rng.choice(self.ids))
+            elif r < 0.75:
+                await self.patch(self.ctx.rng.choice(self.ids))
+            else:
+                await self.delete(self.ctx.rng.choice(self.ids))
+            await self.ctx.pause(0.1, 0.2)
+
+    def new(self) -> RecordRegister:
+        register = RecordRegister(f"{self.name}-{len(self.ids)}")
+        self.ids.append(register)
+        self.ctx.obs.records.append(register)
+        return register
+
+    def path(self, register: RecordRegister) -> str:
+        return f"/v1/records/{COLLECTION}/{register.name}"
+
+    async def put(self, register: RecordRegister) -> None:
+        seq = register.next_value()
+        data = {"kind": self.ctx.rng.choice(RECORD_KINDS), "n": self.ctx.rng.randrange(1000), "v": seq, "at": seq}
+        register.carried[seq] = data
+        reply = await self.ctx.http.request("record", "put", self.ctx.inst(), "PUT", self.path(register),
+                                            {"data": data})
+        register.writes.append(Write(seq, reply.call, "put"))
+
+    async def patch(self, register: RecordRegister) -> None:
+        seq = register.next_value()
+        data = {"n": self.ctx.rng.randrange(1000), "at": seq}
+        register.carried[seq] = data
+        reply = await self.ctx.http.request("record", "patch", self.ctx.inst(), "PATCH", self.path(register),
+                                            {"data": data})
+        register.writes.append(Write(seq, reply.call, "patch"))
+
+    async def delete(self, register: RecordRegister) -> None:
+        reply = await self.ctx.http.request("record", "delete", self.ctx.inst(), "DELETE", self.path(register))
+        register.writes.append(Write(None, reply.call, "delete"))
+
+
+async def count(ctx: Context, t0: float) -> None:
+    """Increments shared counter records (field `c`, by 1); every COUNTER_GENERATION_S the
+    counters are new ones, so that some are created while Redis is away. Not retried."""
+    while not ctx.stop.is_set():
+        generation = int((time.monotonic() - t0) / COUNTER_GENERATION_S)
+        rid = f"cnt{generation}-{ctx.rng.randrange(COUNTERS)}"
+        counter = ctx.obs.counters.setdefault(rid, CounterRecord(rid))
+        reply = await ctx.http.request("record", "incr", ctx.inst(), "POST", f"/v1/records/{COLLECTION}/{rid}/incr",
+                                       {"field": "c", "by": 1})
+        counter.incrs.append(reply.call)
+        await ctx.pause(0.05, 0.15)
+
+
+async def define_collection(http: Http) -> None:
+    """Defines the records collection on A (definitions need Redis), then reads it on each
+    server so both hold its definition before the faults."""
+    reply = await http.request("record", "define", 0, "PUT", f"/v1/collections/{COLLECTION}", COLLECTION_SPEC)
+    if not reply.call.ok:
+        raise RuntimeError(f"defining the records collection answered {reply.call.label}")
+    for inst in range(len(http.urls)):
+        reply = await http.request("record", "describe", inst, "GET", f"/v1/collections/{COLLECTION}")
+        if not reply.call.ok:
+            raise RuntimeError(f"reading the records collection on server {inst} answered {reply.call.label}")
+
+
+async def read_records(ctx: Context, inst: int) -> None:
+    """Reads every record id and counter on one server at the end (`POST …/get`, in batches)."""
+    obs = ctx.obs
+    registers = {r.name: r for r in obs.records}
+    ids = [*registers, *obs.counters]
+    present = obs.record_present.setdefault(inst, set())
+    for i in range(0, len(ids), GET_BATCH):
+        chunk = ids[i:i + GET_BATCH]
+        reply = await ctx.http.request("record", "final_get", inst, "POST", f"/v1/records/{COLLECTION}/get",
+                                       {"ids": chunk})
+        found = reply.body.get("records") if reply.call.status == 200 and isinstance(reply.body, dict) else None
+        if not isinstance(found, list) or len(found) != len(chunk):
+            obs.unanswered_final += len(chunk)
+            obs.record_get_failed.add(inst)
+            continue
+        for rid, record in zip(chunk, found, strict=True):
+            data = record.get("data") if isinstance(record, dict) else None
+            data = data if isinstance(data, dict) else None
+            if data is not None:
+                present.add(rid)
+            if rid in obs.counters:
+                c = data.get("c") if data is not None else None
+                obs.counters[rid].final[inst] = c if isinstance(c, int) or data is None else -1
+                continue
+            register = registers[rid]
+            at = data.get("at") if data is not None else None
+            value = None if data is None else at if isinstance(at, int) else -1
+            obs.reads.append(RegisterRead("record", register, len(register.writes), value, reply.call, True, data))
+
+
+async def page(ctx: Context, inst: int, label: str, spec: dict[str, Any]) -> RecordQuery:
+    """A query paged to its end (`spec` {}: every record, by id)."""
+    q = RecordQuery(inst, label, spec)
+    cursor: str | None = None
+    for _ in range(10_000):
+        body: dict[str, Any] = {**spec, "limit": QUERY_LIMIT}
+        if cursor is not None:
+            body["cursor"] = cursor
+        reply = await ctx.http.request("record", "final_query", inst, "POST", f"/v1/records/{COLLECTION}/query", body)
+        q.calls.append(reply.call)
+        records = reply.body.get("records") if reply.call.status == 200 and isinstance(reply.body, dict) else None
+        if not isinstance(records, list):
+            ctx.obs.unanswered_final += 1
+            return q
+        for record in records:
+            rid = record.get("id") if isinstance(record, dict) else None
+            q.ids.append(str(rid))
+            q.data[str(rid)] = record.get("data") if isinstance(record, dict) else None
+        next_cursor = reply.body.get("cursor")
+        if not isinstance(next_cursor, str) or not next_cursor:
+            q.complete = True
+            return q
+        cursor = next_cursor
+    return q
+
+
+async def query_records(ctx: Context, inst: int) -> None:
+    """The full scan and every index query, paged to the end, on one server."""
+    obs = ctx.obs
+    obs.record_scans[inst] = await page(ctx, inst, "scan", {})
+    for kind in RECORD_KINDS:
+        obs.record_queries.append(await page(ctx, inst, f"kind = {kind}", {"where": {"kind": kind}}))
+    for bounds in RANGES:
+        label = f"{bounds.get('min', '-∞')} ≤ n ≤ {bounds.get('max', '∞')}"
+        obs.record_queries.append(await page(ctx, inst, label, {"range": {"field": "n", **bounds}}))
+
+
 def child(ctx: Context, n: int) -> Context:
     """The same context with a random generator of its own, so each client's choices follow the seed."""
     return Context(ctx.http, ctx.obs, ctx.stop, random.Random(ctx.rng.getrandbits(64) + n))
@@ -364,7 +523,10 @@ def clients(ctx: Context) -> list[Coroutine[Any, Any, None]]:
               for i in range(CACHE_OWNERS)]
     locks = [lock_client(child(ctx, 200 + i)) for i in range(LOCK_CLIENTS)]
     rest = [probe_dead(child(ctx, 300)), produce_jobs(child(ctx, 301)), check_limits(child(ctx, 302))]
-    return users + caches + locks + rest
+    records = [RecordWriter(child(ctx, 500 + i), f"w{i}").run() for i in range(RECORD_WRITERS)]
+    t0 = time.monotonic()
+    counters = [count(child(ctx, 600 + i), t0) for i in range(COUNTER_CLIENTS)]
+    return users + caches + locks + rest + records + counters
 
 
 def workers(ctx: Context) -> list[Worker]:
