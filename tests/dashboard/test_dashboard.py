@@ -203,7 +203,7 @@ def test_screenshots_at_1280_and_390_px(make_browser: Any, keyed: Server) -> Non
     for i in range(20):
         api.call("PUT", f"/v1/cache/products/p{i}?ttl_s=300", {"i": i})
         api.call("GET", f"/v1/cache/products/p{i}")
-    for width, height in ((1280, 1000), (390, 844)):
+    for width, height in ((1280, 1400), (390, 844)):
         b = make_browser(width, height)
         open_page(b, keyed, ADMIN_KEY)
         until("charts", lambda: len(b.driver.find_elements(By.CSS_SELECTOR, "svg.chart polyline")) >= 3)
@@ -216,3 +216,24 @@ def test_screenshots_at_1280_and_390_px(make_browser: Any, keyed: Server) -> Non
         wide = b.driver.execute_script("return document.documentElement.scrollWidth")
         assert wide <= width, f"queues page is {wide} px wide at {width}"
         b.driver.save_screenshot(str(TARGET / f"dashboard-queues-{width}.png"))
+
+
+def test_a_policy_is_defined_and_changed_from_the_page(browser: Browser, keyed: Server) -> None:
+    api = keyed.api(ADMIN_KEY)
+    name = "signup-" + uuid.uuid4().hex[:6]
+    open_page(browser, keyed, ADMIN_KEY, "#ratelimits")
+    until("the policy form", lambda: browser.driver.find_element(By.ID, "pol-name")).send_keys(name)
+    limit = browser.driver.find_element(By.ID, "pol-limit")
+    limit.clear()
+    limit.send_keys("7")
+    click(browser, "#pol-submit")
+    until("the policy defined", lambda: name in {p["name"] for p in api.call("GET", "/v1/ratelimit/policies")})
+    assert api.call("GET", f"/v1/ratelimit/policies/{name}")["policy"]["limit"] == 7
+    # Edit fills the form from the row; a new limit is saved over the old.
+    click(browser, f'tr[data-policy="{name}"] button[data-action="edit"]')
+    until("the form filled", lambda: browser.driver.find_element(By.ID, "pol-name").get_attribute("value") == name)
+    limit = browser.driver.find_element(By.ID, "pol-limit")
+    limit.clear()
+    limit.send_keys("9")
+    click(browser, "#pol-submit")
+    until("the policy changed", lambda: api.call("GET", f"/v1/ratelimit/policies/{name}")["policy"]["limit"] == 9)

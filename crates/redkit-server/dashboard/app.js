@@ -37,7 +37,7 @@ function h(tag, attrs, ...children) {
       if (k === "class") el.className = v;
       else if (k === "text") el.textContent = v;
       else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-      else if (k === "value") el.value = v;
+      else if (k === "value") { el.value = v; if ("defaultValue" in el) el.defaultValue = v; }
       else if (k === "checked") el.checked = !!v;
       else el.setAttribute(k, v === true ? "" : String(v));
     }
@@ -76,6 +76,11 @@ function table(caption, headers, rows, opts = {}) {
 
 function card(title, ...children) {
   return h("section", { class: "card", "aria-label": title }, h("h2", null, title), children);
+}
+
+function wide(el) {
+  el.classList.add("wide");
+  return el;
 }
 
 function kv(pairs) {
@@ -394,7 +399,20 @@ window.addEventListener("hashchange", () => {
 });
 
 let renderSeq = 0;
+let lastRendered = "";
+
+function editedControls(root) {
+  const out = [];
+  for (const el of root.querySelectorAll("input[id], select[id], textarea[id]")) {
+    const edited = el.type === "checkbox" ? el.checked !== el.defaultChecked
+      : el.tagName === "SELECT" ? [...el.options].some((o) => o.selected !== o.defaultSelected)
+        : el.value !== el.defaultValue;
+    if (edited) out.push([el.id, el.value, el.checked]);
+  }
+  return out;
+}
 async function render(focus) {
+  if (!state.me) return; // not signed in: the key prompt stays
   const main = document.getElementById("main");
   for (const a of document.querySelectorAll("nav.tabs a")) {
     const on = a.dataset.view === state.view.name || (a.dataset.view === "queues" && state.view.name === "queue");
@@ -410,7 +428,16 @@ async function render(focus) {
   if (seq !== renderSeq) return;
   // Keep keyboard focus where it was: the same control (by id, or tag, label and row) in the new content.
   const before = focusKey(document.activeElement);
+  // On a redraw of the same view, what the user typed into its forms survives.
+  const where = state.view.name + "/" + state.view.args.join("/");
+  const typed = where === lastRendered ? editedControls(main) : [];
+  lastRendered = where;
   main.replaceChildren(content);
+  for (const [id, value, checked] of typed) {
+    const el = document.getElementById(id);
+    if (!el) continue;
+    if (el.type === "checkbox") el.checked = checked; else el.value = value;
+  }
   const again = before && findFocus(before);
   if (again) again.focus({ preventScroll: true });
   else if (focus === true) main.focus({ preventScroll: true });
@@ -785,7 +812,7 @@ function policyForm() {
     const body = { algorithm: v("pol-algorithm"), limit: Number(v("pol-limit")), period_ms: Number(v("pol-period")), shadow: document.getElementById("pol-shadow").checked, allow: list("pol-allow"), deny: list("pol-deny") };
     if (v("pol-burst")) body.burst = Number(v("pol-burst"));
     if (v("pol-share")) body.fallback_share = Number(v("pol-share"));
-    act("Save", async () => { await api("PUT", "/v1/ratelimit/policies/" + enc(name), body); document.activeElement.blur(); return "policy " + name + " saved (it reaches every server within a second)"; });
+    act("Save", async () => { await api("PUT", "/v1/ratelimit/policies/" + enc(name), body); return "policy " + name + " saved (it reaches every server within a second)"; });
   } },
   f("pol-name", "Name", h("input", { id: "pol-name", required: true, spellcheck: "false" })),
   f("pol-algorithm", "Algorithm", h("select", { id: "pol-algorithm" }, ["gcra", "token_bucket", "sliding_window", "sliding_log", "fixed_window", "concurrency"].map((a) => h("option", { value: a }, a)))),
@@ -841,14 +868,14 @@ views.more = async () => {
   if (mayAny("channels", "read")) {
     try {
       const ch = await api("GET", "/v1/channels");
-      out.appendChild(card("Channels", kv([["Live across servers", ch.live ? "yes" : "no (catching up from history)"]]),
-        table(null, ["Channel", "Subscribers", "Published", "Last minute"], ch.channels.map((c) => [c.channel, fmt.n(c.subscribers), fmt.n(c.published), fmt.n(c.published_last_minute)]), { label: "Channels", rowHeader: true, id: "channels", empty: "No channel used through this server yet." })));
+      out.appendChild(wide(card("Channels", kv([["Live across servers", ch.live ? "yes" : "no (catching up from history)"]]),
+        table(null, ["Channel", "Subscribers", "Published", "Last minute"], ch.channels.map((c) => [c.channel, fmt.n(c.subscribers), fmt.n(c.published), fmt.n(c.published_last_minute)]), { label: "Channels", rowHeader: true, id: "channels", empty: "No channel used through this server yet." }))));
     } catch (e) { out.appendChild(card("Channels", h("p", { class: "error" }, e.message))); }
   }
   if (mayAny("records", "read")) {
     try {
       const col = await api("GET", "/v1/collections");
-      out.appendChild(card("Records", table(null, ["Collection", "Records", "Indexes", "TTL", "Max size"], col.collections.map((c) => [c.name, fmt.n(c.count), (c.indexes || []).map((i) => typeof i === "string" ? i : (i.field || i.name || JSON.stringify(i))).join(", ") || "–", c.ttl_s ? fmt.dur(c.ttl_s * 1000) : "–", fmt.bytes(c.max_bytes)]), { label: "Collections", rowHeader: true, id: "collections", empty: "No collections." })));
+      out.appendChild(wide(card("Records", table(null, ["Collection", "Records", "Indexes", "TTL", "Max size"], col.collections.map((c) => [c.name, fmt.n(c.count), (c.indexes || []).map((i) => typeof i === "string" ? i : (i.field || i.name || JSON.stringify(i))).join(", ") || "–", c.ttl_s ? fmt.dur(c.ttl_s * 1000) : "–", fmt.bytes(c.max_bytes)]), { label: "Collections", rowHeader: true, id: "collections", empty: "No collections." }))));
     } catch (e) { out.appendChild(card("Records", h("p", { class: "error" }, e.message))); }
   }
   return out;
