@@ -351,7 +351,7 @@ function chart(title, series, opts = {}) {
   const max = Math.max(opts.min || 1, ...all);
   const xs = series.flatMap((sr) => sr.points.map((p) => p.t));
   const x0 = Math.min(...xs), x1 = Math.max(...xs);
-  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title + ": " + series.map((sr) => sr.label + " now " + fmt.rate(sr.points.length ? sr.points[sr.points.length - 1].v : 0) + (opts.unit ? " " + opts.unit : "")).join(", ") });
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", class: "chart", role: "img", "aria-label": title + ": " + series.map((sr) => sr.label + " now " + fmt.rate(sr.points.length ? sr.points[sr.points.length - 1].v : 0) + (opts.unit ? " " + opts.unit : "")).join(", ") });
   const t = s("title"); t.textContent = title; svg.appendChild(t);
   for (let g = 1; g <= 3; g++) svg.appendChild(s("line", { x1: 0, x2: W, y1: (H * g) / 4, y2: (H * g) / 4, class: "grid" }));
   series.forEach((sr, i) => {
