@@ -56,7 +56,7 @@ COUNTER_GENERATION_S = 8.0  # then three new ones: some are created in an outage
 # the server's bounds are inclusive or not).
 RANGES = ({"min": 199.5, "max": 600.5}, {"min": 899.5}, {"max": 49.5})
 GET_BATCH = 500
-QUERY_LIMIT = 1000
+QUERY_LIMIT = 200  # a page: small enough that the scans and most queries take several (cursors)
 
 
 @dataclass
