@@ -42,7 +42,10 @@ pub fn app(state: AppState) -> Router {
     if keyless {
         router = router.layer(axum::middleware::from_fn(auth::keyless_guard));
     }
-    router
+    // The layers below wrap the routed application as a whole (a layer on the router itself
+    // wraps each route, and would see a 405 before the router adds its `Allow` header).
+    Router::new()
+        .fallback_service(router)
         .layer(axum::middleware::from_fn(error::finish))
         .layer(
             TraceLayer::new_for_http()

@@ -50,6 +50,8 @@ async fn every_error_is_the_json_envelope() {
     .await;
     assert_envelope("wrong method", 405, &r, "method_not_allowed");
     assert_eq!(r.header("allow"), Some("POST"), "405 keeps its Allow header");
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(body.contains("allowed: POST"), "the message names the methods: {body}");
     let r = raw_request(
         addr,
         b"POST /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
