@@ -66,7 +66,10 @@ async fn operations(s: &Server) {
     assert!(h.body["mode"] == "redis" || h.body["mode"] == "embedded");
     assert_eq!(s.get("/ready").await.status, StatusCode::OK);
     let page = s.get("/").await;
-    assert!(page.body.as_str().unwrap().contains("<title>redkit"), "the dashboard page");
+    assert!(
+        page.body.as_str().unwrap().contains("<title>redkit"),
+        "the dashboard page"
+    );
     let doc = s.get("/openapi.json").await.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/v1/queues/{q}/fetch"]["post"].is_object());

@@ -969,3 +969,44 @@ async fn any_field_name_and_value_survive_storage_and_increments_stay_exact() {
         );
     }
 }
+
+/// Found by the chaos soak: a record first created by an increment made during an outage
+/// took that increment's stamp as a whole-record write, so the other instance's earlier
+/// increments, replayed after it, were dropped as superseded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increments_of_a_record_created_in_an_outage_on_two_instances_all_count() {
+    let redis = RedisServer::options().durable().start();
+    // A reaches Redis through a proxy that stays cut until B has replayed its journal.
+    let proxy = redkit_testkit::Partition::to(redis.port());
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Redkit::open(common::config(Some(proxy.url()), dirs.0.path()))
+        .await
+        .unwrap();
+    let b = Redkit::open(common::config(Some(redis.url()), dirs.1.path()))
+        .await
+        .unwrap();
+    let (ra, rb) = (records(&a), records(&b));
+    ra.define("c", CollectionSpec::default()).await.unwrap();
+    rb.get("c", "warm").await.unwrap();
+    proxy.cut();
+    eventually(LIMIT, "A in fallback", async || {
+        let _ = ra.get("c", "x").await;
+        a.mode() == Mode::Fallback
+    })
+    .await;
+    // A counts first (its stamps are older), during its outage.
+    for _ in 0..3 {
+        ra.incr("c", "hits", "n", 1).await.unwrap();
+    }
+    // B's later increments create the record in Redis first.
+    for _ in 0..4 {
+        rb.incr("c", "hits", "n", 10).await.unwrap();
+    }
+    proxy.heal();
+    eventually(LIMIT, "A recovered", async || {
+        let _ = ra.get("c", "x").await;
+        a.mode() == Mode::Redis && a.route().journal().pending().await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(rb.get("c", "hits").await.unwrap().unwrap().data["n"], 43);
+}

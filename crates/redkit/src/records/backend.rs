@@ -74,8 +74,9 @@ pub enum Applied<T> {
 pub struct Stamp {
     /// Hybrid-logical clock, µs.
     pub ts: u64,
-    /// Replaying a journaled operation.
-    pub replay: bool,
+    /// Replaying a journaled operation: its unique id (an operation replayed twice, after
+    /// a failure midway through a batch, is applied once).
+    pub replay: Option<u64>,
     /// When the record expires (ms since the Unix epoch; 0: never).
     pub expires_at_ms: u64,
 }

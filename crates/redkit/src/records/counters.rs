@@ -109,8 +109,16 @@ pub trait CounterBackend: Send + Sync {
     /// Adds `by` to the total's and the label set's bucket of each granularity that holds
     /// `at`; the label set's values (the total's without labels). `None` in the outer
     /// option: the counter has [`MAX_LABEL_SETS`] other label sets already (a replay then
-    /// counts the total only).
-    async fn incr(&self, name: &str, labels: &str, by: i64, at: u64, replay: bool) -> Result<Option<[Option<i64>; 3]>>;
+    /// counts the total only). `replay`: the journaled increment's unique id (one replayed
+    /// before is not counted again).
+    async fn incr(
+        &self,
+        name: &str,
+        labels: &str,
+        by: i64,
+        at: u64,
+        replay: Option<u64>,
+    ) -> Result<Option<[Option<i64>; 3]>>;
     /// The values of buckets `starts` (one granularity).
     async fn range(&self, name: &str, labels: &str, g: Granularity, starts: &[u64]) -> Result<Vec<i64>>;
     /// The label sets seen (canonical JSON).
@@ -127,14 +135,24 @@ fn label_id(labels: &str) -> String {
 
 static INCR: LuaScript = LuaScript::new(
     "counter_incr",
-    "-- KEYS[1]: the counter's label sets (hash id -> JSON). ARGV[1]: key prefix, ARGV[2]: label
--- set id ('' none), ARGV[3]: its JSON, ARGV[4]: by, ARGV[5]: most label sets, ARGV[6]: '1'
--- replaying, ARGV[7]: label sets' TTL ms, then per granularity: tag, bucket start, expiry
--- (ms; '0': older than kept). Returns {'full'} or {'ok', minute, hour, day} ('' skipped).
+    "-- KEYS[1]: the counter's label sets (hash id -> JSON), KEYS[2]: replayed increments (id -> ms).
+-- ARGV[1]: key prefix, ARGV[2]: label set id ('' none), ARGV[3]: its JSON, ARGV[4]: by,
+-- ARGV[5]: most label sets, ARGV[6]: when replaying, the increment's unique id ('' otherwise),
+-- ARGV[7]: label sets' TTL ms, then per granularity: tag, bucket start, expiry
+-- (ms; '0': older than kept). Returns {'full'}, {'dup'} or {'ok', minute, hour, day} ('' skipped).
+if ARGV[6] ~= '' then
+  -- Replays are at least once: an increment replayed before is not counted twice.
+  if redis.call('ZSCORE', KEYS[2], ARGV[6]) then return {'dup'} end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000
+  redis.call('ZADD', KEYS[2], now, ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 7 * 86400000)
+  redis.call('PEXPIRE', KEYS[2], 7 * 86400000)
+end
 local id = ARGV[2]
 if id ~= '' and redis.call('HEXISTS', KEYS[1], id) == 0 then
   if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then
-    if ARGV[6] ~= '1' then return {'full'} end
+    if ARGV[6] == '' then return {'full'} end
     id = ''
   else
     redis.call('HSET', KEYS[1], id, ARGV[3])
@@ -171,6 +189,12 @@ pub struct RedisCounters {
     core: Arc<RedisCore>,
 }
 
+impl RedisCounters {
+    pub(crate) fn new(core: Arc<RedisCore>) -> Self {
+        RedisCounters { core }
+    }
+}
+
 /// When the bucket of `g` holding `at` stops being kept (0: already).
 fn bucket(g: Granularity, at: u64, now: u64) -> (u64, u64) {
     let start = at - at % g.ms();
@@ -180,7 +204,14 @@ fn bucket(g: Granularity, at: u64, now: u64) -> (u64, u64) {
 
 #[async_trait::async_trait]
 impl CounterBackend for RedisCounters {
-    async fn incr(&self, name: &str, labels: &str, by: i64, at: u64, replay: bool) -> Result<Option<[Option<i64>; 3]>> {
+    async fn incr(
+        &self,
+        name: &str,
+        labels: &str,
+        by: i64,
+        at: u64,
+        replay: Option<u64>,
+    ) -> Result<Option<[Option<i64>; 3]>> {
         let now = now_ms();
         let mut args = vec![
             prefix(name),
@@ -188,23 +219,22 @@ impl CounterBackend for RedisCounters {
             labels.to_string(),
             by.to_string(),
             MAX_LABEL_SETS.to_string(),
-            if replay { "1".into() } else { "0".into() },
+            replay.map(|u| u.to_string()).unwrap_or_default(),
             (retention(Granularity::Day).as_millis() as u64).to_string(),
         ];
         for g in Granularity::ALL {
             let (start, until) = bucket(g, at, now);
             args.extend([g.tag().to_string(), start.to_string(), until.to_string()]);
         }
-        let reply: Vec<redis::Value> = self
-            .core
-            .script(&INCR, &[&format!("{}:labels", prefix(name))], &[&args])
-            .await?;
+        let (labels_key, replayed_key) = (format!("{}:labels", prefix(name)), format!("{}:applied", prefix(name)));
+        let reply: Vec<redis::Value> = self.core.script(&INCR, &[&labels_key, &replayed_key], &[&args]).await?;
         let value = |v: &redis::Value| match v {
             redis::Value::Int(n) => Some(*n),
             _ => None,
         };
         match reply.first() {
             Some(redis::Value::BulkString(s)) if s == b"full" => Ok(None),
+            Some(redis::Value::BulkString(s)) if s == b"dup" => Ok(Some([None; 3])),
             _ if reply.len() == 4 => Ok(Some([value(&reply[1]), value(&reply[2]), value(&reply[3])])),
             _ => Err(Error::Codec(format!("unexpected reply from counter_incr: {reply:?}"))),
         }
@@ -250,7 +280,7 @@ impl CounterBackend for EmbeddedCounters {
         labels: &str,
         by: i64,
         at: u64,
-        _replay: bool,
+        _replay: Option<u64>,
     ) -> Result<Option<[Option<i64>; 3]>> {
         let (name, labels, journal, generation) = (
             name.to_string(),
@@ -344,6 +374,9 @@ struct CounterOp {
     labels: String,
     by: i64,
     at: u64,
+    /// Unique, so that an increment replayed twice is counted once.
+    #[serde(default)]
+    u: u64,
 }
 
 struct CounterRecovery {
@@ -361,7 +394,7 @@ impl Recovery for CounterRecovery {
     async fn replay(&self, entries: &[Entry]) -> Result<()> {
         for e in entries {
             let op: CounterOp = serde_json::from_slice(&e.op)?;
-            self.redis.incr(&op.name, &op.labels, op.by, op.at, true).await?;
+            self.redis.incr(&op.name, &op.labels, op.by, op.at, Some(op.u)).await?;
         }
         Ok(())
     }
@@ -417,7 +450,7 @@ impl Counters {
             generation: generation.clone(),
         });
         let redis = route.redis().map(|core| {
-            let r = Arc::new(RedisCounters { core: core.clone() });
+            let r = Arc::new(RedisCounters::new(core.clone()));
             route.register_recovery(Arc::new(CounterRecovery {
                 redis: r.clone(),
                 store: route.embedded().clone(),
@@ -454,10 +487,11 @@ impl Counters {
                 labels: labels.clone(),
                 by,
                 at,
+                u: rand::random(),
             })
             .expect("a counter operation is JSON")
         };
-        match self.routed.write(op, |b| b.incr(name, &labels, by, at, false)).await? {
+        match self.routed.write(op, |b| b.incr(name, &labels, by, at, None)).await? {
             Some([minute, hour, day]) => Ok(Counted { minute, hour, day }),
             None => Err(Error::invalid(
                 "labels",

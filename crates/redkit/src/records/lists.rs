@@ -51,9 +51,17 @@ pub struct ListPage {
 #[async_trait::async_trait]
 pub trait ListBackend: Send + Sync {
     /// Pushes `items` (in order, so the last is the newest), trims to `cap`, sets the TTL
-    /// (zero: none); the new length. `replay`: the push is dropped if the list was deleted
-    /// after `ts`.
-    async fn push(&self, name: &str, items: &[String], cap: u64, ttl: Duration, ts: u64, replay: bool) -> Result<u64>;
+    /// (zero: none); the new length. `replay` (the journaled push's unique id): the push
+    /// is dropped if the list was deleted after `ts`, or if it was replayed before.
+    async fn push(
+        &self,
+        name: &str,
+        items: &[String],
+        cap: u64,
+        ttl: Duration,
+        ts: u64,
+        replay: Option<u64>,
+    ) -> Result<u64>;
     /// Up to `limit` items from `offset` (0: the newest), and the length.
     async fn range(&self, name: &str, offset: usize, limit: usize) -> Result<(Vec<String>, u64)>;
     /// Deletes the items pushed before `ts`; whether the list existed.
@@ -62,11 +70,19 @@ pub trait ListBackend: Send + Sync {
 
 static PUSH: LuaScript = LuaScript::new(
     "list_push",
-    "-- KEYS[1]: the list, KEYS[2]: stamp of its last delete. ARGV[1]: cap, ARGV[2]: ttl ms (0: none),
--- ARGV[3]: the push's stamp, ARGV[4]: '1' replaying, ARGV[5..]: items. Returns the length.
-if ARGV[4] == '1' then
+    "-- KEYS[1]: the list, KEYS[2]: stamp of its last delete, KEYS[3]: replayed pushes (id -> ms).
+-- ARGV[1]: cap, ARGV[2]: ttl ms (0: none), ARGV[3]: the push's stamp, ARGV[4]: when
+-- replaying, the push's unique id ('' otherwise), ARGV[5..]: items. Returns the length.
+if ARGV[4] ~= '' then
   local d = redis.call('GET', KEYS[2])
   if d and tonumber(d) >= tonumber(ARGV[3]) then return redis.call('LLEN', KEYS[1]) end
+  -- Replays are at least once: a push replayed before is not pushed twice.
+  if redis.call('ZSCORE', KEYS[3], ARGV[4]) then return redis.call('LLEN', KEYS[1]) end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000
+  redis.call('ZADD', KEYS[3], now, ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 7 * 86400000)
+  redis.call('PEXPIRE', KEYS[3], 7 * 86400000)
 end
 for i = 5, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
@@ -101,23 +117,43 @@ fn keys(name: &str) -> (String, String) {
     (format!("rk:{{ls:{name}}}"), format!("rk:{{ls:{name}}}:d"))
 }
 
+fn replayed_key(name: &str) -> String {
+    format!("rk:{{ls:{name}}}:applied")
+}
+
 /// Lists on Redis.
 pub struct RedisLists {
     core: Arc<RedisCore>,
 }
 
+impl RedisLists {
+    pub(crate) fn new(core: Arc<RedisCore>) -> Self {
+        RedisLists { core }
+    }
+}
+
 #[async_trait::async_trait]
 impl ListBackend for RedisLists {
-    async fn push(&self, name: &str, items: &[String], cap: u64, ttl: Duration, ts: u64, replay: bool) -> Result<u64> {
+    async fn push(
+        &self,
+        name: &str,
+        items: &[String],
+        cap: u64,
+        ttl: Duration,
+        ts: u64,
+        replay: Option<u64>,
+    ) -> Result<u64> {
         let (list, deleted) = keys(name);
         let mut args = vec![
             cap.to_string(),
             (ttl.as_millis() as u64).to_string(),
             ts.to_string(),
-            if replay { "1".into() } else { "0".into() },
+            replay.map(|u| u.to_string()).unwrap_or_default(),
         ];
         args.extend(items.iter().cloned());
-        self.core.script(&PUSH, &[&list, &deleted], &[&args]).await
+        self.core
+            .script(&PUSH, &[&list, &deleted, &replayed_key(name)], &[&args])
+            .await
     }
 
     async fn range(&self, name: &str, offset: usize, limit: usize) -> Result<(Vec<String>, u64)> {
@@ -158,7 +194,7 @@ impl ListBackend for EmbeddedLists {
         cap: u64,
         ttl: Duration,
         _ts: u64,
-        _replay: bool,
+        _replay: Option<u64>,
     ) -> Result<u64> {
         let (name, items, journal, generation) = (
             name.to_string(),
@@ -254,6 +290,9 @@ enum ListOp {
         items: Vec<String>,
         cap: u64,
         ttl_ms: u64,
+        /// Unique, so that a push replayed twice is pushed once.
+        #[serde(default)]
+        u: u64,
     },
     Delete {
         name: String,
@@ -280,9 +319,10 @@ impl Recovery for ListRecovery {
                     items,
                     cap,
                     ttl_ms,
+                    u,
                 } => {
                     self.redis
-                        .push(&name, &items, cap, Duration::from_millis(ttl_ms), e.ts, true)
+                        .push(&name, &items, cap, Duration::from_millis(ttl_ms), e.ts, Some(u))
                         .await?;
                 }
                 ListOp::Delete { name } => {
@@ -325,7 +365,7 @@ impl Lists {
             generation: generation.clone(),
         });
         let redis = route.redis().map(|core| {
-            let r = Arc::new(RedisLists { core: core.clone() });
+            let r = Arc::new(RedisLists::new(core.clone()));
             route.register_recovery(Arc::new(ListRecovery {
                 redis: r.clone(),
                 store: route.embedded().clone(),
@@ -371,11 +411,12 @@ impl Lists {
                 items: texts.clone(),
                 cap,
                 ttl_ms: ttl.as_millis() as u64,
+                u: rand::random(),
             })
             .expect("a list operation is JSON")
         };
         self.routed
-            .write(op, |b| b.push(name, &texts, cap, ttl, ts, false))
+            .write(op, |b| b.push(name, &texts, cap, ttl, ts, None))
             .await
     }
 

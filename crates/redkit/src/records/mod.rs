@@ -33,6 +33,10 @@
 //! during the outage never matches one of Redis's: a put with it is refused (409), never
 //! applied blindly. While Redis is away, reads and queries see the records this instance
 //! wrote during the outage only; collections cannot be (re)defined.
+//! Each journaled operation carries a unique id that Redis applies once, so a replay
+//! interrupted midway and offered again counts nothing twice. Not promised: a put or delete
+//! made in an outage and replayed after another instance's later patches or increments of
+//! the same record replaces them too (records keep no per-field history).
 //! A write whose outcome is unknown (Redis went away after the command was sent:
 //! [`Error::Indeterminate`]) may or may not have been applied: a put, patch or delete is
 //! safe to retry; an increment retried may count twice, like `INCRBY` over a broken
@@ -219,7 +223,15 @@ const REINDEX_BATCH: usize = 500;
 /// How often expired records are deleted with their index entries.
 const PURGE_EVERY: Duration = Duration::from_secs(15);
 
-/// A write as the journal records it during an outage (the document already redacted).
+/// A write as the journal records it during an outage (the document already redacted),
+/// with a unique id so that replaying it twice applies it once.
+#[derive(Serialize, Deserialize)]
+struct Journaled {
+    u: u64,
+    #[serde(flatten)]
+    op: RecordOp,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum RecordOp {
@@ -245,8 +257,8 @@ enum RecordOp {
     },
 }
 
-fn encode_op(op: &RecordOp) -> Vec<u8> {
-    serde_json::to_vec(op).expect("a record operation is JSON")
+fn encode_op(op: RecordOp) -> Vec<u8> {
+    serde_json::to_vec(&Journaled { u: rand::random(), op }).expect("a record operation is JSON")
 }
 
 pub(crate) struct RecordsHub {
@@ -273,7 +285,7 @@ impl Recovery for RecordRecovery {
     async fn replay(&self, entries: &[Entry]) -> Result<()> {
         let mut schemas: HashMap<String, Option<Schema>> = HashMap::new();
         for e in entries {
-            let op: RecordOp = serde_json::from_slice(&e.op)?;
+            let Journaled { u, op } = serde_json::from_slice(&e.op)?;
             let c = match &op {
                 RecordOp::Put { c, .. }
                 | RecordOp::Patch { c, .. }
@@ -286,7 +298,7 @@ impl Recovery for RecordRecovery {
                 }
                 // A collection removed since: nothing of it may come back.
                 let Some(schema) = schemas[&c].clone() else { break };
-                if replay_one(&*self.redis, &schema, &op, e.ts).await? {
+                if replay_one(&*self.redis, &schema, &op, e.ts, u).await? {
                     break;
                 }
                 schemas.remove(&c);
@@ -300,7 +312,7 @@ impl Recovery for RecordRecovery {
     }
 }
 
-fn stamp_for(schema: &Schema, ts: u64, replay: bool) -> Stamp {
+fn stamp_for(schema: &Schema, ts: u64, replay: Option<u64>) -> Stamp {
     Stamp {
         ts,
         replay,
@@ -313,8 +325,8 @@ fn stamp_for(schema: &Schema, ts: u64, replay: bool) -> Stamp {
 }
 
 /// Applies one journaled operation to Redis; `false` when the schema moved (reload, retry).
-async fn replay_one(redis: &dyn RecordBackend, schema: &Schema, op: &RecordOp, ts: u64) -> Result<bool> {
-    let stamp = stamp_for(schema, ts, true);
+async fn replay_one(redis: &dyn RecordBackend, schema: &Schema, op: &RecordOp, ts: u64, u: u64) -> Result<bool> {
+    let stamp = stamp_for(schema, ts, Some(u));
     let stale = match op {
         RecordOp::Put { id, data, .. } => {
             collection::check_fields(schema, data, false)?;
@@ -643,9 +655,9 @@ impl Records {
         for _ in 0..STALE_RETRIES {
             let schema = self.hub.schema(collection).await?;
             let data = self.prepare(&schema, data.clone(), false)?;
-            let stamp = stamp_for(&schema, self.route.clock().now(), false);
+            let stamp = stamp_for(&schema, self.route.clock().now(), None);
             let op = || {
-                encode_op(&RecordOp::Put {
+                encode_op(RecordOp::Put {
                     c: collection.into(),
                     id: id.into(),
                     data: data.clone(),
@@ -676,9 +688,9 @@ impl Records {
         for _ in 0..STALE_RETRIES {
             let schema = self.hub.schema(collection).await?;
             let data = self.prepare(&schema, data.clone(), true)?;
-            let stamp = stamp_for(&schema, self.route.clock().now(), false);
+            let stamp = stamp_for(&schema, self.route.clock().now(), None);
             let op = || {
-                encode_op(&RecordOp::Patch {
+                encode_op(RecordOp::Patch {
                     c: collection.into(),
                     id: id.into(),
                     data: data.clone(),
@@ -702,9 +714,9 @@ impl Records {
         check_id(id)?;
         for _ in 0..STALE_RETRIES {
             let schema = self.hub.schema(collection).await?;
-            let stamp = stamp_for(&schema, self.route.clock().now(), false);
+            let stamp = stamp_for(&schema, self.route.clock().now(), None);
             let op = || {
-                encode_op(&RecordOp::Delete {
+                encode_op(RecordOp::Delete {
                     c: collection.into(),
                     id: id.into(),
                 })
@@ -737,9 +749,9 @@ impl Records {
                     format!("{field} is redacted and cannot be incremented"),
                 ));
             }
-            let stamp = stamp_for(&schema, self.route.clock().now(), false);
+            let stamp = stamp_for(&schema, self.route.clock().now(), None);
             let op = || {
-                encode_op(&RecordOp::Incr {
+                encode_op(RecordOp::Incr {
                     c: collection.into(),
                     id: id.into(),
                     field: field.into(),
@@ -905,4 +917,76 @@ fn decode_cursor(s: &str) -> Result<Cursor> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| Error::invalid("cursor", "not a cursor this server gave out"))
+}
+
+#[cfg(test)]
+mod replay_tests {
+    //! Replays are at least once (a batch that fails midway is offered again): each
+    //! journaled record, list and counter operation carries a unique id, and Redis applies
+    //! an id once.
+
+    use super::counters::{CounterBackend, RedisCounters};
+    use super::lists::{ListBackend, RedisLists};
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_operation_replayed_twice_is_applied_once() {
+        let redis = redkit_testkit::RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config {
+            data_dir: dir.path().to_path_buf(),
+            redis: Some(crate::config::RedisConfig::new(redis.url())),
+            ..crate::Config::default()
+        };
+        let redkit = crate::Redkit::open(config).await.unwrap();
+        let records = redkit.records(RecordsOptions::default()).unwrap();
+        records.define("c", CollectionSpec::default()).await.unwrap();
+        let core = redkit.route().redis().unwrap().clone();
+        let backend = redis::RedisRecords::new(core.clone());
+        let schema = backend.schema("c").await.unwrap().unwrap();
+        let ts = redkit.route().clock().now();
+        for _ in 0..2 {
+            let applied = backend
+                .incr(&schema, "r", "n", 5, stamp_for(&schema, ts, Some(41)))
+                .await
+                .unwrap();
+            assert!(matches!(applied, Applied::Done(_) | Applied::Superseded), "{applied:?}");
+        }
+        backend
+            .incr(&schema, "r", "n", 1, stamp_for(&schema, ts + 1, Some(42)))
+            .await
+            .unwrap();
+        assert_eq!(records.get("c", "r").await.unwrap().unwrap().data["n"], 6);
+
+        let counters = RedisCounters::new(core.clone());
+        let at = crate::stats::now_ms();
+        for _ in 0..2 {
+            counters.incr("hits", "", 3, at, Some(43)).await.unwrap();
+        }
+        let total = redkit.records(RecordsOptions::default()).unwrap().counters();
+        let buckets = total
+            .range("hits", &counters::Labels::new(), counters::Granularity::Day, at, at)
+            .await
+            .unwrap();
+        assert_eq!(buckets[0].value, 3);
+
+        let lists = RedisLists::new(core);
+        for _ in 0..2 {
+            lists
+                .push("l", &[format!("{ts}:1")], 10, std::time::Duration::ZERO, ts, Some(44))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            redkit
+                .records(RecordsOptions::default())
+                .unwrap()
+                .lists()
+                .range("l", 0, 10)
+                .await
+                .unwrap()
+                .length,
+            1
+        );
+    }
 }

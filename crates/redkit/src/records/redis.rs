@@ -174,7 +174,7 @@ impl RedisRecords {
             id.as_bytes().to_vec(),
             if_version.map_or(-1, |v| v as i64).to_string().into_bytes(),
             stamp.ts.to_string().into_bytes(),
-            if stamp.replay { b"1".to_vec() } else { b"0".to_vec() },
+            stamp.replay.map(|u| u.to_string()).unwrap_or_default().into_bytes(),
             stamp.expires_at_ms.to_string().into_bytes(),
             (TOMBSTONE_KEEP.as_micros() as u64).to_string().into_bytes(),
             schema.spec.max_bytes.to_string().into_bytes(),
