@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Access, Area, Caller};
+use crate::auth::{Access, Area, Caller, OptionalCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -113,11 +113,19 @@ pub struct Me {
     pub scopes: Option<Vec<ScopeView>>,
 }
 
-/// The caller's scopes, so a page offers only what the key may do.
-#[utoipa::path(get, path = "/v1/dashboard/me", tag = "operations",
+/// The caller's scopes, so a page offers only what the key may do. Without a key, on a
+/// server that requires one: `scopes` is empty (a page asks for a key).
+#[utoipa::path(get, path = "/v1/dashboard/me", tag = "operations", security((), ("api_key" = [])),
     responses((status = 200, description = "The key's scopes", body = Me)))]
-async fn dashboard_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
+async fn dashboard_me(State(state): State<AppState>, OptionalCaller(caller): OptionalCaller) -> ApiResult<Json<Me>> {
     use crate::auth::HasKeys;
+    let Some(caller) = caller else {
+        return Ok(Json(Me {
+            keys_required: true,
+            label: None,
+            scopes: Some(Vec::new()),
+        }));
+    };
     Ok(Json(Me {
         keys_required: !state.keys().is_empty(),
         label: caller.label().map(str::to_string),

@@ -72,7 +72,12 @@ pub struct BreakerSnapshot {
     pub closed_total: u64,
     /// The latest transition, if any.
     pub last_transition: Option<Transition>,
+    /// The latest transitions, oldest first (at most [`RECENT_TRANSITIONS`]).
+    pub recent_transitions: Vec<Transition>,
 }
+
+/// How many transitions [`BreakerSnapshot::recent_transitions`] keeps.
+pub const RECENT_TRANSITIONS: usize = 20;
 
 /// Calls and failures of one slice of the rate window.
 #[derive(Default)]
@@ -149,7 +154,7 @@ pub struct Breaker {
     consecutive: AtomicU32,
     opened_total: AtomicU64,
     closed_total: AtomicU64,
-    last: Mutex<Option<Transition>>,
+    recent: Mutex<std::collections::VecDeque<Transition>>,
     opened: Notify,
 }
 
@@ -163,7 +168,7 @@ impl Breaker {
             consecutive: AtomicU32::new(0),
             opened_total: AtomicU64::new(0),
             closed_total: AtomicU64::new(0),
-            last: Mutex::new(None),
+            recent: Mutex::default(),
             opened: Notify::new(),
         }
     }
@@ -284,7 +289,11 @@ impl Breaker {
         };
         metrics::counter!("redkit_breaker_transitions_total", "to" => to_label).increment(1);
         metrics::gauge!("redkit_breaker_open").set(if to == BreakerState::Closed { 0.0 } else { 1.0 });
-        *self.last.lock().expect("breaker lock") = Some(Transition {
+        let mut recent = self.recent.lock().expect("breaker lock");
+        if recent.len() == RECENT_TRANSITIONS {
+            recent.pop_front();
+        }
+        recent.push_back(Transition {
             from,
             to,
             reason: reason.to_string(),
@@ -295,13 +304,15 @@ impl Breaker {
 
     /// Serializable view.
     pub fn snapshot(&self) -> BreakerSnapshot {
+        let recent: Vec<Transition> = self.recent.lock().expect("breaker lock").iter().cloned().collect();
         BreakerSnapshot {
             state: self.state(),
             consecutive_failures: self.consecutive.load(Ordering::Relaxed),
             failure_threshold: self.cfg.failure_threshold,
             opened_total: self.opened_total.load(Ordering::Relaxed),
             closed_total: self.closed_total.load(Ordering::Relaxed),
-            last_transition: self.last.lock().expect("breaker lock").clone(),
+            last_transition: recent.last().cloned(),
+            recent_transitions: recent,
         }
     }
 }
@@ -332,6 +343,21 @@ mod tests {
         assert!(b.is_closed());
         let s = b.snapshot();
         assert_eq!((s.opened_total, s.closed_total), (1, 1));
+        let path: Vec<BreakerState> = s.recent_transitions.iter().map(|t| t.to).collect();
+        use BreakerState::*;
+        assert_eq!(
+            path,
+            [Open, Recovering, Open, Recovering, Closed],
+            "the recent transitions, oldest first"
+        );
+        for _ in 0..30 {
+            b.failure("x");
+            b.failure("x");
+            b.failure("x");
+            b.begin_recovery();
+            b.close();
+        }
+        assert_eq!(b.snapshot().recent_transitions.len(), RECENT_TRANSITIONS, "bounded");
         assert_eq!(s.last_transition.unwrap().to, BreakerState::Closed);
     }
 
