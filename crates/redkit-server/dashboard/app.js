@@ -297,7 +297,9 @@ function onSnapshot(snap) {
   const br = snap.health && snap.health.breaker ? snap.health.breaker.state : null;
   const seen = { mode: snap.mode, status: snap.status, breaker: br };
   if (state.lastSeen) {
-    for (const k of ["mode", "status", "breaker"]) {
+    // The breaker's own transitions come from the server (recent_transitions); mode and
+    // status changes are recorded as this page sees them.
+    for (const k of ["mode", "status"]) {
       if (seen[k] !== state.lastSeen[k] && seen[k] !== null && state.lastSeen[k] !== null) {
         state.timeline.unshift({ at_ms: t, what: k, from: state.lastSeen[k], to: seen[k], reason: "seen by this page" });
       }
@@ -505,7 +507,8 @@ views.overview = async () => {
   ])));
 
   const tl = [];
-  if (br && br.last_transition) tl.push(Object.assign({ what: "breaker" }, br.last_transition));
+  const transitions = br ? (br.recent_transitions || (br.last_transition ? [br.last_transition] : [])) : [];
+  for (const t of transitions) tl.push(Object.assign({ what: "breaker" }, t));
   for (const e of state.timeline) tl.push(e);
   tl.sort((a, b) => b.at_ms - a.at_ms);
   out.appendChild(card("Transitions",
@@ -891,14 +894,9 @@ async function start() {
   if (state.stream) state.stream.abort();
   const live = document.getElementById("live");
   try {
-    if (!state.key) {
-      // Without a key, ask /health first: a server with keys answers it with only status and
-      // mode (and /v1/dashboard/me with a 401, which a browser logs as an error).
-      const r = await fetch("/health", { cache: "no-store" });
-      const doc = await r.json().catch(() => ({}));
-      if (!("uptime_s" in doc)) throw new ApiError(401, "unauthorized", "this server requires an API key");
-    }
     state.me = await api("GET", "/v1/dashboard/me");
+    // Without a key, a server with keys answers with no scopes: ask for one.
+    if (!state.key && state.me.keys_required) throw new ApiError(401, "unauthorized", "this server requires an API key");
   } catch (e) {
     showWho();
     live.textContent = e.status === 401 ? "enter an API key" : "unreachable";
