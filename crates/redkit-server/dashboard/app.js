@@ -19,6 +19,7 @@ const state = {
   queueHistory: new Map(),
   // observed mode / status / breaker changes while the page is open
   timeline: [],
+  firstStats: {},
   lastSeen: null,
   policyHistory: new Map(),
   view: { name: "overview", args: [] },
@@ -847,7 +848,15 @@ views.more = async () => {
   const capLine = (names) => hl ? kv(names.filter((n) => caps.has(n)).map((n) => [n, [caps.get(n).available ? badge("serving", "ok") : badge("unavailable"), " while Redis is away: " + caps.get(n).fallback]])) : null;
   const out = h("div", { class: "grid" });
 
-  const sess = card("Sessions", capLine(["session"]));
+  // Operation counts since this server started, and their rate since the page opened.
+  const counts = (name) => {
+    const now = hl && hl.stats && hl.stats[name];
+    if (!now) return null;
+    const first = state.firstStats[name] || (state.firstStats[name] = { t: Date.now(), v: Object.assign({}, now) });
+    const mins = Math.max((Date.now() - first.t) / 60000, 1 / 60);
+    return kv(Object.entries(now).map(([k, v]) => [k, fmt.n(v) + (Date.now() - first.t > 5000 ? " · " + ((v - (first.v[k] || 0)) / mins).toFixed(1) + "/min" : "")]));
+  };
+  const sess = card("Sessions", capLine(["session"]), counts("session"));
   if (may("sessions", "*", "read")) {
     const userIn = h("input", { id: "sess-user", required: true, spellcheck: "false" });
     const result = h("div", { id: "sess-result" });
@@ -862,7 +871,7 @@ views.more = async () => {
     } }, h("label", { for: "sess-user" }, "User"), userIn, h("button", { type: "submit" }, "Show sessions")), result);
   }
   out.appendChild(sess);
-  out.appendChild(card("Locks", capLine(["lock", "lock_local"]), h("p", { class: "muted small" }, "Locks are fenced leases in Redis; with Redis away, locks fail closed unless asked for local_fallback.")));
+  out.appendChild(card("Locks", capLine(["lock", "lock_local"]), counts("lock"), h("p", { class: "muted small" }, "Locks are fenced leases in Redis; with Redis away, locks fail closed unless asked for local_fallback.")));
 
   if (hl && hl.stats && hl.stats.jobs) {
     out.appendChild(card("Jobs on this server", kv(Object.entries(hl.stats.jobs).filter(([k]) => !k.endsWith("_at_ms")).map(([k, v]) => [k.replace(/_/g, " "), fmt.n(v)]))));

@@ -105,10 +105,16 @@ async fn scopes_cover_each_collection_list_and_counter() {
     // The dashboard learns what a key may do; without a key it is asked for one.
     let me = reader.get("/v1/dashboard/me").await;
     assert_eq!(me.body["label"], "reader");
-    assert_eq!(me.body["scopes"][0], json!({"area": "records", "name": "patterns", "prefix": false, "access": "read"}));
+    assert_eq!(
+        me.body["scopes"][0],
+        json!({"area": "records", "name": "patterns", "prefix": false, "access": "read"})
+    );
     let anonymous = s.get("/v1/dashboard/me").await;
     assert_eq!(anonymous.status, StatusCode::OK);
-    assert_eq!(anonymous.body, json!({"keys_required": true, "label": null, "scopes": []}));
+    assert_eq!(
+        anonymous.body,
+        json!({"keys_required": true, "label": null, "scopes": []})
+    );
     s.shutdown().await;
 }
 

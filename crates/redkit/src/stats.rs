@@ -181,3 +181,42 @@ mod tests {
         assert_eq!(snap.last_error.as_ref().unwrap().message, "boom");
     }
 }
+
+/// Counters of a capability's operations for `health()` (the dashboard computes rates
+/// from successive snapshots): each a relaxed atomic add per call.
+#[derive(Debug)]
+pub struct Activity<const N: usize> {
+    names: [&'static str; N],
+    counts: [std::sync::atomic::AtomicU64; N],
+}
+
+impl<const N: usize> Activity<N> {
+    /// Counters named `names`.
+    pub fn new(names: [&'static str; N]) -> Self {
+        Activity {
+            names,
+            counts: std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    /// Adds one to counter `i`.
+    pub fn add(&self, i: usize) {
+        self.counts_add(i, 1);
+    }
+
+    /// Adds `n` to counter `i`.
+    pub fn counts_add(&self, i: usize, n: u64) {
+        self.counts[i].fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `{name: count}`.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.names
+                .iter()
+                .zip(&self.counts)
+                .map(|(n, c)| (n.to_string(), c.load(std::sync::atomic::Ordering::Relaxed).into()))
+                .collect(),
+        )
+    }
+}

@@ -291,3 +291,29 @@ async fn a_lock_name_cannot_move_its_hash_tag() {
     assert_eq!(redis.command(&["EXISTS", "rk:{lk:l}:f}:h"]).unwrap(), "0");
     guard.release().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_counts_lock_and_session_activity() {
+    let h = common::on_embedded().await;
+    let locks = h.redkit.locks();
+    let opts = redkit::lock::LockOptions::new().watchdog(false);
+    let held = locks.acquire("counted", &opts).await.unwrap();
+    assert!(locks.try_acquire("counted", &opts).await.unwrap().is_none());
+    held.release().await.unwrap();
+    let sessions = h.redkit.sessions(redkit::session::SessionOptions::default()).unwrap();
+    let s = sessions.create(serde_json::Map::new(), None).await.unwrap();
+    sessions.get(&s.id).await.unwrap().unwrap();
+    sessions.delete(&s.id).await.unwrap();
+    assert!(sessions.get(&s.id).await.unwrap().is_none());
+    let health = serde_json::to_value(h.redkit.health().await).unwrap();
+    let stats = &health["stats"];
+    assert_eq!(
+        stats["lock"],
+        serde_json::json!({"acquired": 1, "busy": 1, "released": 1}),
+        "{health}"
+    );
+    assert_eq!(stats["session"]["created"], 1);
+    assert_eq!(stats["session"]["read"], 1);
+    assert_eq!(stats["session"]["missed"], 1);
+    assert_eq!(stats["session"]["deleted"], 1);
+}

@@ -129,6 +129,20 @@ struct Inner {
     /// Highest fence seen per recently used name, so host-local fences start above it
     /// (bounded: apps may lock many unique names).
     fences: moka::sync::Cache<String, u64>,
+    activity: crate::stats::Activity<3>,
+}
+
+/// What `health()` counts for locks, in this order.
+const LOCK_ACTIVITY: [&str; 3] = ["acquired", "busy", "released"];
+
+impl crate::core::route::StatsProvider for Inner {
+    fn capability(&self) -> &'static str {
+        "lock"
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        self.activity.snapshot()
+    }
 }
 
 struct FenceRecovery {
@@ -197,13 +211,15 @@ impl Locks {
             route.register_recovery(Arc::new(FenceRecovery { redis: r.clone() }));
         }
         let as_dyn = || redis.clone().map(|r| r as Arc<dyn LockBackend>);
-        Locks {
-            inner: Arc::new(Inner {
-                closed: route.routed("lock", FallbackPolicy::FailClosed, as_dyn(), local.clone()),
-                local: route.routed("lock_local", FallbackPolicy::Serve, as_dyn(), local),
-                fences: moka::sync::Cache::new(FENCE_MEMORY),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            closed: route.routed("lock", FallbackPolicy::FailClosed, as_dyn(), local.clone()),
+            local: route.routed("lock_local", FallbackPolicy::Serve, as_dyn(), local),
+            fences: moka::sync::Cache::new(FENCE_MEMORY),
+            activity: crate::stats::Activity::new(LOCK_ACTIVITY),
+        });
+        let provider: std::sync::Weak<dyn crate::core::route::StatsProvider> = Arc::downgrade(&inner) as _;
+        route.register_stats(provider);
+        Locks { inner }
     }
 
     /// Takes lock `name`, waiting up to `opts.wait`; [`Error::Conflict`] if it stays held.
@@ -245,7 +261,11 @@ impl Locks {
     pub async fn release(&self, name: &str, token: &str, opts: &LockOptions) -> Result<bool> {
         check_name(name)?;
         check_token(token)?;
-        self.routed(opts).call(|b| b.release(name, token)).await
+        let released = self.routed(opts).call(|b| b.release(name, token)).await?;
+        if released {
+            self.inner.activity.add(2);
+        }
+        Ok(released)
     }
 
     fn routed(&self, opts: &LockOptions) -> &Routed<dyn LockBackend> {
@@ -257,6 +277,12 @@ impl Locks {
     }
 
     async fn take(&self, name: &str, permits: u32, opts: &LockOptions) -> Result<Option<LockGuard>> {
+        let taken = self.take_once(name, permits, opts).await?;
+        self.inner.activity.add(if taken.is_some() { 0 } else { 1 });
+        Ok(taken)
+    }
+
+    async fn take_once(&self, name: &str, permits: u32, opts: &LockOptions) -> Result<Option<LockGuard>> {
         opts.validate()?;
         check_name(name)?;
         if !(1..=10_000).contains(&permits) {

@@ -101,6 +101,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// listener and the sweeper.
 pub(crate) struct SessionsHub {
     routed: Routed<dyn SessionBackend>,
+    activity: crate::stats::Activity<7>,
     listener: Option<Arc<mirror::MirrorListener>>,
     sweeper: JoinHandle<()>,
 }
@@ -149,11 +150,35 @@ impl SessionsHub {
             }) as Arc<dyn SessionBackend>);
         }
         let sweeper = route.spawn(sweep(Arc::downgrade(&local)));
-        Arc::new(SessionsHub {
+        let hub = Arc::new(SessionsHub {
             routed: route.routed("session", FallbackPolicy::Serve, mirrored, local),
+            activity: crate::stats::Activity::new(SESSION_ACTIVITY),
             listener,
             sweeper,
-        })
+        });
+        let provider: std::sync::Weak<dyn crate::core::route::StatsProvider> = Arc::downgrade(&hub) as _;
+        route.register_stats(provider);
+        hub
+    }
+}
+
+/// What `health()` counts for sessions, in this order.
+const SESSION_ACTIVITY: [&str; 7] = ["created", "read", "missed", "updated", "deleted", "rotated", "revoked"];
+const CREATED: usize = 0;
+const READ: usize = 1;
+const MISSED: usize = 2;
+const UPDATED: usize = 3;
+const DELETED: usize = 4;
+const ROTATED: usize = 5;
+const REVOKED: usize = 6;
+
+impl crate::core::route::StatsProvider for SessionsHub {
+    fn capability(&self) -> &'static str {
+        "session"
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        self.activity.snapshot()
     }
 }
 
@@ -292,17 +317,26 @@ impl Sessions {
         };
         // Written as a fallback write (held back at recovery's tail like any), but with
         // nothing to journal: a new session reaches Redis through recovery's catch-up.
-        self.routed()
+        let created = self
+            .routed()
             .write(Vec::new, |b| b.create(&session))
             .await?
-            .ok_or_else(|| Error::Conflict("session id collision; retry".into()))
+            .ok_or_else(|| Error::Conflict("session id collision; retry".into()))?;
+        self.count(CREATED);
+        Ok(created)
+    }
+
+    fn count(&self, what: usize) {
+        self.inner.hub.activity.add(what);
     }
 
     /// The live session `id` (touching its idle timer unless `touch_on_get` is off).
     pub async fn get(&self, id: &str) -> Result<Option<Session>> {
         check_id(id)?;
         let touch = self.inner.opts.touch_on_get;
-        self.routed().read(|b| b.get(id, touch)).await
+        let found = self.routed().read(|b| b.get(id, touch)).await?;
+        self.count(if found.is_some() { READ } else { MISSED });
+        Ok(found)
     }
 
     /// Resets the idle timer; [`Error::NotFound`] if the session is gone.
@@ -339,7 +373,10 @@ impl Sessions {
             .encode()
         };
         match self.routed().write(op, |b| b.update(id, &patch, max)).await? {
-            Updated::Done(s) => Ok(s),
+            Updated::Done(s) => {
+                self.count(UPDATED);
+                Ok(s)
+            }
             Updated::Missing => Err(Error::NotFound(format!("session {id}"))),
             Updated::TooLarge(size) => Err(Error::TooLarge {
                 field: "session".into(),
@@ -355,7 +392,11 @@ impl Sessions {
     pub async fn delete(&self, id: &str) -> Result<bool> {
         check_id(id)?;
         let op = || delete_op(id);
-        Ok(self.routed().write(op, |b| b.delete(id)).await?.is_some())
+        let live = self.routed().write(op, |b| b.delete(id)).await?.is_some();
+        if live {
+            self.count(DELETED);
+        }
+        Ok(live)
     }
 
     /// Moves the session to a new id (same data, user and deadlines); the old id is dead.
@@ -372,10 +413,13 @@ impl Sessions {
             }
             .encode()
         };
-        self.routed()
+        let moved = self
+            .routed()
             .write(op, |b| b.rotate(id, &fresh_id))
             .await?
-            .ok_or_else(|| Error::NotFound(format!("session {id}")))
+            .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
+        self.count(ROTATED);
+        Ok(moved)
     }
 
     /// The live sessions of `user`.
@@ -389,7 +433,9 @@ impl Sessions {
     pub async fn revoke_all(&self, user: &str) -> Result<u64> {
         check_user(user)?;
         let op = || Op::RevokeAll { user: user.to_string() }.encode();
-        Ok(self.routed().write(op, |b| b.revoke_all(user)).await?.count)
+        let revoked = self.routed().write(op, |b| b.revoke_all(user)).await?.count;
+        self.inner.hub.activity.counts_add(REVOKED, revoked);
+        Ok(revoked)
     }
 }
 
