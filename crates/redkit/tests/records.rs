@@ -358,7 +358,7 @@ async fn suite(redkit: &Redkit) {
         .await
         .unwrap();
     assert_eq!(hours.iter().map(|b| b.value).sum::<i64>(), 6);
-    assert_eq!(counters.label_sets("hits").await.unwrap(), [route.clone()]);
+    assert_eq!(counters.label_sets("hits").await.unwrap(), std::slice::from_ref(&route));
     for i in 0..100 {
         let l: Labels = [("n".to_string(), i.to_string())].into();
         let r = counters.incr("capped", 1, &l, None).await;
