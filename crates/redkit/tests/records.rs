@@ -63,7 +63,7 @@ fn ids(records: &[Record]) -> Vec<String> {
 async fn setup(r: &Records) {
     let info = r.define("patterns", patterns_spec()).await.unwrap();
     assert!(
-        info.spec.indexes.iter().all(|i| i.state == IndexState::Ready),
+        info.indexes.iter().all(|i| i.state == IndexState::Ready),
         "an empty collection's indexes are ready at once"
     );
     r.define(
@@ -551,7 +551,6 @@ async fn an_index_added_to_a_collection_with_records_is_built_then_answers() {
                 .await
                 .unwrap()
                 .unwrap()
-                .spec
                 .indexes
                 .iter()
                 .all(|i| i.state == IndexState::Ready)

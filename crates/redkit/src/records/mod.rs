@@ -122,11 +122,39 @@ impl RecordsOptions {
 pub struct CollectionInfo {
     /// Its name.
     pub name: String,
-    /// Its definition (indexes with their state).
-    #[serde(flatten)]
-    pub spec: CollectionSpec,
+    /// Declared indexes, with their state.
+    pub indexes: Vec<IndexSpec>,
+    /// Time to live of a record in seconds (0: none).
+    pub ttl_s: u64,
+    /// Largest document, bytes of JSON.
+    pub max_bytes: usize,
+    /// Redaction rules.
+    pub redact: Vec<RedactRule>,
     /// Live records.
     pub count: u64,
+}
+
+impl CollectionInfo {
+    fn new(name: &str, spec: CollectionSpec, count: u64) -> Self {
+        CollectionInfo {
+            name: name.to_string(),
+            indexes: spec.indexes,
+            ttl_s: spec.ttl_s,
+            max_bytes: spec.max_bytes,
+            redact: spec.redact,
+            count,
+        }
+    }
+
+    /// The definition alone.
+    pub fn spec(&self) -> CollectionSpec {
+        CollectionSpec {
+            indexes: self.indexes.clone(),
+            ttl_s: self.ttl_s,
+            max_bytes: self.max_bytes,
+            redact: self.redact.clone(),
+        }
+    }
 }
 
 /// What a write answers.
@@ -562,11 +590,7 @@ impl Records {
                 && cur.spec == spec
             {
                 // Nothing changes: writers keep their definition.
-                return Ok(CollectionInfo {
-                    name: name.to_string(),
-                    spec,
-                    count,
-                });
+                return Ok(CollectionInfo::new(name, spec, count));
             }
             let schema = Schema {
                 name: name.to_string(),
@@ -577,11 +601,7 @@ impl Records {
             if self.hub.routed.call(|b| b.define(&schema, expected, &dropped)).await? {
                 self.hub.forget(name);
                 let schema = self.hub.schema(name).await?;
-                return Ok(CollectionInfo {
-                    name: name.to_string(),
-                    spec: schema.spec.clone(),
-                    count,
-                });
+                return Ok(CollectionInfo::new(name, schema.spec.clone(), count));
             }
         }
         Err(Error::Conflict(format!(
@@ -596,11 +616,7 @@ impl Records {
             return Ok(None);
         };
         let count = self.hub.routed.read(|b| b.count(&schema)).await?;
-        Ok(Some(CollectionInfo {
-            name: name.to_string(),
-            spec: schema.spec.clone(),
-            count,
-        }))
+        Ok(Some(CollectionInfo::new(name, schema.spec.clone(), count)))
     }
 
     /// Every defined collection.
@@ -609,11 +625,7 @@ impl Records {
         let mut out = Vec::with_capacity(schemas.len());
         for s in schemas {
             let count = self.hub.routed.read(|b| b.count(&s)).await?;
-            out.push(CollectionInfo {
-                name: s.name.clone(),
-                spec: s.spec,
-                count,
-            });
+            out.push(CollectionInfo::new(&s.name, s.spec, count));
         }
         Ok(out)
     }
