@@ -15,7 +15,7 @@
 //! comparison nor which key matched leaks through timing. No key → 401; a known key
 //! without the scope → 403.
 //!
-//! **Without keys** the server listens on loopback only, and [`keyless_guard`] closes the
+//! **Without keys** the server listens on loopback only, and [`keyless_refusal`] closes the
 //! two ways a web page in the user's browser could still reach it: DNS rebinding (a name
 //! the attacker controls, re-pointed at 127.0.0.1 — refused unless the `Host` is a loopback
 //! name) and cross-site requests (a form or `fetch` from another origin — state changes
@@ -376,31 +376,35 @@ fn is_loopback_host(host: &str) -> bool {
     port_ok && name_ok
 }
 
-/// Middleware, installed only when no keys are configured (see the module doc): a request
-/// whose `Host` is not a loopback name is answered 421, and a state-changing request
-/// (anything but GET, HEAD, OPTIONS) whose `Origin` is present and not this server's own
-/// (`http://` or `https://` and the `Host` it was sent to) 403.
-pub async fn keyless_guard(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+/// The keyless guard, applied by [`crate::front`] only when no keys are configured (see
+/// the module doc): a request whose `Host` is not a loopback name is answered 421, and a
+/// state-changing request (anything but GET, HEAD, OPTIONS) whose `Origin` is present and
+/// not this server's own (`http://` or `https://` and the `Host` it was sent to) 403.
+/// `None`: the request may go on.
+pub fn keyless_refusal(req: &axum::extract::Request) -> Option<axum::response::Response> {
     use axum::http::header::{HOST, ORIGIN};
     use axum::response::IntoResponse;
-    let host = match req.headers().get(HOST) {
-        Some(h) => Some(h.to_str().unwrap_or("(not text)").to_string()),
-        None => req.uri().authority().map(|a| a.to_string()),
+    // Borrowed from the request (no copy per request) unless it comes from the URI.
+    let host: Option<std::borrow::Cow<str>> = match req.headers().get(HOST) {
+        Some(h) => Some(h.to_str().unwrap_or("(not text)").into()),
+        None => req.uri().authority().map(|a| a.to_string().into()),
     };
     if let Some(host) = &host
         && !is_loopback_host(host)
     {
         let shown: String = host.chars().take(100).collect();
-        return ApiError::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "misdirected_request",
-            format!(
-                "Host {shown:?} is not served: without API keys this server answers only loopback host names \
+        return Some(
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                format!(
+                    "Host {shown:?} is not served: without API keys this server answers only loopback host names \
                  (localhost, 127.0.0.1, [::1]), so that a web page cannot reach it through a name it controls; \
                  configure API keys to serve other names"
-            ),
-        )
-        .into_response();
+                ),
+            )
+            .into_response(),
+        );
     }
     // A WebSocket upgrade is a GET, but no browser rule keeps a page of another origin
     // from reading what it answers: checked like a state change.
@@ -417,19 +421,21 @@ pub async fn keyless_guard(req: axum::extract::Request, next: axum::middleware::
         };
         if !own("http") && !own("https") {
             let shown: String = String::from_utf8_lossy(origin.as_bytes()).chars().take(100).collect();
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "{} from origin {shown:?} refused: without API keys this server takes state changes only \
+            return Some(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "{} from origin {shown:?} refused: without API keys this server takes state changes only \
                      from its own origin or from clients that send no Origin (not a browser page)",
-                    req.method()
-                ),
-            )
-            .into_response();
+                        req.method()
+                    ),
+                )
+                .into_response(),
+            );
         }
     }
-    next.run(req).await
+    None
 }
 
 #[cfg(test)]

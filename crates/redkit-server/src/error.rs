@@ -2,7 +2,7 @@
 //! and request bodies, queries and paths that cannot be read say which field and why.
 //!
 //! Whoever answers an error — a handler, the router (404, 405), a layer — the body is the
-//! envelope: [`finish`] rewrites any error response that is not JSON yet (hyper's own
+//! envelope: [`envelope`] rewrites any error response that is not JSON yet (hyper's own
 //! rejections are rewritten in [`crate::conn`]). A 5xx body never carries internals (script
 //! SHAs, file paths, Redis's words): those are logged with the request id, and the body
 //! gives the request id to quote.
@@ -11,8 +11,7 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use redkit::ErrorKind;
 
@@ -92,7 +91,7 @@ impl ApiError {
 }
 
 tokio::task_local! {
-    /// The request id of the request being served (set by [`finish`]).
+    /// The request id of the request being served (set by [`with_request_id`]).
     static REQUEST_ID: HeaderValue;
 }
 
@@ -174,19 +173,18 @@ fn log_failure(status: StatusCode, logged: bool, request_id: &HeaderValue) {
     }
 }
 
-/// Middleware (outside the router): makes the request id available to [`request_id`],
-/// and gives every error response that is not JSON yet (the router's 404 and 405, a
-/// layer's refusal) the envelope, keeping its status and headers (`Allow` on a 405).
-pub async fn finish(req: Request, next: Next) -> Response {
-    let head = req.method() == Method::HEAD;
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from_static("unknown"));
-    let response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+/// Runs `served` (the rest of the application) with `id` known to [`request_id`].
+pub async fn with_request_id<F: std::future::Future<Output = Response>>(id: HeaderValue, served: F) -> Response {
+    REQUEST_ID.scope(id, served).await
+}
+
+/// A response as it leaves (called by [`crate::front`]): a 5xx is logged as
+/// [`log_failure`] says, and an error response that is not JSON yet (the router's 404 and
+/// 405, a layer's refusal) gets the envelope, keeping its status and headers (`Allow` on
+/// a 405). `head`: the request was a HEAD, whose answer has no body.
+pub fn envelope(response: Response, head: bool, id: &HeaderValue) -> Response {
     let status = response.status();
-    log_failure(status, response.extensions().get::<Logged>().is_some(), &id);
+    log_failure(status, response.extensions().get::<Logged>().is_some(), id);
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)

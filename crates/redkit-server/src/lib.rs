@@ -3,14 +3,15 @@
 //! The server is a thin translation of the library: each route calls one library method
 //! and maps its [`redkit::Error`] kind to a status (400, 404, 409, 413, 429, 503). What it
 //! adds is HTTP's own business: API keys and scopes ([`auth`]), body limits and JSON
-//! errors ([`error`]), Prometheus metrics ([`metrics`]), request ids and access logs, the
-//! OpenAPI document, and a graceful shutdown. The routes are listed in the README and in
+//! errors ([`error`]), Prometheus metrics ([`metrics`]), request ids and access logs
+//! ([`front`]), the OpenAPI document, and a graceful shutdown. The routes are listed in the README and in
 //! `GET /openapi.json`.
 
 pub mod auth;
 pub mod cli;
 pub mod conn;
 pub mod error;
+pub mod front;
 pub mod metrics;
 pub mod routes;
 pub mod settings;
@@ -23,50 +24,27 @@ use std::future::Future;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use settings::ServerSettings;
 pub use state::AppState;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 /// The whole HTTP application: routes, body limit, metrics, request ids and access logs.
 pub fn app(state: AppState) -> Router {
     let limit = state.settings().max_body_bytes;
-    let keyless = auth::HasKeys::keys(&state).is_empty();
-    let mut router = routes::router(state).layer(DefaultBodyLimit::max(limit));
-    if keyless {
-        router = router.layer(axum::middleware::from_fn(auth::keyless_guard));
-    }
-    // The layers below wrap the routed application as a whole (a layer on the router itself
+    let front = front::Front {
+        access_log: state.settings().access_log,
+        keyless: auth::HasKeys::keys(&state).is_empty(),
+    };
+    let router = routes::router(state).layer(DefaultBodyLimit::max(limit));
+    // The front layer wraps the routed application as a whole (a layer on the router itself
     // wraps each route, and would see a 405 before the router adds its `Allow` header).
+    // No tracing span per request: it cost more than the lines it would decorate, and
+    // every line logged within a request names its request id instead.
     Router::new()
         .fallback_service(router)
-        .layer(axum::middleware::from_fn(error::finish))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    let id = req
-                        .headers()
-                        .get(&REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    let path = loggable_path(req.uri().path());
-                    tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id)
-                })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
-                // tower-http's default is an error line per 5xx, 503s included (a thousand a
-                // minute during an outage): `error::finish` logs failures instead.
-                .on_failure(()),
-        )
-        // Outermost: an incoming x-request-id is kept, otherwise one is made; either way it
-        // is echoed on the response.
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(front, front::front))
 }
 
 /// A request path as logged: secrets in it are replaced — the session id of

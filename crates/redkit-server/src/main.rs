@@ -15,6 +15,11 @@ use redkit::{Config, Redkit};
 use redkit_server::cli::{self, Target};
 use redkit_server::{AppState, ServerSettings};
 
+/// mimalloc rather than glibc's malloc: measured in `bench/run`'s HTTP rows (see
+/// `bench/PROFILES.md`), where allocation was about a tenth of a request's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Cache, sessions, rate limits, locks, jobs, channels and records over HTTP, on Redis with an embedded fallback.
 #[derive(Parser)]
 #[command(name = "redkit", version, about)]

@@ -1,5 +1,5 @@
 //! The server's own settings: the `[server]` table of the config file, and the
-//! environment (`REDKIT_API_KEYS`, and `REDKIT_SERVER_<KEY>` for each number below, which
+//! environment (`REDKIT_API_KEYS`, and `REDKIT_SERVER_<KEY>` for each number below and the access log, which
 //! overrides the file).
 //!
 //! ```toml
@@ -9,6 +9,7 @@
 //! header_read_timeout_s = 10    # a request's head must arrive within this, from its first byte
 //! idle_timeout_s = 60           # keep-alive connections with no request are closed after this
 //! max_connections = 10000       # beyond it new connections wait in the listen backlog
+//! access_log = "errors"         # errors (5xx, 4xx but 404/429), all, or off (crate::front)
 //!
 //! [[server.api_keys]]
 //! name = "billing"              # shown in logs and 403 messages, never the key
@@ -58,6 +59,7 @@ use redkit::records::{CollectionSpec, RedactRule};
 use serde::Deserialize;
 
 use crate::auth::ApiKey;
+use crate::front::AccessLog;
 use crate::routes::ratelimit::PolicyBody;
 
 /// What `redkit serve` needs beyond the library's [`Config`].
@@ -77,6 +79,8 @@ pub struct ServerSettings {
     /// Most connections open at once; beyond it new ones wait in the listen backlog
     /// (default 10,000, lowered to what the open-files limit allows).
     pub max_connections: usize,
+    /// Which requests get an access-log line (default: failures only; [`AccessLog`]).
+    pub access_log: AccessLog,
     /// API keys; none means no authentication and loopback only.
     pub keys: Vec<ApiKey>,
     /// Rate-limit policies defined at start.
@@ -101,6 +105,7 @@ impl Default for ServerSettings {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            access_log: AccessLog::default(),
             keys: Vec::new(),
             policies: Vec::new(),
             channels: ChannelOptions::default(),
@@ -120,6 +125,7 @@ struct ServerTable {
     header_read_timeout_s: Option<f64>,
     idle_timeout_s: Option<f64>,
     max_connections: Option<u64>,
+    access_log: Option<AccessLog>,
     #[serde(default)]
     api_keys: Vec<KeyEntry>,
     #[serde(default)]
@@ -266,6 +272,13 @@ impl ServerSettings {
             redkit::records::redact::validate(rules, settings.redact_key.is_some())
                 .map_err(|e| format!("invalid setting {SERVER_TABLE}.cache_redact.{ns}: {e}"))?;
         }
+        if let Some(text) = var("REDKIT_SERVER_ACCESS_LOG") {
+            settings.access_log = text.parse().map_err(|rule| {
+                format!(
+                    "invalid setting {SERVER_TABLE}.access_log = {text:?} (from environment variable REDKIT_SERVER_ACCESS_LOG): {rule}"
+                )
+            })?;
+        }
         for n in &NUMBERS {
             let Some(text) = var(n.env) else { continue };
             let refuse = |rule: &str| {
@@ -302,6 +315,9 @@ impl ServerSettings {
                 self.set_number(key, v)
                     .map_err(|rule| refuse(&format!("{SERVER_TABLE}.{key}"), &rule))?;
             }
+        }
+        if let Some(log) = table.access_log {
+            self.access_log = log;
         }
         for (i, entry) in table.api_keys.into_iter().enumerate() {
             let setting = format!("server.api_keys[{i}]");
@@ -441,6 +457,19 @@ mod tests {
         assert_eq!(s.idle_timeout, Duration::from_secs(5));
         assert_eq!(s.max_body_bytes, 4096);
         assert_eq!(s.header_read_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn the_access_log_is_failures_by_default_and_set_by_file_or_environment() {
+        assert_eq!(load("", &[]).unwrap().access_log, AccessLog::Errors);
+        let file = "[server]\naccess_log = \"all\"\n";
+        assert_eq!(load(file, &[]).unwrap().access_log, AccessLog::All);
+        let s = load(file, &[("REDKIT_SERVER_ACCESS_LOG", "off")]).unwrap();
+        assert_eq!(s.access_log, AccessLog::Off);
+        let e = load("", &[("REDKIT_SERVER_ACCESS_LOG", "loud")]).unwrap_err();
+        assert!(e.contains("server.access_log") && e.contains("errors, all, off"), "{e}");
+        let e = load("[server]\naccess_log = \"loud\"\n", &[]).unwrap_err();
+        assert!(e.contains("server") && e.contains("loud"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! What the server writes to its log: no session ids (issue 15 item 9), and no error line
+//! What the server writes to its log: no session ids (issue 15 item 9), no error line
 //! per request answered 503 during an outage while genuine 500s stay errors with their
-//! request id (item 21). The log of this process is captured whole; each test looks only
+//! request id (item 21), and access-log lines as `server.access_log` asks (issue 20). The log of this process is captured whole; each test looks only
 //! at lines of its own requests (by request id) or for its own secrets.
 
 mod common;
@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::{Server, eventually};
+use redkit_server::ServerSettings;
+use redkit_server::front::AccessLog;
 use redkit_testkit::RedisServer;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -48,7 +50,11 @@ fn logs() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_ids_never_reach_the_log() {
     logs();
-    let s = Server::embedded().await;
+    let settings = ServerSettings {
+        access_log: AccessLog::All,
+        ..ServerSettings::default()
+    };
+    let s = Server::start(None, settings).await;
     let created = s.post("/v1/sessions", json!({"user": "ada", "data": {"a": 1}})).await;
     let id = created.body["id"].as_str().unwrap().to_string();
     assert_eq!(s.get(&format!("/v1/sessions/{id}")).await.status, StatusCode::OK);
@@ -140,5 +146,91 @@ async fn an_outage_is_not_an_error_line_per_request_but_a_500_is() {
         log.lines()
             .any(|l| l.contains("ERROR") && l.contains("genuine-500") && l.contains("WRONGTYPE")),
         "no error line with the request id and Redis's reply:\n{log}"
+    );
+}
+
+/// The access-log lines of the requests whose ids start with `prefix`.
+fn access_lines(prefix: &str) -> Vec<String> {
+    logs()
+        .lines()
+        .filter(|l| l.contains("redkit_server::access") && l.contains(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+async fn send(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    id: &str,
+) -> StatusCode {
+    let mut req = s
+        .http
+        .request(method, format!("{}{path}", s.base))
+        .header("x-request-id", id);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap().status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_the_access_log_has_failures_not_routine_answers() {
+    logs();
+    assert_eq!(ServerSettings::default().access_log, AccessLog::Errors);
+    let s = Server::embedded().await;
+    s.put(
+        "/v1/ratelimit/policies/one",
+        json!({"algorithm": "fixed_window", "limit": 1, "period_ms": 60000}),
+    )
+    .await;
+    let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
+    let check = "/v1/ratelimit/one/check";
+    let key = || Some(json!({"key": "k"}));
+    for (method, path, body, id, status) in [
+        (get.clone(), "/ready", None, "quiet-ok", StatusCode::OK),
+        (
+            get.clone(),
+            "/v1/cache/ns/absent",
+            None,
+            "quiet-miss",
+            StatusCode::NOT_FOUND,
+        ),
+        (post.clone(), check, key(), "quiet-allowed", StatusCode::OK),
+        (
+            post.clone(),
+            check,
+            key(),
+            "quiet-refused",
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        (
+            post.clone(),
+            check,
+            Some(json!({"key": "k", "cost": "many"})),
+            "loud-invalid",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/ready",
+            None,
+            "loud-method",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ] {
+        assert_eq!(send(&s, method, path, body, id).await, status, "{id}");
+    }
+    eventually(Duration::from_secs(5), "the failures' access lines", async || {
+        access_lines("loud-").len() == 2
+    })
+    .await;
+    let quiet = access_lines("quiet-");
+    assert!(quiet.is_empty(), "routine answers logged: {quiet:?}");
+    let line = &access_lines("loud-invalid")[0];
+    assert!(
+        line.contains("status=400") && line.contains("POST") && line.contains("latency_ms"),
+        "{line}"
     );
 }

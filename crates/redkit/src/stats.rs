@@ -19,13 +19,38 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
     10_000_000,
 ];
 
-#[derive(Default)]
 struct OpSlot {
     count: AtomicU64,
     errors: AtomicU64,
     total_us: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     last_error: Mutex<Option<LastError>>,
+    /// The exported series, registered once per operation: a call records into them
+    /// without a registry lookup by labels.
+    exported: Exported,
+}
+
+struct Exported {
+    total: metrics::Counter,
+    errors: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl OpSlot {
+    fn new(store: &'static str, op: &'static str) -> Self {
+        OpSlot {
+            count: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            total_us: AtomicU64::new(0),
+            buckets: Default::default(),
+            last_error: Mutex::new(None),
+            exported: Exported {
+                total: metrics::counter!("redkit_op_total", "store" => store, "op" => op),
+                errors: metrics::counter!("redkit_op_errors_total", "store" => store, "op" => op),
+                seconds: metrics::histogram!("redkit_op_seconds", "store" => store, "op" => op),
+            },
+        }
+    }
 }
 
 /// The most recent error of an operation.
@@ -73,16 +98,22 @@ impl OpStats {
         }
     }
 
-    fn slot(&self, op: &'static str) -> Arc<OpSlot> {
-        if let Some(s) = self.slots.read().expect("stats lock").get(op) {
-            return s.clone();
-        }
-        self.slots.write().expect("stats lock").entry(op).or_default().clone()
-    }
-
     /// Records one call of `op` that took `elapsed`; `error` is its failure, if it failed.
     pub fn record(&self, op: &'static str, elapsed: Duration, error: Option<&dyn std::fmt::Display>) {
-        let slot = self.slot(op);
+        if let Some(slot) = self.slots.read().expect("stats lock").get(op) {
+            return Self::record_in(slot, elapsed, error);
+        }
+        let slot = self
+            .slots
+            .write()
+            .expect("stats lock")
+            .entry(op)
+            .or_insert_with(|| Arc::new(OpSlot::new(self.store, op)))
+            .clone();
+        Self::record_in(&slot, elapsed, error);
+    }
+
+    fn record_in(slot: &OpSlot, elapsed: Duration, error: Option<&dyn std::fmt::Display>) {
         let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
         slot.count.fetch_add(1, Ordering::Relaxed);
         slot.total_us.fetch_add(us, Ordering::Relaxed);
@@ -91,11 +122,11 @@ impl OpStats {
             .position(|b| us <= *b)
             .unwrap_or(LATENCY_BUCKETS_US.len());
         slot.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("redkit_op_total", "store" => self.store, "op" => op).increment(1);
-        metrics::histogram!("redkit_op_seconds", "store" => self.store, "op" => op).record(elapsed.as_secs_f64());
+        slot.exported.total.increment(1);
+        slot.exported.seconds.record(elapsed.as_secs_f64());
         if let Some(e) = error {
             slot.errors.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("redkit_op_errors_total", "store" => self.store, "op" => op).increment(1);
+            slot.exported.errors.increment(1);
             *slot.last_error.lock().expect("stats lock") = Some(LastError {
                 message: e.to_string(),
                 at_ms: now_ms(),

@@ -149,7 +149,7 @@ pub fn router(state: AppState) -> Router {
     api.route("/openapi.json", get(move || async move { doc }))
         .route("/metrics", get(metrics))
         .merge(dashboard::pages())
-        .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .route_layer(crate::metrics::RouteOnResponse)
         .with_state(state)
 }
 

@@ -1,0 +1,194 @@
+//! The one layer around every request: request id, the keyless guard, the JSON error
+//! envelope, request metrics and the access log, in a single middleware.
+//!
+//! They were five layers (tower-http's request-id pair and trace span, two `from_fn`
+//! middlewares) and a route layer; each cloned and boxed the service below it per request,
+//! and together they cost as much CPU as the handler (`bench/PROFILES.md`). Each concern
+//! keeps its logic in its own module ([`crate::auth::keyless_refusal`],
+//! [`crate::error::envelope`], [`crate::metrics::record`]); this module only orders them.
+//!
+//! Every request gets an id: the caller's `x-request-id` when it sends a usable one
+//! (printable, at most 128 bytes), otherwise `<process prefix>-<counter>` — a random
+//! prefix drawn once per process and a counter, unique across a deployment's servers in
+//! practice and free to make (a UUID per request cost a random draw each). The id is
+//! echoed on the response, quoted in 5xx bodies and logged with every failure.
+//!
+//! The access log (`[server] access_log`, `REDKIT_SERVER_ACCESS_LOG`) is a line per
+//! request at info with method, path (session ids redacted), status, latency and id:
+//!
+//! - `errors` (the default): requests answered 5xx or 4xx, except 404 and 429 — a cache
+//!   miss or an absent key, and a rate-limit refusal, are answers that come by the
+//!   thousand, not failures. Formatting and writing a line for every success was the
+//!   largest per-request cost the server added (bench/PROFILES.md), and what a success
+//!   would say is already counted per route and status in `/metrics` and the dashboard.
+//! - `all`: every request, as a reverse proxy's access log.
+//! - `off`: none (failures are still logged by [`crate::error`]).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::Deserialize;
+
+/// What the front layer needs to know of the server's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Front {
+    pub access_log: AccessLog,
+    /// No API keys configured: the keyless guard applies ([`crate::auth`]).
+    pub keyless: bool,
+}
+
+/// The request id header, read and echoed.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id taken from a caller; a longer one is replaced.
+const MAX_GIVEN_ID: usize = 128;
+
+/// Which requests get an access-log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// Failures: 5xx, and 4xx other than 404 and 429.
+    #[default]
+    Errors,
+    /// Every request.
+    All,
+    /// None.
+    Off,
+}
+
+impl AccessLog {
+    fn wants(self, status: StatusCode) -> bool {
+        match self {
+            AccessLog::All => true,
+            AccessLog::Off => false,
+            AccessLog::Errors => {
+                status.is_server_error()
+                    || (status.is_client_error()
+                        && status != StatusCode::NOT_FOUND
+                        && status != StatusCode::TOO_MANY_REQUESTS)
+            }
+        }
+    }
+}
+
+impl FromStr for AccessLog {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "errors" => Ok(AccessLog::Errors),
+            "all" => Ok(AccessLog::All),
+            "off" => Ok(AccessLog::Off),
+            _ => Err("one of errors, all, off"),
+        }
+    }
+}
+
+impl fmt::Display for AccessLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccessLog::Errors => "errors",
+            AccessLog::All => "all",
+            AccessLog::Off => "off",
+        })
+    }
+}
+
+/// A fresh request id: this process's prefix and the next number.
+pub fn new_request_id() -> HeaderValue {
+    static PREFIX: LazyLock<u32> = LazyLock::new(rand::random);
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::try_from(format!("{:08x}-{n:x}", *PREFIX)).expect("hex digits are a valid header value")
+}
+
+fn usable(given: &HeaderValue) -> bool {
+    !given.is_empty() && given.len() <= MAX_GIVEN_ID && given.to_str().is_ok()
+}
+
+/// Middleware (outermost): gives the request its id (echoed on the response), refuses
+/// what the keyless guard refuses, serves the rest with the id known to
+/// [`crate::error::request_id`], gives error responses the JSON envelope, counts the
+/// request in `/metrics` and the dashboard, and writes the access-log line the setting
+/// asks for.
+pub async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = match req.headers().get(&REQUEST_ID) {
+        Some(given) if usable(given) => given.clone(),
+        _ => {
+            let id = new_request_id();
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let method = req.method().clone();
+    // Kept only when a line may be written (a `Uri` clones cheaply).
+    let uri = (front.access_log != AccessLog::Off).then(|| req.uri().clone());
+    let refusal = if front.keyless {
+        crate::auth::keyless_refusal(&req)
+    } else {
+        None
+    };
+    let response = match refusal {
+        Some(refused) => refused,
+        None => crate::error::with_request_id(id.clone(), next.run(req)).await,
+    };
+    let mut response = crate::error::envelope(response, method == Method::HEAD, &id);
+    let status = response.status();
+    let elapsed = started.elapsed();
+    crate::metrics::record(&method, response.extensions().get::<MatchedPath>(), status, elapsed);
+    if let Some(uri) = uri
+        && front.access_log.wants(status)
+    {
+        let path = crate::loggable_path(uri.path());
+        let id = String::from_utf8_lossy(id.as_bytes());
+        tracing::info!(
+            target: "redkit_server::access",
+            %method,
+            %path,
+            status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1e3,
+            request_id = %id,
+            "request"
+        );
+    }
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_mode_logs_failures_not_routine_answers() {
+        let log = AccessLog::Errors;
+        for logged in [400, 401, 403, 409, 413, 500, 503] {
+            assert!(log.wants(StatusCode::from_u16(logged).unwrap()), "{logged}");
+        }
+        for quiet in [200, 201, 204, 304, 404, 429] {
+            assert!(!log.wants(StatusCode::from_u16(quiet).unwrap()), "{quiet}");
+        }
+        assert!(AccessLog::All.wants(StatusCode::OK));
+        assert!(!AccessLog::Off.wants(StatusCode::INTERNAL_SERVER_ERROR));
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_given_ones_are_checked() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert_eq!(a.as_bytes()[..9], b.as_bytes()[..9], "one prefix per process");
+        assert!(usable(&HeaderValue::from_static("trace-me-42")));
+        assert!(!usable(&HeaderValue::from_static("")));
+        assert!(!usable(&HeaderValue::from_str(&"x".repeat(MAX_GIVEN_ID + 1)).unwrap()));
+        assert_eq!("off".parse::<AccessLog>(), Ok(AccessLog::Off));
+        assert!("verbose".parse::<AccessLog>().is_err());
+    }
+}
