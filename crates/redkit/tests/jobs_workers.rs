@@ -141,6 +141,43 @@ async fn workers_on_embedded() {
     shutdown_releases_unfinished(&h.redkit).await;
 }
 
+/// Calls of `cmd` Redis has served since its statistics were reset.
+fn calls(redis: &RedisServer, cmd: &str) -> u64 {
+    let info = redis.command(&["INFO", "commandstats"]).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// A busy worker leases each next job with the ack of the one before: one script call
+/// per job at concurrency 1, where a fetch and an ack would be two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_acks_and_fetches_in_one_call_per_job() {
+    let h = common::on_redis().await;
+    let redis = h.redis.as_ref().unwrap();
+    let q = h.redkit.queue("busy", QueueOptions::default()).unwrap();
+    let jobs = 200u64;
+    let batch: Vec<_> = (0..jobs).map(|i| (json!(i), EnqueueOptions::new())).collect();
+    q.enqueue_batch(&batch).await.unwrap();
+    redis.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    let worker = Worker::new(q.clone(), |_job| async { Ok(()) }).start();
+    eventually(Duration::from_secs(10), "every job completed", async || {
+        q.stats().await.unwrap().completed_total == jobs
+    })
+    .await;
+    let stats = worker.stats();
+    assert_eq!(stats.completed.load(std::sync::atomic::Ordering::Relaxed), jobs);
+    worker.shutdown(Duration::from_secs(1)).await;
+    // The first fetch, an ack-and-fetch per job, a few idle fetches after the last, and
+    // the stats polls above (pipelines, not scripts).
+    let scripts = calls(redis, "evalsha") + calls(redis, "eval");
+    assert!(
+        (jobs..jobs + 10).contains(&scripts),
+        "{scripts} script calls for {jobs} jobs"
+    );
+}
+
 /// Completed jobs are not kept, so only the tick guard (not id dedupe) can stop a second
 /// instance from enqueueing the same tick again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -281,6 +281,24 @@ pub struct Retention {
     pub dead_age_ms: u64,
 }
 
+/// The settling half of [`JobBackend::settle_and_fetch`].
+#[derive(Debug, Clone, Copy)]
+pub struct SettleCall<'a> {
+    pub queue: &'a str,
+    pub id: &'a str,
+    pub token: &'a str,
+    pub outcome: &'a Outcome,
+    pub keep: Retention,
+}
+
+/// The fetching half of [`JobBackend::settle_and_fetch`] (same queue).
+#[derive(Debug, Clone, Copy)]
+pub struct FetchCall<'a> {
+    pub worker: &'a str,
+    pub lease_ms: u64,
+    pub max: usize,
+}
+
 /// Job queue operations. `queue` names are validated by the caller.
 #[async_trait::async_trait]
 pub trait JobBackend: Send + Sync {
@@ -293,6 +311,16 @@ pub trait JobBackend: Send + Sync {
     async fn fetch(&self, queue: &str, worker: &str, lease_ms: u64, max: usize, keep: Retention) -> Result<Fetched>;
     /// Ends the attempt holding `token`.
     async fn settle(&self, queue: &str, id: &str, token: &str, outcome: &Outcome, keep: Retention) -> Result<Settled>;
+    /// [`JobBackend::settle`], then [`JobBackend::fetch`] from the same queue: one round
+    /// trip on Redis (a worker's ack and its next job), two calls elsewhere.
+    async fn settle_and_fetch(&self, settle: SettleCall<'_>, next: FetchCall<'_>) -> Result<(Settled, Fetched)> {
+        let s = settle;
+        let settled = self.settle(s.queue, s.id, s.token, s.outcome, s.keep).await?;
+        let fetched = self
+            .fetch(s.queue, next.worker, next.lease_ms, next.max, s.keep)
+            .await?;
+        Ok((settled, fetched))
+    }
     /// Extends the lease (and records `progress` if given); false if the lease is lost.
     async fn heartbeat(
         &self,

@@ -419,6 +419,53 @@ impl Queue {
         Ok(settled)
     }
 
+    /// A worker's ack of job `id` and its next lease of up to `max` jobs, in one round
+    /// trip on Redis. A job leased from the spool (or a queue in fallback) is acked and
+    /// fetched in two calls, as [`Queue::ack`] and a fetch would be.
+    pub(crate) async fn ack_and_fetch(
+        &self,
+        id: &str,
+        token: &str,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<(Settled, backend::Fetched)> {
+        options::check_id(id)?;
+        let origin = origin(token)?;
+        if origin != Origin::Redis {
+            let settled = self.ack(id, token).await?;
+            return Ok((settled, self.fetch_with(worker, max, lease).await?));
+        }
+        let (q, keep, lease_ms) = (&self.inner.name, self.inner.opts.retention(), lease.as_millis() as u64);
+        let outcome = Outcome::Ack;
+        let op = || {
+            recovery::Change::Settle {
+                queue: q.clone(),
+                id: id.to_string(),
+                token: token.to_string(),
+                outcome: Outcome::Ack,
+                keep,
+            }
+            .encode()
+        };
+        let settle = backend::SettleCall {
+            queue: q,
+            id,
+            token,
+            outcome: &outcome,
+            keep,
+        };
+        let next = backend::FetchCall { worker, lease_ms, max };
+        let (settled, fetched) = self
+            .routed()
+            .write_at(origin, op, |b| b.settle_and_fetch(settle, next))
+            .await?;
+        self.inner.hub.emit(q, id, settled);
+        self.inner.hub.counters.settled(settled);
+        self.inner.hub.counters.fetched(fetched.jobs.len() as u64);
+        Ok((settled, fetched))
+    }
+
     /// Renews the lease of attempt `token` for another `lease`; false when it is lost (the
     /// job then belongs to someone else: stop working on it).
     pub async fn heartbeat(&self, id: &str, token: &str, lease: Duration) -> Result<bool> {

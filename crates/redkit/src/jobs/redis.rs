@@ -9,21 +9,23 @@ use std::sync::Arc;
 use redis::Value;
 
 use super::backend::{
-    Enqueued, Fetched, JobBackend, JobInfo, JobState, LeasedJob, NewJob, Outcome, QueueCounts, Retention, Settled,
+    Enqueued, FetchCall, Fetched, JobBackend, JobInfo, JobState, LeasedJob, NewJob, Outcome, QueueCounts, Retention,
+    SettleCall, Settled,
 };
 use crate::core::random::token;
 use crate::core::redis::{LuaScript, RedisCore, ToRedisArgsDyn};
 use crate::error::{Error, Result};
 
 macro_rules! job_script {
-    ($name:literal, $file:literal) => {
-        LuaScript::new($name, concat!(include_str!("prelude.lua"), include_str!($file)))
+    ($name:literal, $($file:literal),+) => {
+        LuaScript::new($name, concat!(include_str!("prelude.lua"), $(include_str!($file)),+))
     };
 }
 
 static ENQUEUE: LuaScript = job_script!("job_enqueue", "enqueue.lua");
-static FETCH: LuaScript = job_script!("job_fetch", "fetch.lua");
-static SETTLE: LuaScript = job_script!("job_settle", "settle.lua");
+static FETCH: LuaScript = job_script!("job_fetch", "lease.lua", "fetch.lua");
+static SETTLE: LuaScript = job_script!("job_settle", "settle_job.lua", "settle.lua");
+static SETTLE_FETCH: LuaScript = job_script!("job_settle_fetch", "settle_job.lua", "lease.lua", "settle_fetch.lua");
 static HEARTBEAT: LuaScript = job_script!("job_heartbeat", "heartbeat.lua");
 static DEAD: LuaScript = job_script!("job_dead", "dead.lua");
 
@@ -105,6 +107,40 @@ fn info_from(id: &str, fields: &std::collections::HashMap<String, String>) -> Op
         worker: opt("w"),
         lease_until_ms: if state == JobState::Active { num("l") } else { None },
         unique_key: opt("u"),
+    })
+}
+
+/// A lease script's reply (`lease_jobs` in lease.lua).
+fn fetched(reply: &[Value]) -> Result<Fetched> {
+    let [status, next_due, rest @ ..] = reply else {
+        return Err(unexpected("fetch"));
+    };
+    let next_due = Some(int(next_due)).filter(|&d| d >= 0).map(|d| d as u64);
+    if int(status) < 0 {
+        return Ok(Fetched {
+            paused: true,
+            next_due_ms: next_due,
+            jobs: Vec::new(),
+        });
+    }
+    let jobs = rest
+        .chunks_exact(9)
+        .map(|f| LeasedJob {
+            id: text(&f[0]),
+            token: text(&f[1]),
+            payload: text(&f[2]),
+            attempt: int(&f[3]) as u32,
+            max_attempts: int(&f[4]) as u32,
+            priority: int(&f[5]) as i32,
+            timeout_ms: int(&f[6]) as u64,
+            created_ms: int(&f[7]) as u64,
+            progress: Some(text(&f[8])).filter(|p| !p.is_empty()),
+        })
+        .collect();
+    Ok(Fetched {
+        jobs,
+        paused: false,
+        next_due_ms: next_due,
     })
 }
 
@@ -192,13 +228,18 @@ impl RedisJobs {
                 ],
             )
             .await?;
-        Ok(match reply.as_str() {
-            "completed" => Settled::Completed,
-            "retrying" => Settled::Retrying,
-            "dead" => Settled::Dead,
-            "released" => Settled::Released,
-            _ => Settled::LeaseLost,
-        })
+        Ok(settled(&reply))
+    }
+}
+
+/// A settle script's outcome (`settle_job` in settle_job.lua).
+fn settled(reply: &str) -> Settled {
+    match reply {
+        "completed" => Settled::Completed,
+        "retrying" => Settled::Retrying,
+        "dead" => Settled::Dead,
+        "released" => Settled::Released,
+        _ => Settled::LeaseLost,
     }
 }
 
@@ -259,40 +300,48 @@ impl JobBackend for RedisJobs {
                 ],
             )
             .await?;
-        let [status, next_due, rest @ ..] = reply.as_slice() else {
-            return Err(unexpected("fetch"));
-        };
-        let next_due = Some(int(next_due)).filter(|&d| d >= 0).map(|d| d as u64);
-        if int(status) < 0 {
-            return Ok(Fetched {
-                paused: true,
-                next_due_ms: next_due,
-                jobs: Vec::new(),
-            });
-        }
-        let jobs = rest
-            .chunks_exact(9)
-            .map(|f| LeasedJob {
-                id: text(&f[0]),
-                token: text(&f[1]),
-                payload: text(&f[2]),
-                attempt: int(&f[3]) as u32,
-                max_attempts: int(&f[4]) as u32,
-                priority: int(&f[5]) as i32,
-                timeout_ms: int(&f[6]) as u64,
-                created_ms: int(&f[7]) as u64,
-                progress: Some(text(&f[8])).filter(|p| !p.is_empty()),
-            })
-            .collect();
-        Ok(Fetched {
-            jobs,
-            paused: false,
-            next_due_ms: next_due,
-        })
+        fetched(&reply)
     }
 
     async fn settle(&self, queue: &str, id: &str, token: &str, outcome: &Outcome, keep: Retention) -> Result<Settled> {
         self.settle_inner(queue, id, token, outcome, keep, false).await
+    }
+
+    async fn settle_and_fetch(&self, settle: SettleCall<'_>, next: FetchCall<'_>) -> Result<(Settled, Fetched)> {
+        let keys = Keys::of(settle.queue);
+        let (verb, error) = settle_args(settle.outcome, false);
+        let jitter: f64 = rand::random();
+        let keep = settle.keep;
+        let token_prefix = format!("r-{}.", token());
+        let reply: Vec<Value> = self
+            .core
+            .script(
+                &SETTLE_FETCH,
+                &keys.refs(),
+                &[
+                    &keys.prefix,
+                    &settle.id,
+                    &settle.token,
+                    &verb,
+                    &error,
+                    &jitter,
+                    &keep.completed_count,
+                    &keep.completed_age_ms,
+                    &keep.dead_count,
+                    &keep.dead_age_ms,
+                    &keys.events,
+                    &self.instance,
+                    &next.worker,
+                    &next.lease_ms,
+                    &next.max,
+                    &token_prefix,
+                ],
+            )
+            .await?;
+        let [outcome, lease @ ..] = reply.as_slice() else {
+            return Err(unexpected("settle_and_fetch"));
+        };
+        Ok((settled(&text(outcome)), fetched(lease)?))
     }
 
     async fn heartbeat(

@@ -1,7 +1,9 @@
 //! [`Worker`]: runs a handler over a queue with a concurrency limit.
 //!
 //! One fetch loop per worker leases as many jobs as there are free slots (one round trip
-//! for the batch), and waits for work when there is none (blocked on the queue's signal on
+//! for the batch), and waits for work when there is none. A slot whose job succeeded
+//! leases its next job with the ack, in the same round trip (BullMQ's way), so a busy
+//! worker makes one call per job; the fetch loop takes over when that finds nothing (blocked on the queue's signal on
 //! Redis, so a new job is picked up at once, or until the next delayed job is due). Each
 //! job runs in its own task beside a heartbeat that renews the lease every third of it;
 //! a handler that returns an error, panics or outlives the job's timeout fails the attempt.
@@ -197,9 +199,13 @@ async fn fetch_loop(
             Ok(fetched) if !fetched.jobs.is_empty() => {
                 errors = 0;
                 for (leased, permit) in fetched.jobs.into_iter().zip(permits) {
-                    let (w, stats, abandon) = (w.clone(), stats.clone(), abandon.clone());
+                    let (w, stats, abandon, stop) = (w.clone(), stats.clone(), abandon.clone(), stop.clone());
                     tokio::spawn(async move {
-                        run_one(&w, leased, abandon, &stats).await;
+                        // A slot keeps going while each ack brings back the next job.
+                        let mut next = Some(leased);
+                        while let Some(leased) = next.take() {
+                            next = run_one(&w, leased, abandon.clone(), &stop, &stats).await;
+                        }
                         drop(permit);
                     });
                 }
@@ -226,12 +232,20 @@ async fn fetch_loop(
     }
 }
 
-async fn run_one(w: &Worker, leased: LeasedJob, mut abandon: watch::Receiver<bool>, stats: &WorkerStats) {
+/// Runs one job and settles it; after a success (and while the worker is not stopping),
+/// the ack also leases the slot's next job, which is returned.
+async fn run_one(
+    w: &Worker,
+    leased: LeasedJob,
+    mut abandon: watch::Receiver<bool>,
+    stop: &watch::Receiver<bool>,
+    stats: &WorkerStats,
+) -> Option<LeasedJob> {
     let payload = match serde_json::from_str(&leased.payload) {
         Ok(p) => p,
         Err(e) => {
             settle(w, &leased, Outcome::Fail(format!("payload is not JSON: {e}")), stats).await;
-            return;
+            return None;
         }
     };
     let job = Job {
@@ -271,7 +285,33 @@ async fn run_one(w: &Worker, leased: LeasedJob, mut abandon: watch::Receiver<boo
             }
         }
     };
+    if matches!(outcome, Outcome::Ack) && !*stop.borrow() {
+        match w
+            .queue
+            .ack_and_fetch(&leased.id, &leased.token, &w.name, 1, w.lease)
+            .await
+        {
+            Ok((settled, fetched)) => {
+                count(settled, &outcome, stats);
+                return fetched.jobs.into_iter().next();
+            }
+            // Settled below with retries (a lost ack is a duplicate run, worth trying hard).
+            Err(e) => tracing::debug!(job = %leased.id, error = %e, "ack and fetch failed; acking alone"),
+        }
+    }
     settle(w, &leased, outcome, stats).await;
+    None
+}
+
+/// Counts a settled attempt in the worker's counters.
+fn count(settled: Settled, outcome: &Outcome, stats: &WorkerStats) {
+    let counter = match (settled, outcome) {
+        (Settled::LeaseLost, _) => &stats.lease_lost,
+        (_, Outcome::Ack) => &stats.completed,
+        (_, Outcome::Fail(_)) => &stats.failed,
+        (_, Outcome::Release) => &stats.released,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Resolves once the flag is (or was already) raised.
@@ -290,11 +330,6 @@ fn panic_text(e: tokio::task::JoinError) -> String {
 /// Settles with a few retries: a lost settle is not a lost job (its lease ends and it runs
 /// again) but it is a duplicate run, so it is worth trying hard.
 async fn settle(w: &Worker, leased: &LeasedJob, outcome: Outcome, stats: &WorkerStats) {
-    let counter = match &outcome {
-        Outcome::Ack => &stats.completed,
-        Outcome::Fail(_) => &stats.failed,
-        Outcome::Release => &stats.released,
-    };
     for attempt in 0..5u32 {
         let r = match &outcome {
             Outcome::Ack => w.queue.ack(&leased.id, &leased.token).await,
@@ -302,12 +337,8 @@ async fn settle(w: &Worker, leased: &LeasedJob, outcome: Outcome, stats: &Worker
             Outcome::Release => w.queue.release(&leased.id, &leased.token).await,
         };
         match r {
-            Ok(Settled::LeaseLost) => {
-                stats.lease_lost.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Ok(_) => {
-                counter.fetch_add(1, Ordering::Relaxed);
+            Ok(settled) => {
+                count(settled, &outcome, stats);
                 return;
             }
             Err(e) => {

@@ -1,0 +1,48 @@
+-- Promotes due delayed jobs, returns expired leases to waiting (dead when out of
+-- attempts, kept per dead_count and dead_age ms), then leases up to `max` jobs to `worker`
+-- for `lease_ms`, their tokens `token_prefix` and a number. Returns {status (1, or -1
+-- paused), next delayed run-at or -1, then 9 fields per job: id, token, payload, attempt,
+-- max attempts, priority, timeout, created, progress or ''}.
+local function lease_jobs(worker, lease_ms, max, token_prefix, dead_count, dead_age)
+  if redis.call('HGET', KEYS[7], 'paused') == '1' then return {-1, -1} end
+  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', KEYS[2], id)
+    make_waiting(id, prefix .. id)
+  end
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(expired) do
+    local key = prefix .. id
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('HDEL', key, 't', 'l')
+    redis.call('HINCRBY', KEYS[7], 'expired', 1)
+    redis.call('HINCRBY', KEYS[7], 'failed', 1)
+    local v = redis.call('HMGET', key, 'a', 'ma')
+    redis.call('HSET', key, 'e', 'lease expired (worker died or stalled)')
+    if tonumber(v[1]) >= tonumber(v[2]) then
+      kill(id, key, dead_count, dead_age)
+    else
+      make_waiting(id, key)
+    end
+  end
+  local popped = redis.call('ZPOPMIN', KEYS[1], max)
+  local out = {1, -1}
+  for i = 1, #popped, 2 do
+    local id = popped[i]
+    local key = prefix .. id
+    local token = token_prefix .. ((i + 1) / 2)
+    local attempt = redis.call('HINCRBY', key, 'a', 1)
+    local until_ms = now + lease_ms
+    redis.call('HSET', key, 's', 'active', 't', token, 'w', worker, 'l', until_ms, 'r', now)
+    redis.call('ZADD', KEYS[3], until_ms, id)
+    local v = redis.call('HMGET', key, 'p', 'ma', 'pr', 'to', 'c', 'pg')
+    for _, x in ipairs({id, token, v[1], attempt, v[2], v[3], v[4], v[5], v[6] or ''}) do
+      table.insert(out, x)
+    end
+  end
+  if #popped == 0 then
+    local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    if first[2] then out[2] = tonumber(first[2]) end
+  end
+  return out
+end
