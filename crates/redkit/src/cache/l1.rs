@@ -24,7 +24,10 @@ use super::glob;
 #[derive(Clone)]
 pub(crate) struct L1Entry<T> {
     pub value: T,
-    pub fresh_until: Instant,
+    /// Set with [`L1Entry::fresh_until`] (it keeps the coarse deadline in step).
+    fresh_until: Instant,
+    /// `fresh_until` on the coarse clock ([`super::clock`]), for the hit path.
+    fresh_until_coarse: u64,
     pub stale_until: Instant,
     pub ttl: Duration,
     pub tags: Arc<[String]>,
@@ -34,8 +37,36 @@ pub(crate) struct L1Entry<T> {
 }
 
 impl<T> L1Entry<T> {
+    /// An entry fresh until `fresh_until` (`now`: the precise time of the same moment).
+    pub fn new(value: T, now: Instant, fresh_until: Instant, stale_until: Instant, ttl: Duration) -> Self {
+        L1Entry {
+            value,
+            fresh_until,
+            fresh_until_coarse: super::clock::deadline(now, fresh_until),
+            stale_until,
+            ttl,
+            tags: Arc::from(Vec::<String>::new()),
+            weight: 0,
+            throttled: false,
+        }
+    }
+
+    pub fn fresh_until(&self) -> Instant {
+        self.fresh_until
+    }
+
+    pub fn set_fresh_until(&mut self, now: Instant, until: Instant) {
+        self.fresh_until = until;
+        self.fresh_until_coarse = super::clock::deadline(now, until);
+    }
+
     pub fn is_fresh(&self, now: Instant) -> bool {
         now < self.fresh_until
+    }
+
+    /// Whether it is fresh now, on the coarse clock (never past [`L1Entry::is_fresh`]).
+    pub fn is_fresh_now(&self) -> bool {
+        super::clock::now_ns() < self.fresh_until_coarse
     }
 
     pub fn is_usable_stale(&self, now: Instant) -> bool {
@@ -255,15 +286,10 @@ mod tests {
 
     fn entry(v: u32, weight: u32) -> L1Entry<u32> {
         let now = Instant::now();
-        L1Entry {
-            value: v,
-            fresh_until: now + Duration::from_secs(60),
-            stale_until: now + Duration::from_secs(60),
-            ttl: Duration::from_secs(60),
-            tags: Arc::from(Vec::<String>::new()),
-            weight,
-            throttled: false,
-        }
+        let until = now + Duration::from_secs(60);
+        let mut e = L1Entry::new(v, now, until, until, Duration::from_secs(60));
+        e.weight = weight;
+        e
     }
 
     #[test]

@@ -172,8 +172,8 @@ impl<T: CacheValue> Cache<T> {
         self.inner.stats.stale_served.add(1);
         let now = Instant::now();
         let mut throttled = stale.clone();
-        throttled.fresh_until = now + r.throttle;
-        throttled.stale_until = stale.stale_until.max(throttled.fresh_until);
+        throttled.set_fresh_until(now, now + r.throttle);
+        throttled.stale_until = stale.stale_until.max(throttled.fresh_until());
         throttled.throttled = true;
         self.inner.l1.insert(key, throttled, self.inner.l1.epoch());
         stale.value.clone()

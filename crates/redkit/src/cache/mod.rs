@@ -50,6 +50,7 @@
 mod backend;
 mod backplane;
 mod claim;
+mod clock;
 mod crypto;
 mod embedded;
 mod entry;
@@ -270,15 +271,9 @@ impl<T: CacheValue> Cache<T> {
             ttl_ms: (ttl + r.stale_for).as_millis() as u64,
             tags: r.tags.clone(),
         };
-        let entry = L1Entry {
-            value: value.clone(),
-            fresh_until: now + ttl,
-            stale_until: now + ttl + r.stale_for,
-            ttl,
-            tags: r.tags.clone().into(),
-            weight: encoded.len().min(u32::MAX as usize) as u32,
-            throttled: false,
-        };
+        let mut entry = L1Entry::new(value.clone(), now, now + ttl, now + ttl + r.stale_for, ttl);
+        entry.tags = r.tags.clone().into();
+        entry.weight = encoded.len().min(u32::MAX as usize) as u32;
         Ok((item, entry))
     }
 
@@ -323,15 +318,9 @@ impl<T: CacheValue> Cache<T> {
                 } else {
                     now
                 };
-                let entry = L1Entry {
-                    value: u.value,
-                    fresh_until,
-                    stale_until,
-                    ttl: u.ttl,
-                    tags: u.tags.into(),
-                    weight: u.encoded_len.min(u32::MAX as usize) as u32,
-                    throttled: false,
-                };
+                let mut entry = L1Entry::new(u.value, now, fresh_until, stale_until, u.ttl);
+                entry.tags = u.tags.into();
+                entry.weight = u.encoded_len.min(u32::MAX as usize) as u32;
                 Some((entry, fresh))
             }
             Err(e) => {
@@ -372,7 +361,7 @@ impl<T: CacheValue> Cache<T> {
         self.check_key(key)?;
         let l1 = self.inner.l1.get(key);
         if let Some(e) = &l1
-            && e.is_fresh(Instant::now())
+            && e.is_fresh_now()
         {
             self.inner.stats.count_l1_hit(e);
             return Ok(Some(e.value.clone()));
@@ -483,10 +472,10 @@ impl<T: CacheValue> Cache<T> {
         self.check_key(key)?;
         let now = Instant::now();
         if let Some(e) = self.inner.l1.get(key).filter(|e| e.is_fresh(now) && !e.throttled) {
-            return Ok(Some(e.fresh_until - now));
+            return Ok(Some(e.fresh_until() - now));
         }
         Ok(match self.l2_lookup(key).await? {
-            L2Lookup::Fresh(e) => Some(e.fresh_until.saturating_duration_since(Instant::now())),
+            L2Lookup::Fresh(e) => Some(e.fresh_until().saturating_duration_since(Instant::now())),
             _ => None,
         })
     }
