@@ -29,15 +29,17 @@ for n = 4, #ARGV - 12, 13 do
     if run == 0 then run = now + tonumber(ARGV[n + 9]) end
     local created = tonumber(ARGV[n + 12])
     if created == 0 then created = now end
+    -- One HSET with the state, and the ready score from what is at hand (what
+    -- make_waiting would read back): every command a script calls costs Redis a few µs.
+    local delayed = run > now
     redis.call('HSET', key, 'p', ARGV[n + 1], 'pr', ARGV[n + 2], 'ma', ARGV[n + 3], 'bk', ARGV[n + 4],
       'bd', ARGV[n + 5], 'bm', ARGV[n + 6], 'to', ARGV[n + 7], 'u', uk, 'a', ARGV[n + 11],
-      'c', created, 'r', run, 'q', seq)
+      'c', created, 'r', run, 'q', seq, 's', delayed and 'delayed' or 'waiting')
     if uk ~= '' then redis.call('HSET', KEYS[6], uk, id) end
-    if run > now then
-      redis.call('HSET', key, 's', 'delayed')
+    if delayed then
       redis.call('ZADD', KEYS[2], run, id)
     else
-      make_waiting(id, key)
+      redis.call('ZADD', KEYS[1], ready_score(ARGV[n + 2], seq), id)
       ready = true
     end
     table.insert(out, id)

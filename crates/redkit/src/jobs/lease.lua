@@ -31,11 +31,11 @@ local function lease_jobs(worker, lease_ms, max, token_prefix, dead_count, dead_
     local id = popped[i]
     local key = prefix .. id
     local token = token_prefix .. ((i + 1) / 2)
-    local attempt = redis.call('HINCRBY', key, 'a', 1)
+    local v = redis.call('HMGET', key, 'p', 'ma', 'pr', 'to', 'c', 'pg', 'a')
+    local attempt = (tonumber(v[7]) or 0) + 1
     local until_ms = now + lease_ms
-    redis.call('HSET', key, 's', 'active', 't', token, 'w', worker, 'l', until_ms, 'r', now)
+    redis.call('HSET', key, 'a', attempt, 's', 'active', 't', token, 'w', worker, 'l', until_ms, 'r', now)
     redis.call('ZADD', KEYS[3], until_ms, id)
-    local v = redis.call('HMGET', key, 'p', 'ma', 'pr', 'to', 'c', 'pg')
     for _, x in ipairs({id, token, v[1], attempt, v[2], v[3], v[4], v[5], v[6] or ''}) do
       table.insert(out, x)
     end

@@ -24,8 +24,9 @@ local function signal()
   redis.call('LTRIM', KEYS[8], 0, 15)
 end
 
-local function forget_unique(id, key)
-  local u = redis.call('HGET', key, 'u')
+-- `u`: the job's unique key when the caller has read it already (false: not stored).
+local function forget_unique(id, key, u)
+  if u == nil then u = redis.call('HGET', key, 'u') end
   if u and u ~= '' and redis.call('HGET', KEYS[6], u) == id then
     redis.call('HDEL', KEYS[6], u)
   end

@@ -7,19 +7,23 @@
 local function settle_job(id, token, outcome, err, jitter, keep_completed, keep_completed_age,
                           dead_count, dead_age, channel, instance)
   local key = prefix .. id
-  local v = redis.call('HMGET', key, 's', 't', 'a', 'ma', 'bk', 'bd', 'bm')
+  local v = redis.call('HMGET', key, 's', 't', 'a', 'ma', 'bk', 'bd', 'bm', 'u')
   if not v[1] then return 'lost' end
   if outcome == 'ack!' then
     if v[1] == 'completed' or v[1] == 'dead' then return 'lost' end
   elseif v[1] ~= 'active' or v[2] ~= token then
     return 'lost'
   end
-  for i = 1, 3 do redis.call('ZREM', KEYS[i], id) end
+  if v[1] == 'active' then
+    redis.call('ZREM', KEYS[3], id)
+  else
+    for i = 1, 3 do redis.call('ZREM', KEYS[i], id) end
+  end
   redis.call('HDEL', key, 't', 'l')
   local attempt = tonumber(v[3])
   if outcome == 'ack' or outcome == 'ack!' then
     redis.call('HINCRBY', KEYS[7], 'done', 1)
-    forget_unique(id, key)
+    forget_unique(id, key, v[8])
     redis.call('PUBLISH', channel, 'completed ' .. attempt .. ' ' .. instance .. ' ' .. id)
     if keep_completed == 0 then
       redis.call('DEL', key)
