@@ -374,6 +374,36 @@ async fn suite(redkit: &Redkit) {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("to_ms"), "too many buckets: {e}");
+
+    // Increments are bounded, and one that would pass 64 bits counts nothing anywhere
+    // (found by the API fuzzer: a 500 from a sum past i64 on the embedded store).
+    let max = redkit::records::counters::MAX_BY;
+    let e = counters.incr("big", max + 1, &route, None).await.unwrap_err();
+    assert_eq!(e.kind(), redkit::ErrorKind::InvalidInput, "{e}");
+    assert!(
+        e.to_string().contains("by") && e.to_string().contains("9007199254740991"),
+        "{e}"
+    );
+    let mut last = None;
+    let mut refused = None;
+    // 1,024 increments of 2^53 - 1 stay below 2^63; the 1,025th would not.
+    for _ in 0..1_100 {
+        match counters.incr("big", max, &route, None).await {
+            Ok(c) => last = c.day,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("an increment past 64 bits is refused");
+    assert_eq!(refused.kind(), redkit::ErrorKind::InvalidInput, "{refused}");
+    assert_eq!(last, Some(1_024 * max));
+    assert!(refused.to_string().contains("64-bit"), "{refused}");
+    let after = counters.incr("big", 0, &route, None).await.unwrap();
+    assert_eq!(after.day, last, "the refused increment counted nothing");
+    let total = counters.incr("big", 0, &Labels::new(), None).await.unwrap();
+    assert_eq!(total.day, last, "nor in the total");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -452,7 +452,9 @@ struct CounterName {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CounterIncr {
-    /// How much to add (default 1; may be negative).
+    /// How much to add (default 1; may be negative; at most 2^53 - 1 in absolute value). An
+    /// increment that would take a bucket past the 64-bit range is refused (400) and counts
+    /// nothing.
     pub by: Option<i64>,
     /// A label set (at most 8 labels; a counter keeps at most 100 label sets).
     #[schema(value_type = Option<Object>)]

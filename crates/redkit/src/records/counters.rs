@@ -139,7 +139,9 @@ static INCR: LuaScript = LuaScript::new(
 -- ARGV[1]: key prefix, ARGV[2]: label set id ('' none), ARGV[3]: its JSON, ARGV[4]: by,
 -- ARGV[5]: most label sets, ARGV[6]: when replaying, the increment's unique id ('' otherwise),
 -- ARGV[7]: label sets' TTL ms, then per granularity: tag, bucket start, expiry
--- (ms; '0': older than kept). Returns {'full'}, {'dup'} or {'ok', minute, hour, day} ('' skipped).
+-- (ms; '0': older than kept). Returns {'full'}, {'dup'}, {'overflow'} (a bucket would pass
+-- Redis's 64-bit range: every increment this call made is undone) or {'ok', minute, hour,
+-- day} ('' skipped).
 if ARGV[6] ~= '' then
   -- Replays are at least once: an increment replayed before is not counted twice.
   if redis.call('ZSCORE', KEYS[2], ARGV[6]) then return {'dup'} end
@@ -159,20 +161,28 @@ if id ~= '' and redis.call('HEXISTS', KEYS[1], id) == 0 then
   end
 end
 if id ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
-local out = {'ok'}
+local out, done = {'ok'}, {}
+-- Adds `by` to bucket `k`; false (after undoing this call's other increments) on overflow.
+local function add(k, expires)
+  local v = redis.pcall('INCRBY', k, ARGV[4])
+  if type(v) == 'table' and v.err then
+    for _, d in ipairs(done) do redis.call('DECRBY', d, ARGV[4]) end
+    return false
+  end
+  done[#done + 1] = k
+  redis.call('PEXPIREAT', k, expires)
+  return v
+end
 for i = 8, #ARGV, 3 do
   local tag, start, expires = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if expires == '0' then
     out[#out + 1] = ''
   else
-    local total = ARGV[1] .. ':' .. tag .. '::' .. start
-    local v = redis.call('INCRBY', total, ARGV[4])
-    redis.call('PEXPIREAT', total, expires)
-    if id ~= '' then
-      local k = ARGV[1] .. ':' .. tag .. ':' .. id .. ':' .. start
-      v = redis.call('INCRBY', k, ARGV[4])
-      redis.call('PEXPIREAT', k, expires)
+    local v = add(ARGV[1] .. ':' .. tag .. '::' .. start, expires)
+    if v and id ~= '' then
+      v = add(ARGV[1] .. ':' .. tag .. ':' .. id .. ':' .. start, expires)
     end
+    if not v then return {'overflow'} end
     out[#out + 1] = v
   end
 end
@@ -181,6 +191,17 @@ return out",
 
 fn prefix(name: &str) -> String {
     format!("rk:{{ct:{name}}}")
+}
+
+/// Largest increment in absolute value: the largest integer every JSON client reads exactly.
+pub const MAX_BY: i64 = (1 << 53) - 1;
+
+/// A bucket would pass the 64-bit range.
+fn overflow() -> Error {
+    Error::invalid(
+        "by",
+        "the counter would pass the 64-bit range (±9223372036854775807); nothing was counted",
+    )
 }
 
 /// Counters on Redis: a string per bucket (expiring with its retention), under one hash
@@ -235,6 +256,7 @@ impl CounterBackend for RedisCounters {
         match reply.first() {
             Some(redis::Value::BulkString(s)) if s == b"full" => Ok(None),
             Some(redis::Value::BulkString(s)) if s == b"dup" => Ok(Some([None; 3])),
+            Some(redis::Value::BulkString(s)) if s == b"overflow" => Err(overflow()),
             _ if reply.len() == 4 => Ok(Some([value(&reply[1]), value(&reply[2]), value(&reply[3])])),
             _ => Err(Error::Codec(format!("unexpected reply from counter_incr: {reply:?}"))),
         }
@@ -323,7 +345,15 @@ impl CounterBackend for EmbeddedCounters {
                                  ON CONFLICT (name, labels, gran, start) DO UPDATE SET value = value + excluded.value
                                  RETURNING value",
                             )?
-                            .query_row(params![name, l, g.tag(), start as i64, by, generation], |r| r.get(0))?;
+                            .query_row(params![name, l, g.tag(), start as i64, by, generation], |r| {
+                                // SQLite turns an integer sum past 64 bits into a real: refused,
+                                // and the transaction (every bucket of this call) rolls back.
+                                Ok(match r.get::<_, rusqlite::types::Value>(0)? {
+                                    rusqlite::types::Value::Integer(v) => Some(v),
+                                    _ => None,
+                                })
+                            })?
+                            .ok_or_else(overflow)?;
                         out[i] = Some(v);
                         tx.prepare_cached("DELETE FROM record_counters WHERE name = ?1 AND labels = ?2 AND gran = ?3 AND start < ?4")?
                             .execute(params![name, l, g.tag(), oldest])?;
@@ -472,6 +502,12 @@ impl Counters {
     /// total and for `labels` when given.
     pub async fn incr(&self, name: &str, by: i64, labels: &Labels, at: Option<u64>) -> Result<Counted> {
         check_name("name", name)?;
+        if by.unsigned_abs() > MAX_BY as u64 {
+            return Err(Error::invalid(
+                "by",
+                format!("at most {MAX_BY} (2^53 - 1) in absolute value, the largest integer JSON clients read exactly"),
+            ));
+        }
         let labels = canonical(labels)?;
         let now = now_ms();
         let at = at.unwrap_or(now);
