@@ -205,30 +205,38 @@ impl RedisJobs {
         forced_ack: bool,
     ) -> Result<Settled> {
         let keys = Keys::of(queue);
+        let argv = self.settle_argv(&keys, id, token, outcome, keep, forced_ack);
+        let argv: Vec<&dyn ToRedisArgsDyn> = argv.iter().map(|a| a as _).collect();
+        let reply: String = self.core.script(&SETTLE, &keys.refs(), &argv).await?;
+        Ok(settled(&reply))
+    }
+
+    /// ARGV of `settle_job` (settle_job.lua), as settle.lua and settle_fetch.lua take it.
+    fn settle_argv(
+        &self,
+        keys: &Keys,
+        id: &str,
+        token: &str,
+        outcome: &Outcome,
+        keep: Retention,
+        forced_ack: bool,
+    ) -> Vec<String> {
         let (verb, error) = settle_args(outcome, forced_ack);
         let jitter: f64 = rand::random();
-        let reply: String = self
-            .core
-            .script(
-                &SETTLE,
-                &keys.refs(),
-                &[
-                    &keys.prefix,
-                    &id,
-                    &token,
-                    &verb,
-                    &error,
-                    &jitter,
-                    &keep.completed_count,
-                    &keep.completed_age_ms,
-                    &keep.dead_count,
-                    &keep.dead_age_ms,
-                    &keys.events,
-                    &self.instance,
-                ],
-            )
-            .await?;
-        Ok(settled(&reply))
+        vec![
+            keys.prefix.clone(),
+            id.to_string(),
+            token.to_string(),
+            verb.to_string(),
+            error.to_string(),
+            jitter.to_string(),
+            keep.completed_count.to_string(),
+            keep.completed_age_ms.to_string(),
+            keep.dead_count.to_string(),
+            keep.dead_age_ms.to_string(),
+            keys.events.clone(),
+            self.instance.clone(),
+        ]
     }
 }
 
@@ -309,35 +317,15 @@ impl JobBackend for RedisJobs {
 
     async fn settle_and_fetch(&self, settle: SettleCall<'_>, next: FetchCall<'_>) -> Result<(Settled, Fetched)> {
         let keys = Keys::of(settle.queue);
-        let (verb, error) = settle_args(settle.outcome, false);
-        let jitter: f64 = rand::random();
-        let keep = settle.keep;
-        let token_prefix = format!("r-{}.", token());
-        let reply: Vec<Value> = self
-            .core
-            .script(
-                &SETTLE_FETCH,
-                &keys.refs(),
-                &[
-                    &keys.prefix,
-                    &settle.id,
-                    &settle.token,
-                    &verb,
-                    &error,
-                    &jitter,
-                    &keep.completed_count,
-                    &keep.completed_age_ms,
-                    &keep.dead_count,
-                    &keep.dead_age_ms,
-                    &keys.events,
-                    &self.instance,
-                    &next.worker,
-                    &next.lease_ms,
-                    &next.max,
-                    &token_prefix,
-                ],
-            )
-            .await?;
+        let mut argv = self.settle_argv(&keys, settle.id, settle.token, settle.outcome, settle.keep, false);
+        argv.extend([
+            next.worker.to_string(),
+            next.lease_ms.to_string(),
+            next.max.to_string(),
+            format!("r-{}.", token()),
+        ]);
+        let argv: Vec<&dyn ToRedisArgsDyn> = argv.iter().map(|a| a as _).collect();
+        let reply: Vec<Value> = self.core.script(&SETTLE_FETCH, &keys.refs(), &argv).await?;
         let [outcome, lease @ ..] = reply.as_slice() else {
             return Err(unexpected("settle_and_fetch"));
         };
