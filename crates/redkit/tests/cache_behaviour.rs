@@ -474,12 +474,16 @@ async fn tags_hold_only_live_keys_and_values_have_a_bounded_number_of_them() {
         .redkit
         .cache::<u32>("tagged", CacheOptions::default().l1(false))
         .unwrap();
-    let short = EntryOptions::new().ttl(Duration::from_millis(300)).tags(["t"]);
+    // Long enough that a busy machine writes all 200 before the first expires (each write
+    // prunes the tag's expired members).
+    let ttl = Duration::from_secs(3);
+    let short = EntryOptions::new().ttl(ttl).tags(["t"]);
     for i in 0..200 {
         cache.set_with(&format!("k{i}"), &i, &short).await.unwrap();
     }
+    let last_written = Instant::now();
     assert_eq!(redis.command(&["ZCARD", "rk:{c:tagged}:tz:t"]).unwrap(), "200");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep_until((last_written + ttl + Duration::from_millis(100)).into()).await;
     cache
         .set_with("fresh", &1, &EntryOptions::new().tags(["t"]))
         .await

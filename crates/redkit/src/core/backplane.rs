@@ -74,6 +74,10 @@ impl Backplane {
     pub async fn join(&self, listener: Weak<dyn Listener>) {
         let Some(l) = listener.upgrade() else { return };
         let channel = l.channel();
+        // Joined under the sink lock, so exactly one of this call and the subscription
+        // loop resyncs the listener: a second resync would clear, say, an L1 filled
+        // since the first one.
+        let mut sink = self.sink.lock().await;
         let new_channel = {
             let mut listeners = self.listeners.lock().expect("backplane lock");
             listeners.retain(|l| l.strong_count() > 0);
@@ -84,7 +88,6 @@ impl Backplane {
             listeners.push(listener);
             new
         };
-        let mut sink = self.sink.lock().await;
         if let Some(sink) = sink.as_mut() {
             // Live already: this listener hears from now on.
             if !new_channel || sink.subscribe(channel).await.is_ok() {
@@ -143,7 +146,7 @@ async fn subscribe(backplane: Weak<Backplane>, core: Arc<RedisCore>) {
             }
             if ok {
                 let Some(b) = backplane.upgrade() else { return };
-                {
+                let joined_before = {
                     // Channels that joined while this subscription was being made.
                     let mut slot = b.sink.lock().await;
                     for channel in b.channels() {
@@ -152,9 +155,11 @@ async fn subscribe(backplane: Weak<Backplane>, core: Arc<RedisCore>) {
                         }
                     }
                     *slot = Some(sink);
-                }
+                    // Listeners joining from here on resync themselves in `join`.
+                    b.listeners()
+                };
                 // Whatever happened before this point may have been missed.
-                for l in b.listeners() {
+                for l in joined_before {
                     l.resync();
                 }
                 b.subscribed.store(true, Ordering::Release);
@@ -180,5 +185,72 @@ async fn subscribe(backplane: Weak<Backplane>, core: Arc<RedisCore>) {
         }
         tokio::time::sleep(super::random::jittered(delay)).await;
         delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    struct Counting {
+        channel: &'static str,
+        resyncs: AtomicU32,
+    }
+
+    impl Listener for Counting {
+        fn channel(&self) -> &'static str {
+            self.channel
+        }
+        fn deliver(&self, _: &[u8]) {}
+        fn resync(&self) {
+            self.resyncs.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listeners_joining_while_it_subscribes_are_resynced_once() {
+        let redis = redkit_testkit::RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config {
+            data_dir: dir.path().to_path_buf(),
+            redis: Some(crate::config::RedisConfig::new(redis.url())),
+            ..crate::Config::default()
+        };
+        let redkit = crate::Redkit::open(config).await.unwrap();
+        let core = redkit.route().redis().unwrap().clone();
+        let listeners: Vec<Arc<Counting>> = (0..300)
+            .map(|i| {
+                Arc::new(Counting {
+                    channel: ["bp:a", "bp:b", "bp:c"][i % 3],
+                    resyncs: AtomicU32::new(0),
+                })
+            })
+            .collect();
+        let backplane = Backplane::start(core, &tokio::runtime::Handle::current());
+        // Joins spread over the time the subscription takes to be made.
+        for l in &listeners {
+            let weak: Weak<dyn Listener> = Arc::downgrade(&(l.clone() as Arc<dyn Listener>));
+            let b = backplane.clone();
+            tokio::spawn(async move { b.join(weak).await });
+            // Blocking on purpose: spreads the joins over the few milliseconds the
+            // subscription takes, finer than a timer tick.
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !(backplane.is_subscribed() && listeners.iter().all(|l| l.resyncs.load(Ordering::SeqCst) > 0)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not every listener was resynced"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let twice = listeners
+            .iter()
+            .filter(|l| l.resyncs.load(Ordering::SeqCst) != 1)
+            .count();
+        assert_eq!(twice, 0, "listeners resynced more than once");
     }
 }
