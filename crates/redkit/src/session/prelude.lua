@@ -5,7 +5,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 -- Meta fields of a flat HGETALL list: _u user, _c created, _l last seen, _i idle ms,
--- _a absolute deadline (ms), _t stamp of the last change (µs, hybrid-logical).
+-- _a absolute deadline (ms), _t stamp of the last change (µs, hybrid-logical), _cu the
+-- creation's stamp (µs; absent on sessions written back from an outage).
 local function meta_of(all)
   local meta = {}
   for i = 1, #all, 2 do

@@ -2,7 +2,9 @@
 //!
 //! Layout (every script touches keys of one hash tag, so this runs on Redis Cluster):
 //! - `rk:s:{ID}` — one hash per session: meta fields `_u _c _l _i _a` (user, created, last
-//!   seen, idle ms, absolute deadline), `_t` (the stamp of its last change, µs), data
+//!   seen, idle ms, absolute deadline), `_t` (the stamp of its last change, µs), `_cu` (the
+//!   stamp of its creation, µs: what a revoke-all compares; sessions written back from an
+//!   outage have only `_c`, so one made within the revoke's millisecond is revoked), data
 //!   fields `d:NAME` = JSON and their stamps `t:NAME` (a removed field keeps its stamp);
 //!   it expires at min(idle, absolute), both enforced by the scripts on Redis's clock;
 //! - `rk:s:{ID}:x` — the tombstone of a deleted session, until its absolute deadline: the
@@ -187,8 +189,8 @@ impl RedisSessions {
 
     /// Files a new session under its user, then checks the user's revoke marker: a
     /// session created before a concurrent "log out everywhere" is deleted at once.
-    /// Returns whether the session survived.
-    async fn index_and_check(&self, s: &Session) -> Result<bool> {
+    /// `created_us`: the creation's stamp. Returns whether the session survived.
+    async fn index_and_check(&self, s: &Session, created_us: u64) -> Result<bool> {
         let Some(user) = &s.user else { return Ok(true) };
         let idx = index(user);
         let mut pipe = redis::pipe();
@@ -206,7 +208,7 @@ impl RedisSessions {
         pipe.get(marker(user));
         let (revoked_before,): (Option<u64>,) = self.core.pipeline("session_index", &pipe).await?;
         match revoked_before {
-            Some(stamp) if s.created_ms * 1000 < stamp => {
+            Some(stamp) if created_us < stamp => {
                 self.replay_delete(&s.id, Some(user), stamp, s.absolute_deadline_ms, None, Some(stamp))
                     .await?;
                 Ok(false)
@@ -356,7 +358,8 @@ impl RedisSessions {
                     // Also when it existed: an earlier attempt may have created it and been
                     // cut off before filing it and checking the user's revoke marker.
                     let filed = Session { id, ..s.clone() };
-                    return self.index_and_check(&filed).await.map(drop);
+                    // Only the millisecond is known of a creation in the outage.
+                    return self.index_and_check(&filed, s.created_ms * 1000).await.map(drop);
                 }
             }
         }
@@ -454,7 +457,7 @@ impl SessionBackend for RedisSessions {
             stamps: s.data.keys().map(|k| (k.clone(), stamp)).collect(),
             ..s.clone()
         };
-        self.index_and_check(&stored).await?;
+        self.index_and_check(&stored, stamp).await?;
         Ok(Some(stored))
     }
 
@@ -518,5 +521,46 @@ impl SessionBackend for RedisSessions {
 
     async fn revoke_all(&self, user: &str) -> Result<Revoked> {
         self.revoke(user, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoke_spares_a_session_created_after_it_within_the_same_millisecond() {
+        let redis = redkit_testkit::RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config {
+            data_dir: dir.path().to_path_buf(),
+            redis: Some(crate::config::RedisConfig::new(redis.url())),
+            ..crate::Config::default()
+        };
+        let redkit = crate::Redkit::open(config).await.unwrap();
+        let sessions = RedisSessions::new(redkit.route().redis().unwrap().clone(), Arc::from("test"));
+        let now = now_ms();
+        let made = |id: &str| Session {
+            id: id.to_string(),
+            user: Some("u".into()),
+            data: Map::new(),
+            created_ms: now,
+            last_seen_ms: now,
+            idle_ms: 60_000,
+            absolute_deadline_ms: now + 60_000,
+            version: 0,
+            stamps: Default::default(),
+        };
+        let before = sessions.create(&made("before")).await.unwrap().unwrap();
+        let after = sessions.create(&made("after")).await.unwrap().unwrap();
+        // A revoke stamped between the two creations (µs, usually inside one millisecond).
+        let revoked = sessions.revoke("u", Some(after.version)).await.unwrap();
+        assert!(before.version < after.version);
+        assert_eq!(revoked.count, 1);
+        assert!(sessions.get("before", false).await.unwrap().is_none(), "created before");
+        assert!(
+            sessions.get("after", false).await.unwrap().is_some(),
+            "created at the stamp"
+        );
     }
 }

@@ -14,7 +14,9 @@ local deadline = tonumber(ARGV[2])
 local live = 0
 if #all > 0 then
   local meta = meta_of(all)
-  if ARGV[7] and meta['_c'] * 1000 >= tonumber(ARGV[7]) then return 0 end
+  -- Created at or after the revoke: spared. Sessions written back from an outage have
+  -- only the millisecond; one made within the revoke's millisecond is revoked.
+  if ARGV[7] and (meta['_cu'] or meta['_c'] * 1000) >= tonumber(ARGV[7]) then return 0 end
   deadline = math.max(deadline, meta['_a'])
   if not expired(meta) then live = 1 end
   redis.call('DEL', KEYS[1])
