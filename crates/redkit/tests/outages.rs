@@ -585,6 +585,32 @@ async fn a_revoke_all_by_an_instance_that_knew_none_of_the_sessions_holds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_redis_holds_for_a_session_another_instance_made_in_its_outage() {
+    // B alone is cut off: it makes a session and rotates another; A, on Redis all along,
+    // is asked to log both out before B is back. Redis has never seen them, so A answers
+    // "not deleted" — and the logouts must still hold when B writes its outage back.
+    let redis = RedisServer::options().durable().start();
+    let cut = Partition::to(redis.port());
+    let a = instance(redis.url()).await;
+    let b = instance(cut.url()).await;
+    let before = b.sessions.create(Map::new(), Some("ida")).await.unwrap();
+    cut.cut();
+    b.wait_mode(Mode::Fallback).await;
+    let made = b.sessions.create(obj(json!({"f": 1})), Some("ida")).await.unwrap();
+    let rotated = b.sessions.rotate(&before.id).await.unwrap();
+    for s in [&made, &rotated] {
+        assert!(!a.sessions.delete(&s.id).await.unwrap(), "Redis has not seen it yet");
+    }
+    cut.heal();
+    b.recovered().await;
+    for s in [&made, &rotated] {
+        assert!(a.sessions.get(&s.id).await.unwrap().is_none(), "logged out on A");
+        assert!(b.sessions.get(&s.id).await.unwrap().is_none(), "logged out on B");
+    }
+    assert!(a.sessions.get(&before.id).await.unwrap().is_none(), "rotated away");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_of_a_session_made_elsewhere_in_the_outage_holds_whoever_recovers_first() {
     for logout_side_first in [true, false] {
         let redis = RedisServer::options().durable().start();

@@ -1,6 +1,7 @@
 //! The atomic session operations, on Redis and on SQLite.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -96,8 +97,10 @@ pub trait SessionBackend: Send + Sync {
     async fn update(&self, id: &str, patch: &Patch, max_bytes: usize) -> Result<Updated>;
     /// Deletes a session (logout) and returns it as it was, its `version` being the stamp
     /// of the deletion; in an outage the deletion is recorded even for a session this
-    /// instance does not know, so it holds once Redis is back.
-    async fn delete(&self, id: &str) -> Result<Option<Session>>;
+    /// instance does not know, so it holds once Redis is back. On Redis a session not
+    /// there (it may be in another instance's outage store, to be written back when that
+    /// instance recovers) gets a tombstone all the same, kept `absent_keep`.
+    async fn delete(&self, id: &str, absent_keep: Duration) -> Result<Option<Session>>;
     /// The live sessions of `user`.
     async fn list(&self, user: &str) -> Result<Vec<Session>>;
     /// Revokes every session of `user` created before now.

@@ -9,6 +9,7 @@
 //! too, and a fallback write records its journal operation in that same transaction.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -420,7 +421,7 @@ impl SessionBackend for EmbeddedSessions {
             .await
     }
 
-    async fn delete(&self, id: &str) -> Result<Option<Session>> {
+    async fn delete(&self, id: &str, _absent_keep: Duration) -> Result<Option<Session>> {
         let ((generation, _), id, op) = (self.state(), id.to_string(), pending());
         self.store
             .sql("session_delete", move |c| {

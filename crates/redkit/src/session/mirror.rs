@@ -11,6 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use super::backend::{Patch, Revoked, Session, SessionBackend, Updated};
 use super::embedded::EmbeddedSessions;
@@ -80,8 +81,8 @@ impl SessionBackend for Mirrored {
         Ok(updated)
     }
 
-    async fn delete(&self, id: &str) -> Result<Option<Session>> {
-        let deleted = self.redis.delete(id).await?;
+    async fn delete(&self, id: &str, absent_keep: Duration) -> Result<Option<Session>> {
+        let deleted = self.redis.delete(id, absent_keep).await?;
         self.local.forget(id, deleted.as_ref().map_or(0, |s| s.version));
         Ok(deleted)
     }

@@ -392,7 +392,10 @@ impl Sessions {
     pub async fn delete(&self, id: &str) -> Result<bool> {
         check_id(id)?;
         let op = || delete_op(id);
-        let live = self.routed().write(op, |b| b.delete(id)).await?.is_some();
+        // A session absent from Redis may be in another instance's outage store: its
+        // tombstone must outlive it, and sessions made here live at most this long.
+        let absent_keep = self.inner.opts.absolute_ttl;
+        let live = self.routed().write(op, |b| b.delete(id, absent_keep)).await?.is_some();
         if live {
             self.count(DELETED);
         }

@@ -19,6 +19,7 @@
 //! instances' mirrors drop what they hold.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
@@ -368,12 +369,19 @@ impl RedisSessions {
 
     /// Deletes live session `id` (a rotation to `moved_to` when given); returns it as it
     /// was, with the deletion's stamp as its version, and its raw fields.
-    async fn take(&self, id: &str, moved_to: Option<&str>) -> Result<Option<(Session, Vec<String>)>> {
+    /// A logout of a session absent (or expired) here leaves a tombstone kept `absent_keep`.
+    async fn take(
+        &self,
+        id: &str,
+        moved_to: Option<&str>,
+        absent_keep: Duration,
+    ) -> Result<Option<(Session, Vec<String>)>> {
         let args = [
             CHANNEL.to_string(),
             self.instance.to_string(),
             id.to_string(),
             moved_to.unwrap_or_default().to_string(),
+            absent_keep.as_millis().to_string(),
         ];
         let reply: Option<Vec<String>> = self
             .core
@@ -468,7 +476,7 @@ impl SessionBackend for RedisSessions {
         if !self.copy_to(id, fresh_id, stamp).await? {
             return Ok(None);
         }
-        let Some((old, fields)) = self.take(id, Some(fresh_id)).await? else {
+        let Some((old, fields)) = self.take(id, Some(fresh_id), Duration::ZERO).await? else {
             // Logged out meanwhile: the logout holds for the new id too.
             self.replay_delete(fresh_id, None, stamp, 0, None, None).await?;
             return Ok(None);
@@ -503,8 +511,8 @@ impl SessionBackend for RedisSessions {
         }
     }
 
-    async fn delete(&self, id: &str) -> Result<Option<Session>> {
-        Ok(self.take(id, None).await?.map(|(s, _)| s))
+    async fn delete(&self, id: &str, absent_keep: Duration) -> Result<Option<Session>> {
+        Ok(self.take(id, None, absent_keep).await?.map(|(s, _)| s))
     }
 
     async fn list(&self, user: &str) -> Result<Vec<Session>> {
