@@ -44,7 +44,8 @@ class PublishedResults(unittest.TestCase):
     def test_a_full_run_is_published_with_its_medians(self):
         done = render(self.results, rows(5), 5)
         self.assertEqual(done.returncode, 0, done.stderr)
-        text = open(self.results).read()
+        with open(self.results, encoding="utf-8") as f:
+            text = f.read()
         self.assertIn("median of 5 runs", text)
         self.assertIn("| redkit | 1,003 | 5 |", text)
 
