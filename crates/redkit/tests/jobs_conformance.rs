@@ -298,7 +298,7 @@ async fn retention(redkit: &Redkit) {
     }
     let stats = q.stats().await.unwrap();
     assert_eq!(stats.completed_total, 200);
-    // Redis trims on every completion; SQLite every 64 completions.
+    // Both stores trim every 64 completions.
     assert!(stats.completed <= 5 + 64, "completed kept: {}", stats.completed);
 }
 

@@ -17,7 +17,8 @@ pub struct QueueOptions {
     pub backoff: Backoff,
     /// Largest payload, in bytes of JSON (default 1 MiB).
     pub max_payload_bytes: usize,
-    /// Completed jobs kept for lookup (default 1000, newest).
+    /// Completed jobs kept for lookup (default 1000, newest). They are trimmed every 64
+    /// completions, so up to 64 more may be kept in between.
     pub keep_completed: u64,
     /// Completed jobs older than this are deleted (default 24 h).
     pub keep_completed_for: Duration,

@@ -20,8 +20,8 @@ local function make_waiting(id, key)
 end
 
 local function signal()
-  redis.call('LPUSH', KEYS[8], 1)
-  redis.call('LTRIM', KEYS[8], 0, 15)
+  -- Idle workers pop it, so it is rarely long: trimmed only when it is.
+  if redis.call('LPUSH', KEYS[8], 1) > 16 then redis.call('LTRIM', KEYS[8], 0, 15) end
 end
 
 -- `u`: the job's unique key when the caller has read it already (false: not stored).
@@ -32,20 +32,23 @@ local function forget_unique(id, key, u)
   end
 end
 
--- Deletes finished jobs beyond `count` or older than `age` ms (at most 200 per call).
+-- Deletes finished jobs beyond `count` or older than `age` ms (at most 200 per call), in
+-- one DEL and one ZREM.
 local function trim(set, count, age)
-  local old = redis.call('ZRANGEBYSCORE', set, '-inf', now - age, 'LIMIT', 0, 100)
-  local n = redis.call('ZCARD', set) - #old
-  local excess = {}
+  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', now - age, 'LIMIT', 0, 100)
+  local old = #ids
+  local n = redis.call('ZCARD', set) - old
   if n > count then
-    excess = redis.call('ZRANGE', set, 0, math.min(n - count, 100) - 1 + #old)
-  end
-  for _, list in ipairs({old, excess}) do
-    for _, id in ipairs(list) do
-      redis.call('DEL', prefix .. id)
-      redis.call('ZREM', set, id)
+    -- The oldest by rank after the `old` ones (the lowest scores come first either way).
+    for _, id in ipairs(redis.call('ZRANGE', set, old, old + math.min(n - count, 100) - 1)) do
+      ids[#ids + 1] = id
     end
   end
+  if #ids == 0 then return end
+  local keys = {}
+  for i, id in ipairs(ids) do keys[i] = prefix .. id end
+  redis.call('DEL', unpack(keys))
+  redis.call('ZREM', set, unpack(ids))
 end
 
 local function kill(id, key, keep_count, keep_age)
