@@ -235,8 +235,10 @@ fn import_line(line: &str, id_field: &str) -> Result<(String, Value), String> {
 /// refused (naming it); what came before stays imported, and a rerun overwrites the same
 /// ids, so fixing the line and running again is safe.
 pub async fn import(target: &Target, args: ImportArgs) -> Result<String, String> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(&args.file).map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    use tokio::io::AsyncBufReadExt;
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -251,9 +253,9 @@ pub async fn import(target: &Target, args: ImportArgs) -> Result<String, String>
             None => Ok(()),
         }
     };
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let n = n + 1;
-        let line = line.map_err(|e| format!("line {n}: {e}"))?;
+    let (mut lines, mut n) = (tokio::io::BufReader::new(file).lines(), 0);
+    while let Some(line) = lines.next_line().await.map_err(|e| format!("line {}: {e}", n + 1))? {
+        n += 1;
         if line.trim().is_empty() {
             continue;
         }
