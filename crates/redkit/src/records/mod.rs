@@ -663,29 +663,7 @@ impl Records {
         data: Map<String, Value>,
         if_version: Option<u64>,
     ) -> Result<Written> {
-        check_id(id)?;
-        for _ in 0..STALE_RETRIES {
-            let schema = self.hub.schema(collection).await?;
-            let data = self.prepare(&schema, data.clone(), false)?;
-            let stamp = stamp_for(&schema, self.route.clock().now(), None);
-            let op = || {
-                encode_op(RecordOp::Put {
-                    c: collection.into(),
-                    id: id.into(),
-                    data: data.clone(),
-                })
-            };
-            match self
-                .hub
-                .routed
-                .write(op, |b| b.put(&schema, id, &data, if_version, stamp))
-                .await?
-            {
-                Applied::StaleSchema => self.hub.forget(collection),
-                other => return written(collection, id, if_version, other, schema.spec.max_bytes),
-            }
-        }
-        Err(redefined(collection))
+        self.write_data(collection, id, data, if_version, false).await
     }
 
     /// Merges `data` into record `id` (top-level fields; `null` removes one).
@@ -696,50 +674,66 @@ impl Records {
         data: Map<String, Value>,
         if_version: Option<u64>,
     ) -> Result<Written> {
+        self.write_data(collection, id, data, if_version, true).await
+    }
+
+    /// A put, or with `patch` a patch.
+    async fn write_data(
+        &self,
+        collection: &str,
+        id: &str,
+        data: Map<String, Value>,
+        if_version: Option<u64>,
+        patch: bool,
+    ) -> Result<Written> {
         check_id(id)?;
-        for _ in 0..STALE_RETRIES {
-            let schema = self.hub.schema(collection).await?;
-            let data = self.prepare(&schema, data.clone(), true)?;
-            let stamp = stamp_for(&schema, self.route.clock().now(), None);
-            let op = || {
-                encode_op(RecordOp::Patch {
-                    c: collection.into(),
-                    id: id.into(),
-                    data: data.clone(),
-                })
-            };
-            match self
-                .hub
-                .routed
-                .write(op, |b| b.patch(&schema, id, &data, if_version, stamp))
-                .await?
-            {
-                Applied::StaleSchema => self.hub.forget(collection),
-                other => return written(collection, id, if_version, other, schema.spec.max_bytes),
-            }
-        }
-        Err(redefined(collection))
+        let data = &data;
+        let (applied, schema) = self
+            .with_current_schema(collection, move |schema| async move {
+                let data = self.prepare(&schema, data.clone(), patch)?;
+                let stamp = stamp_for(&schema, self.route.clock().now(), None);
+                let op = || {
+                    let (c, id, data) = (collection.into(), id.into(), data.clone());
+                    encode_op(if patch {
+                        RecordOp::Patch { c, id, data }
+                    } else {
+                        RecordOp::Put { c, id, data }
+                    })
+                };
+                self.hub
+                    .routed
+                    .write(op, |b| {
+                        if patch {
+                            b.patch(&schema, id, &data, if_version, stamp)
+                        } else {
+                            b.put(&schema, id, &data, if_version, stamp)
+                        }
+                    })
+                    .await
+            })
+            .await?;
+        written(collection, id, if_version, applied, schema.spec.max_bytes)
     }
 
     /// Deletes record `id`; whether it existed. Idempotent.
     pub async fn delete(&self, collection: &str, id: &str) -> Result<bool> {
         check_id(id)?;
-        for _ in 0..STALE_RETRIES {
-            let schema = self.hub.schema(collection).await?;
-            let stamp = stamp_for(&schema, self.route.clock().now(), None);
-            let op = || {
-                encode_op(RecordOp::Delete {
-                    c: collection.into(),
-                    id: id.into(),
-                })
-            };
-            match self.hub.routed.write(op, |b| b.delete(&schema, id, stamp)).await? {
-                Applied::StaleSchema => self.hub.forget(collection),
-                Applied::Done(existed) => return Ok(existed),
-                other => return Err(unexpected(other)),
-            }
+        let (applied, _) = self
+            .with_current_schema(collection, move |schema| async move {
+                let stamp = stamp_for(&schema, self.route.clock().now(), None);
+                let op = || {
+                    encode_op(RecordOp::Delete {
+                        c: collection.into(),
+                        id: id.into(),
+                    })
+                };
+                self.hub.routed.write(op, |b| b.delete(&schema, id, stamp)).await
+            })
+            .await?;
+        match applied {
+            Applied::Done(existed) => Ok(existed),
+            other => Err(unexpected(other)),
         }
-        Err(redefined(collection))
     }
 
     /// Adds `by` to integer field `field` of record `id` (a missing field counts as 0; a
@@ -747,46 +741,42 @@ impl Records {
     pub async fn incr(&self, collection: &str, id: &str, field: &str, by: i64) -> Result<Incremented> {
         check_id(id)?;
         check_field(field)?;
-        for _ in 0..STALE_RETRIES {
-            let schema = self.hub.schema(collection).await?;
-            // An increment would store the raw count in a field whose values are redacted.
-            if schema
-                .spec
-                .redact
-                .iter()
-                .any(|r| r.field == field && r.action != RedactAction::Scrub)
-            {
-                return Err(Error::invalid(
-                    "field",
-                    format!("{field} is redacted and cannot be incremented"),
-                ));
-            }
-            let stamp = stamp_for(&schema, self.route.clock().now(), None);
-            let op = || {
-                encode_op(RecordOp::Incr {
-                    c: collection.into(),
-                    id: id.into(),
-                    field: field.into(),
-                    by,
-                })
-            };
-            match self
-                .hub
-                .routed
-                .write(op, |b| b.incr(&schema, id, field, by, stamp))
-                .await?
-            {
-                Applied::StaleSchema => self.hub.forget(collection),
-                Applied::Done((value, version)) => return Ok(Incremented { value, version }),
-                Applied::NotInteger => {
-                    return Err(Error::Conflict(format!(
-                        "record {id}: field {field} does not hold an integer, or adding {by} would pass ±(2^53 - 1)"
-                    )));
+        let (applied, _) = self
+            .with_current_schema(collection, move |schema| async move {
+                // An increment would store the raw count in a field whose values are redacted.
+                if schema
+                    .spec
+                    .redact
+                    .iter()
+                    .any(|r| r.field == field && r.action != RedactAction::Scrub)
+                {
+                    return Err(Error::invalid(
+                        "field",
+                        format!("{field} is redacted and cannot be incremented"),
+                    ));
                 }
-                other => return Err(unexpected(other)),
-            }
+                let stamp = stamp_for(&schema, self.route.clock().now(), None);
+                let op = || {
+                    encode_op(RecordOp::Incr {
+                        c: collection.into(),
+                        id: id.into(),
+                        field: field.into(),
+                        by,
+                    })
+                };
+                self.hub
+                    .routed
+                    .write(op, |b| b.incr(&schema, id, field, by, stamp))
+                    .await
+            })
+            .await?;
+        match applied {
+            Applied::Done((value, version)) => Ok(Incremented { value, version }),
+            Applied::NotInteger => Err(Error::Conflict(format!(
+                "record {id}: field {field} does not hold an integer, or adding {by} would pass ±(2^53 - 1)"
+            ))),
+            other => Err(unexpected(other)),
         }
-        Err(redefined(collection))
     }
 
     /// Record `id`, if it exists and has not expired.
@@ -815,18 +805,43 @@ impl Records {
             n => n,
         };
         let after = request.cursor.as_deref().map(decode_cursor).transpose()?;
+        let (request, after) = (&request, &after);
+        let (applied, _) = self
+            .with_current_schema(collection, move |schema| async move {
+                let query = plan(&schema, request, limit, after.clone())?;
+                self.hub.routed.read(|b| b.query(&schema, &query)).await
+            })
+            .await?;
+        match applied {
+            Applied::Done((records, cursor)) => Ok(RecordPage {
+                records,
+                cursor: cursor.map(|c| encode_cursor(&c)),
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs `attempt` with the collection's current schema; when the store answers that
+    /// the collection was redefined meanwhile, reloads the schema and tries again (at most
+    /// [`STALE_RETRIES`] times). Returns the outcome and the schema that reached it.
+    ///
+    /// A closure returning a future rather than an async closure: the futures of the HTTP
+    /// handlers must be `Send`, which the compiler cannot prove through an async closure's
+    /// borrowed argument.
+    async fn with_current_schema<T, Attempt, Fut>(
+        &self,
+        collection: &str,
+        mut attempt: Attempt,
+    ) -> Result<(Applied<T>, Arc<Schema>)>
+    where
+        Attempt: FnMut(Arc<Schema>) -> Fut,
+        Fut: Future<Output = Result<Applied<T>>>,
+    {
         for _ in 0..STALE_RETRIES {
             let schema = self.hub.schema(collection).await?;
-            let query = plan(&schema, &request, limit, after.clone())?;
-            match self.hub.routed.read(|b| b.query(&schema, &query)).await? {
+            match attempt(schema.clone()).await? {
                 Applied::StaleSchema => self.hub.forget(collection),
-                Applied::Done((records, cursor)) => {
-                    return Ok(RecordPage {
-                        records,
-                        cursor: cursor.map(|c| encode_cursor(&c)),
-                    });
-                }
-                other => return Err(unexpected(other)),
+                other => return Ok((other, schema)),
             }
         }
         Err(redefined(collection))
