@@ -231,3 +231,17 @@ impl Redkit {
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// For unit tests: a redkit on a fresh real `redis-server` with its data dir (keep all
+/// three alive for the test).
+#[cfg(test)]
+pub(crate) async fn on_fresh_redis() -> (Redkit, redkit_testkit::RedisServer, tempfile::TempDir) {
+    let redis = redkit_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        redis: Some(config::RedisConfig::new(redis.url())),
+        ..Config::default()
+    };
+    (Redkit::open(config).await.unwrap(), redis, dir)
+}

@@ -211,14 +211,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn listeners_joining_while_it_subscribes_are_resynced_once() {
-        let redis = redkit_testkit::RedisServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let config = crate::Config {
-            data_dir: dir.path().to_path_buf(),
-            redis: Some(crate::config::RedisConfig::new(redis.url())),
-            ..crate::Config::default()
-        };
-        let redkit = crate::Redkit::open(config).await.unwrap();
+        let (redkit, _redis, _dir) = crate::on_fresh_redis().await;
         let core = redkit.route().redis().unwrap().clone();
         let listeners: Vec<Arc<Counting>> = (0..300)
             .map(|i| {

@@ -958,14 +958,7 @@ mod replay_tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_operation_replayed_twice_is_applied_once() {
-        let redis = redkit_testkit::RedisServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let config = crate::Config {
-            data_dir: dir.path().to_path_buf(),
-            redis: Some(crate::config::RedisConfig::new(redis.url())),
-            ..crate::Config::default()
-        };
-        let redkit = crate::Redkit::open(config).await.unwrap();
+        let (redkit, _redis, _dir) = crate::on_fresh_redis().await;
         let records = redkit.records(RecordsOptions::default()).unwrap();
         records.define("c", CollectionSpec::default()).await.unwrap();
         let core = redkit.route().redis().unwrap().clone();

@@ -538,14 +538,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_revoke_spares_a_session_created_after_it_within_the_same_millisecond() {
-        let redis = redkit_testkit::RedisServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let config = crate::Config {
-            data_dir: dir.path().to_path_buf(),
-            redis: Some(crate::config::RedisConfig::new(redis.url())),
-            ..crate::Config::default()
-        };
-        let redkit = crate::Redkit::open(config).await.unwrap();
+        let (redkit, _redis, _dir) = crate::on_fresh_redis().await;
         let sessions = RedisSessions::new(redkit.route().redis().unwrap().clone(), Arc::from("test"));
         let now = now_ms();
         let made = |id: &str| Session {
