@@ -178,6 +178,52 @@ async fn a_busy_worker_acks_and_fetches_in_one_call_per_job() {
     );
 }
 
+/// A worker that never goes idle still returns other workers' expired leases to the
+/// queue: its ack-and-fetch looks for them every 250 ms at most, not once per job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_recovers_an_expired_lease_without_looking_once_per_job() {
+    let h = common::on_redis().await;
+    let redis = h.redis.as_ref().unwrap();
+    let q = h.redkit.queue("reap", fast(300)).unwrap();
+    q.enqueue(&json!("orphan"), EnqueueOptions::new().id("orphan"))
+        .await
+        .unwrap();
+    let orphaned = q.fetch("a worker that died", 1).await.unwrap();
+    assert_eq!(orphaned.len(), 1);
+    let jobs = 1000u64;
+    let batch: Vec<_> = (0..jobs).map(|i| (json!(i), EnqueueOptions::new())).collect();
+    q.enqueue_batch(&batch).await.unwrap();
+    redis.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    let order: Arc<Mutex<Vec<(String, u32)>>> = Arc::default();
+    let seen = order.clone();
+    let worker = Worker::new(q.clone(), move |job| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push((job.id().to_string(), job.attempt().0));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok(())
+        }
+    })
+    .start();
+    eventually(Duration::from_secs(60), "every job completed", async || {
+        q.stats().await.unwrap().completed_total == jobs + 1
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(1)).await;
+    let order = order.lock().unwrap();
+    let at = order.iter().position(|(id, _)| id == "orphan").expect("the orphan ran");
+    assert_eq!(order[at].1, 2, "its second attempt");
+    assert!(
+        at + 100 < order.len(),
+        "recovered while the worker was busy, not after: run {at} of {}",
+        order.len()
+    );
+    // Each lease looks for due delayed jobs (one ZRANGEBYSCORE); expired leases were
+    // looked for a few times a second, where they used to be once per job too.
+    let scans = calls(redis, "zrangebyscore");
+    assert!(scans < jobs + jobs / 4, "{scans} ZRANGEBYSCORE for {jobs} jobs");
+}
+
 /// Completed jobs are not kept, so only the tick guard (not id dedupe) can stop a second
 /// instance from enqueueing the same tick again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,15 +2,27 @@
 -- attempts, kept per dead_count and dead_age ms), then leases up to `max` jobs to `worker`
 -- for `lease_ms`, their tokens `token_prefix` and a number. Returns {status (1, or -1
 -- paused), next delayed run-at or -1, then 9 fields per job: id, token, payload, attempt,
--- max attempts, priority, timeout, created, progress or ''}.
-local function lease_jobs(worker, lease_ms, max, token_prefix, dead_count, dead_age)
-  if redis.call('HGET', KEYS[7], 'paused') == '1' then return {-1, -1} end
+-- max attempts, priority, timeout, created, progress or ''}. `reap_every`: 0 looks for
+-- expired leases on this call; otherwise at most once per that many ms for the queue.
+local function lease_jobs(worker, lease_ms, max, token_prefix, dead_count, dead_age, reap_every)
+  local meta = redis.call('HMGET', KEYS[7], 'paused', 'reaped')
+  if meta[1] == '1' then return {-1, -1} end
   local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
     redis.call('ZREM', KEYS[2], id)
     make_waiting(id, prefix .. id)
   end
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+  -- An ack's lease (settle_fetch.lua) looks for expired leases at most every
+  -- `reap_every` ms per queue, not once per job: each command a script calls costs Redis
+  -- a few µs, and a lease runs for seconds, so finding it expired a little later changes
+  -- nothing. A plain fetch (an idle worker, or a caller of the API) always looks.
+  local expired = {}
+  if reap_every == 0 then
+    expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+  elseif now - (tonumber(meta[2]) or 0) >= reap_every then
+    redis.call('HSET', KEYS[7], 'reaped', now)
+    expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+  end
   for _, id in ipairs(expired) do
     local key = prefix .. id
     redis.call('ZREM', KEYS[3], id)

@@ -9,7 +9,8 @@
 //! holder renews it ([`Queue::heartbeat`], also carrying progress) and ends the attempt
 //! with [`Queue::ack`], [`Queue::fail`] or [`Queue::release`]. A worker that dies (even
 //! SIGKILLed) stops renewing; when its lease ends the job is delivered again, the attempt
-//! counted. Failed attempts are retried after their backoff; after the last one the job is
+//! counted: the next [`Queue::fetch`] finds it (on Redis, a busy worker's ack-and-fetch
+//! looks for ended leases at most every 250 ms rather than once per job). Failed attempts are retried after their backoff; after the last one the job is
 //! **dead**, listed by [`Queue::dead`] until it is retried or purged. Delayed jobs become
 //! ready atomically, in the same step that hands jobs out. [`Worker`] runs a handler over a
 //! queue with a concurrency limit, heartbeats, timeouts and graceful shutdown; the plain

@@ -20,8 +20,10 @@ local function make_waiting(id, key)
 end
 
 local function signal()
-  -- Idle workers pop it, so it is rarely long: trimmed only when it is.
-  if redis.call('LPUSH', KEYS[8], 1) > 16 then redis.call('LTRIM', KEYS[8], 0, 15) end
+  -- Idle workers pop it, so it grows only while every worker is busy (none is blocked on
+  -- it then): cut back to 16 once it passes 64, so a busy queue pays one command per
+  -- signal, not two.
+  if redis.call('LPUSH', KEYS[8], 1) > 64 then redis.call('LTRIM', KEYS[8], 0, 15) end
 end
 
 -- `u`: the job's unique key when the caller has read it already (false: not stored).
