@@ -12,8 +12,8 @@
 //!   completed (acknowledged), not when the last handler returns;
 //! - `outage_get`, `outage_set`: cache reads / writes (L1 off) while the circuit breaker is
 //!   open — a redis-server of its own is SIGKILLed and the call waits for fallback mode
-//!   first (REDIS_URL is not used); `embedded_get`, `embedded_set`: the same calls on a
-//!   redkit with no Redis configured.
+//!   first (REDIS_URL is not used); `embedded_get`, `embedded_set`, `embedded_jobs`: the
+//!   same calls, and `jobs`, on a redkit with no Redis configured.
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,10 @@ fn main() {
                 let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
                 let cache = filled_cache(&redkit, false).await;
                 cache_calls(&cache, scenario.ends_with("get"), per_task, tasks).await
+            }
+            "embedded_jobs" => {
+                let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
+                jobs(&redkit, per_task, tasks).await
             }
             _ => {
                 let redkit = Redkit::open(config(Some(url), dir.path())).await.unwrap();
