@@ -74,14 +74,14 @@ fn main() {
                 let cache = filled_cache(&redkit, false).await;
                 cache_calls(&cache, scenario.ends_with("get"), per_task, tasks).await
             }
-            "embedded_get" | "embedded_set" => {
+            "embedded_get" | "embedded_set" | "embedded_jobs" => {
                 let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
-                let cache = filled_cache(&redkit, false).await;
-                cache_calls(&cache, scenario.ends_with("get"), per_task, tasks).await
-            }
-            "embedded_jobs" => {
-                let redkit = Redkit::open(config(None, dir.path())).await.unwrap();
-                jobs(&redkit, per_task, tasks).await
+                if scenario == "embedded_jobs" {
+                    jobs(&redkit, per_task, tasks).await
+                } else {
+                    let cache = filled_cache(&redkit, false).await;
+                    cache_calls(&cache, scenario.ends_with("get"), per_task, tasks).await
+                }
             }
             _ => {
                 let redkit = Redkit::open(config(Some(url), dir.path())).await.unwrap();

@@ -17,10 +17,8 @@ local function lease_jobs(worker, lease_ms, max, token_prefix, dead_count, dead_
   -- a few µs, and a lease runs for seconds, so finding it expired a little later changes
   -- nothing. A plain fetch (an idle worker, or a caller of the API) always looks.
   local expired = {}
-  if reap_every == 0 then
-    expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
-  elseif now - (tonumber(meta[2]) or 0) >= reap_every then
-    redis.call('HSET', KEYS[7], 'reaped', now)
+  if reap_every == 0 or now - (tonumber(meta[2]) or 0) >= reap_every then
+    if reap_every > 0 then redis.call('HSET', KEYS[7], 'reaped', now) end
     expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
   end
   for _, id in ipairs(expired) do
