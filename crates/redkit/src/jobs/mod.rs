@@ -12,9 +12,10 @@
 //! counted: the next [`Queue::fetch`] finds it (on Redis, a busy worker's ack-and-fetch
 //! looks for ended leases at most every 250 ms rather than once per job). Failed attempts
 //! are retried after their backoff; after the last one the job is **dead**, listed by
-//! [`Queue::dead`] until it is retried or purged. Delayed jobs become ready atomically,
-//! in the same step that hands jobs out. [`Worker`] runs a handler over a queue with a concurrency limit, heartbeats, timeouts and graceful shutdown; the plain
-//! calls above are what other languages use over HTTP.
+//! [`Queue::dead`] until it is retried or purged. Delayed jobs become ready atomically, in
+//! the same step that hands jobs out. [`Worker`] runs a handler over a queue with a
+//! concurrency limit, heartbeats, timeouts and graceful shutdown; the plain calls above are
+//! what other languages use over HTTP.
 //!
 //! **Control and observation.** [`Queue::pause`]/[`Queue::resume`], [`Queue::stats`],
 //! [`Queue::job`] (state, attempts, last error, progress), [`Queue::list`],
