@@ -15,7 +15,7 @@
 //! change; then every L1 of this instance is cleared and the values the outage wrote to
 //! the embedded store are dropped (a generation bump), never served again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Deserialize, Serialize};
@@ -140,6 +140,8 @@ impl CacheHub {
                 redis,
                 embedded,
                 hub: Arc::downgrade(&hub),
+                replayed: AtomicBool::new(false),
+                outages_ended: AtomicU64::new(route.recoveries_completed()),
             }));
             let listener: Weak<dyn Listener> = Arc::downgrade(&hub) as _;
             route.spawn(async move { backplane.join(listener).await });
@@ -242,6 +244,11 @@ struct CacheRecovery {
     redis: Arc<RedisCache>,
     embedded: Arc<EmbeddedCache>,
     hub: Weak<CacheHub>,
+    /// Whether invalidations were replayed since L1s were last cleared: this instance
+    /// does not hear its own announcements, so its L1s must drop what was replayed.
+    replayed: AtomicBool,
+    /// The route's completed recoveries when L1s were last cleared for one.
+    outages_ended: AtomicU64,
 }
 
 /// Keys per replayed delete.
@@ -254,6 +261,9 @@ impl Recovery for CacheRecovery {
     }
 
     async fn replay(&self, entries: &[Entry]) -> Result<()> {
+        if !entries.is_empty() {
+            self.replayed.store(true, Ordering::Release);
+        }
         // Consecutive key invalidations of one namespace go to Redis in one call; tag and
         // pattern invalidations flush them first (they commute anyway).
         let mut keys: Option<(String, Vec<String>)> = None;
@@ -285,7 +295,15 @@ impl Recovery for CacheRecovery {
 
     async fn after_close(&self) -> Result<()> {
         if let Some(hub) = self.hub.upgrade() {
-            hub.clear_all();
+            // L1s hold outage copies only after an outage, or replayed keys' old values
+            // after a replay. The pass at startup (an earlier run's leftovers) usually
+            // has neither, and clearing then would throw away the stale copies fail-safe
+            // serves from.
+            let completed = hub.route.recoveries_completed();
+            let outage_ended = self.outages_ended.swap(completed, Ordering::AcqRel) != completed;
+            if self.replayed.swap(false, Ordering::AcqRel) || outage_ended {
+                hub.clear_all();
+            }
         }
         self.embedded.forget_outage().await
     }
