@@ -218,6 +218,28 @@ pub const MIGRATIONS: &[&str] = &[
         gen    INTEGER NOT NULL,
         PRIMARY KEY (name, labels)
     ) WITHOUT ROWID;",
+    // 10: jobs per queue and state, kept by triggers so that no code path can forget them
+    // and a queue's counts are read without counting its rows (see jobs::embedded).
+    "CREATE TABLE job_counts (
+        queue TEXT    NOT NULL,
+        state TEXT    NOT NULL,
+        n     INTEGER NOT NULL,
+        PRIMARY KEY (queue, state)
+    ) WITHOUT ROWID;
+    INSERT INTO job_counts (queue, state, n) SELECT queue, state, count(*) FROM jobs GROUP BY queue, state;
+    CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_counts (queue, state, n) VALUES (NEW.queue, NEW.state, 1)
+            ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
+    END;
+    CREATE TRIGGER job_counts_move AFTER UPDATE OF queue, state ON jobs
+        WHEN OLD.queue IS NOT NEW.queue OR OLD.state IS NOT NEW.state BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
+        INSERT INTO job_counts (queue, state, n) VALUES (NEW.queue, NEW.state, 1)
+            ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+    END;",
 ];
 
 /// Applies every migration newer than the database's `user_version`.
@@ -252,5 +274,68 @@ mod tests {
         assert_eq!(v as usize, MIGRATIONS.len());
         conn.pragma_update(None, "user_version", 999).unwrap();
         assert!(apply(&mut conn).unwrap_err().to_string().contains("newer redkit"));
+    }
+
+    fn job_counts(conn: &Connection) -> (Vec<(String, String, i64)>, Vec<(String, String, i64)>) {
+        let rows = |sql: &str| {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap()
+        };
+        (
+            rows("SELECT queue, state, n FROM job_counts WHERE n > 0 ORDER BY queue, state"),
+            rows("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state ORDER BY queue, state"),
+        )
+    }
+
+    #[test]
+    fn job_counts_follow_every_insert_move_and_delete_and_start_from_the_rows_there() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let version = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("CREATE TABLE job_counts"))
+            .unwrap();
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64).unwrap();
+        let insert = |conn: &Connection, queue: &str, id: &str, state: &str| {
+            conn.execute(
+                "INSERT INTO jobs (queue, id, seq, state, payload, priority, attempts, max_attempts, backoff_kind,
+                   backoff_ms, backoff_max_ms, timeout_ms, created_ms, run_at_ms)
+                 VALUES (?1, ?2, 0, ?3, '{}', 0, 0, 1, 0, 0, 0, 0, 0, 0)",
+                [queue, id, state],
+            )
+            .unwrap();
+        };
+        insert(&conn, "a", "before-1", "waiting");
+        insert(&conn, "a", "before-2", "completed");
+        apply(&mut conn).unwrap();
+        let (kept, counted) = job_counts(&conn);
+        assert_eq!(kept, counted, "rows already there are counted by the migration");
+
+        for i in 0..20 {
+            insert(&conn, if i % 3 == 0 { "b" } else { "a" }, &format!("j{i}"), "waiting");
+        }
+        conn.execute(
+            "UPDATE jobs SET state = 'active' WHERE id IN ('j1', 'j2', 'j3', 'before-1')",
+            [],
+        )
+        .unwrap();
+        conn.execute("UPDATE jobs SET state = 'dead' WHERE id = 'j3'", [])
+            .unwrap();
+        conn.execute("UPDATE jobs SET payload = 'x' WHERE id = 'j4'", [])
+            .unwrap();
+        conn.execute("UPDATE jobs SET state = state WHERE id = 'j5'", [])
+            .unwrap();
+        conn.execute("UPDATE jobs SET queue = 'c' WHERE id = 'j6'", []).unwrap();
+        conn.execute("DELETE FROM jobs WHERE id IN ('j1', 'j7', 'before-2')", [])
+            .unwrap();
+        let (kept, counted) = job_counts(&conn);
+        assert_eq!(kept, counted);
+        assert!(kept.iter().any(|(q, s, n)| q == "a" && s == "active" && *n == 2));
     }
 }
