@@ -5,6 +5,8 @@
 //! - `cache_get`, `cache_set`: through Redis with L1 off (every call reaches Redis);
 //! - `l1_get`: a key fresh in L1 (never reaches Redis), and `moka_get`, the same read from a
 //!   raw `moka::sync::Cache<String, String>` — the floor, as redkit's L1 is moka;
+//!   `moka_expiry_get`, the same with a per-entry expiry policy, as an L1 whose entries
+//!   have their own TTLs needs (not a peer: it shows what that policy alone costs);
 //! - `ratelimit`: a GCRA decision that never refuses;
 //! - `lock`: acquire + release of one of 1000 names;
 //! - `jobs`: no-op jobs end to end — a `Worker` with concurrency CONCURRENCY and CONCURRENCY
@@ -62,7 +64,21 @@ fn main() {
     let per_task = ops.div_ceil(tasks);
     let rate = rt.block_on(async {
         let elapsed = match scenario {
-            "moka_get" => moka_get(per_task, tasks).await,
+            "moka_get" => {
+                moka_get(
+                    moka::sync::Cache::builder().max_capacity(10_000).build(),
+                    per_task,
+                    tasks,
+                )
+                .await
+            }
+            "moka_expiry_get" => {
+                let moka = moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .expire_after(AnHourEach)
+                    .build();
+                moka_get(moka, per_task, tasks).await
+            }
             "outage_get" | "outage_set" => {
                 let mut redis = RedisServer::start();
                 let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
@@ -170,8 +186,16 @@ async fn cache_calls(cache: &Cache<String>, read: bool, per_task: u64, tasks: u6
     .await
 }
 
-async fn moka_get(per_task: u64, tasks: u64) -> Duration {
-    let moka: moka::sync::Cache<String, String> = moka::sync::Cache::builder().max_capacity(10_000).build();
+/// A per-entry expiry policy (every entry lives an hour), as redkit's L1 has one.
+struct AnHourEach;
+
+impl moka::Expiry<String, String> for AnHourEach {
+    fn expire_after_create(&self, _: &String, _: &String, _: std::time::Instant) -> Option<Duration> {
+        Some(Duration::from_secs(3600))
+    }
+}
+
+async fn moka_get(moka: moka::sync::Cache<String, String>, per_task: u64, tasks: u64) -> Duration {
     for k in 0..KEYS {
         moka.insert(format!("k{k}"), value());
     }
