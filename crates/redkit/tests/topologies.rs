@@ -85,6 +85,15 @@ async fn cache_runs_on_cluster_with_tags_patterns_and_backplane() {
             .unwrap();
         ca.set_many(&refs[100..], &EntryOptions::new()).await.unwrap();
         assert_eq!(cb.get("k5").await.unwrap(), Some(5));
+        // B's L1 now holds k150; an untagged write (MULTI/EXEC, not a script) announces it.
+        assert_eq!(cb.get("k150").await.unwrap(), Some(150));
+        ca.set("k150", &1150).await.unwrap();
+        eventually(
+            Duration::from_secs(10),
+            "B hears an untagged write on the cluster",
+            async || cb.get("k150").await.unwrap() == Some(1150),
+        )
+        .await;
         let mut listed = 0;
         let mut cursor: Option<String> = None;
         loop {
