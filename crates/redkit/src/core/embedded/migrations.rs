@@ -276,7 +276,11 @@ mod tests {
         assert!(apply(&mut conn).unwrap_err().to_string().contains("newer redkit"));
     }
 
-    fn job_counts(conn: &Connection) -> (Vec<(String, String, i64)>, Vec<(String, String, i64)>) {
+    /// (queue, state, jobs) rows.
+    type Counts = Vec<(String, String, i64)>;
+
+    /// What `job_counts` says, and what counting the rows says.
+    fn job_counts(conn: &Connection) -> (Counts, Counts) {
         let rows = |sql: &str| {
             conn.prepare(sql)
                 .unwrap()
