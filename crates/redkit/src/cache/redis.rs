@@ -20,7 +20,6 @@ use crate::error::Result;
 
 static INVALIDATE_TAG: LuaScript = LuaScript::new("cache_invalidate_tag", include_str!("invalidate_tag.lua"));
 static SET_MANY: LuaScript = LuaScript::new("cache_set", include_str!("set_many.lua"));
-static DELETE: LuaScript = LuaScript::new("cache_delete", include_str!("delete.lua"));
 static UNLOCK: LuaScript = LuaScript::new("cache_unlock", include_str!("unlock.lua"));
 
 /// How many keys one UNLINK or SCAN step handles.
@@ -119,12 +118,12 @@ impl CacheBackend for RedisCache {
                     .arg(format!("{prefix}{}", item.key))
                     .arg(&item.bytes)
                     .arg("PX")
-                    .arg(item.ttl_ms.max(1))
-                    .ignore();
+                    .arg(item.ttl_ms.max(1));
             }
             let message = self.announce(ns, Invalidation::Keys(items.iter().map(|i| i.key.clone()).collect()));
-            pipe.publish(CHANNEL, message).ignore();
-            return self.core.pipeline_on_node_of("cache_set", &prefix, &pipe).await;
+            pipe.publish(CHANNEL, message);
+            self.core.pipeline_on_node_of("cache_set", &prefix, &pipe).await?;
+            return Ok(());
         }
         let mut keys: Vec<String> = items.iter().map(|i| format!("{prefix}{}", i.key)).collect();
         keys.extend(items.iter().flat_map(|i| i.tags.iter().map(|t| tag_key(ns, t))));
@@ -143,11 +142,27 @@ impl CacheBackend for RedisCache {
     }
 
     async fn delete(&self, ns: &str, keys: &[String]) -> Result<u64> {
+        // UNLINKs of BATCH keys and the announcement, in one MULTI/EXEC (as set_many).
         let prefix = key_prefix(ns);
-        let full: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
-        let message = self.announce(ns, Invalidation::Keys(keys.to_vec()));
-        let key_refs: Vec<&dyn ToRedisArgsDyn> = full.iter().map(|k| k as _).collect();
-        self.core.script(&DELETE, &key_refs, &[&CHANNEL, &message]).await
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for chunk in keys.chunks(BATCH) {
+            let unlink = pipe.cmd("UNLINK");
+            for k in chunk {
+                unlink.arg(format!("{prefix}{k}"));
+            }
+        }
+        pipe.publish(CHANNEL, self.announce(ns, Invalidation::Keys(keys.to_vec())));
+        let replies = self.core.pipeline_on_node_of("cache_delete", &prefix, &pipe).await?;
+        // UNLINK answers with how many of its keys existed; the last reply is PUBLISH's.
+        let unlinked = &replies[..replies.len().saturating_sub(1)];
+        Ok(unlinked
+            .iter()
+            .map(|reply| match reply {
+                redis::Value::Int(n) => *n as u64,
+                _ => 0,
+            })
+            .sum())
     }
 
     async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u64> {

@@ -206,43 +206,36 @@ impl RedisCore {
         .await
     }
 
-    /// Sends a pipeline whose replies are not needed (every command `.ignore()`d, or
-    /// `.atomic()` with MULTI/EXEC) to the node that owns `key`'s slot on Redis Cluster,
-    /// where a keyless command in it (PUBLISH, routed by its channel) would otherwise make
-    /// the pipeline cross slots; elsewhere it is an ordinary [`RedisCore::pipeline`]. Any
-    /// error reply fails the call.
-    pub async fn pipeline_on_node_of(&self, op: &'static str, key: &str, pipe: &Pipeline) -> Result<()> {
+    /// Sends a pipeline (plain, or `.atomic()` for MULTI/EXEC; no command `.ignore()`d)
+    /// to the node that owns `key`'s slot on Redis Cluster, where a keyless command in it
+    /// (PUBLISH, which redis-rs routes by its channel) would otherwise make the pipeline
+    /// cross slots; elsewhere it is an ordinary [`RedisCore::pipeline`]. Returns every
+    /// command's reply, in order; any error reply fails the call.
+    pub async fn pipeline_on_node_of(&self, op: &'static str, key: &str, pipe: &Pipeline) -> Result<Vec<redis::Value>> {
         use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
         self.call(op, |c| async move {
             match c {
                 Conn::Cluster(mut cluster) => {
                     let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
-                    // As `Pipeline::query_async` asks: in a transaction only EXEC's reply.
-                    let (offset, count) = if pipe.is_transaction() {
-                        (pipe.len() + 1, 1)
-                    } else {
-                        (0, pipe.len())
-                    };
-                    let replies = cluster.route_pipeline(pipe.clone(), offset, count, route).await?;
-                    for reply in replies {
-                        match reply {
-                            redis::Value::Nil if pipe.is_transaction() => {
-                                return Err(redis::RedisError::from((
+                    // What `Pipeline::query_async` asks for: in a transaction, EXEC's reply.
+                    let replies = if pipe.is_transaction() {
+                        match cluster
+                            .route_pipeline(pipe.clone(), pipe.len() + 1, 1, route)
+                            .await?
+                            .pop()
+                        {
+                            Some(redis::Value::Array(replies)) => replies,
+                            _ => {
+                                return Err(RedisError::from((
                                     redis::ErrorKind::UnexpectedReturnType,
                                     "the transaction was aborted",
                                 )));
                             }
-                            redis::Value::Array(items) => {
-                                for item in items {
-                                    item.extract_error()?;
-                                }
-                            }
-                            other => {
-                                other.extract_error()?;
-                            }
                         }
-                    }
-                    Ok(())
+                    } else {
+                        cluster.route_pipeline(pipe.clone(), 0, pipe.len(), route).await?
+                    };
+                    replies.into_iter().map(redis::Value::extract_error).collect()
                 }
                 mut other => pipe.query_async(&mut other).await,
             }
