@@ -62,7 +62,7 @@ impl<T: CacheValue> Cache<T> {
         let now = Instant::now();
         let l1 = self.inner.l1.get(key);
         if let Some(e) = &l1
-            && e.is_fresh(now)
+            && e.is_fresh_now()
         {
             self.inner.stats.count_l1_hit(e);
             return Ok(Claim::Fresh(e.value.clone()));

@@ -60,17 +60,18 @@ impl<T> L1Entry<T> {
         self.fresh_until_coarse = super::clock::deadline(now, until);
     }
 
-    pub fn is_fresh(&self, now: Instant) -> bool {
-        now < self.fresh_until
-    }
-
-    /// Whether it is fresh now, on the coarse clock (never past [`L1Entry::is_fresh`]).
+    /// Whether it is fresh now, on the coarse clock: never past its precise deadline, and
+    /// every read (`get`, `get_or_set_with`, `get_many`, claims) asks this same question, so
+    /// what one calls stale another does not serve as fresh.
     pub fn is_fresh_now(&self) -> bool {
         super::clock::now_ns() < self.fresh_until_coarse
     }
 
+    /// Whether it may be served stale at `now`: only an entry with a stale window (the
+    /// fail-safe's) — one without is done when it stops being fresh on the coarse clock,
+    /// not a tick later on the precise one.
     pub fn is_usable_stale(&self, now: Instant) -> bool {
-        now < self.stale_until
+        now < self.stale_until && self.stale_until > self.fresh_until
     }
 
     /// Fraction of the TTL already used.
@@ -326,6 +327,20 @@ mod tests {
         assert!(l1.get("k").is_some());
         l1.set_live(false);
         assert!(l1.get("k").is_none(), "cleared when the backplane is lost");
+    }
+
+    #[test]
+    fn only_an_entry_with_a_stale_window_is_served_stale() {
+        let now = Instant::now();
+        let until = now + Duration::from_secs(60);
+        let plain = L1Entry::new(1u32, now, until, until, Duration::from_secs(60));
+        assert!(
+            !plain.is_usable_stale(now),
+            "no window: never stale-served, even a tick early"
+        );
+        let windowed = L1Entry::new(1u32, now, now, until, Duration::from_secs(60));
+        assert!(windowed.is_usable_stale(now));
+        assert!(!windowed.is_usable_stale(until));
     }
 
     #[test]

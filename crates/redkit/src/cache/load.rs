@@ -44,7 +44,7 @@ impl<T: CacheValue> Cache<T> {
         let now = Instant::now();
         let l1 = self.inner.l1.get(key);
         if let Some(e) = &l1
-            && e.is_fresh(now)
+            && e.is_fresh_now()
         {
             self.inner.stats.count_l1_hit(e);
             let value = e.value.clone();
@@ -82,7 +82,7 @@ impl<T: CacheValue> Cache<T> {
     {
         // Another flight may have stored the value between our lookup and our lead.
         if let Some(e) = self.inner.l1.get(key)
-            && e.is_fresh(Instant::now())
+            && e.is_fresh_now()
             && !e.throttled
         {
             return Ok(e.value.clone());

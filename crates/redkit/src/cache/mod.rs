@@ -390,12 +390,11 @@ impl<T: CacheValue> Cache<T> {
 
     /// Fresh values of `keys`, in order; one L2 round trip for all L1 misses.
     pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<T>>> {
-        let now = Instant::now();
         let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             self.check_key(key)?;
-            match self.inner.l1.get(key).filter(|e| e.is_fresh(now)) {
+            match self.inner.l1.get(key).filter(|e| e.is_fresh_now()) {
                 Some(e) => {
                     self.inner.stats.count_l1_hit(&e);
                     out.push(Some(e.value.clone()));
@@ -471,8 +470,8 @@ impl<T: CacheValue> Cache<T> {
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         self.check_key(key)?;
         let now = Instant::now();
-        if let Some(e) = self.inner.l1.get(key).filter(|e| e.is_fresh(now) && !e.throttled) {
-            return Ok(Some(e.fresh_until() - now));
+        if let Some(e) = self.inner.l1.get(key).filter(|e| e.is_fresh_now() && !e.throttled) {
+            return Ok(Some(e.fresh_until().saturating_duration_since(now)));
         }
         Ok(match self.l2_lookup(key).await? {
             L2Lookup::Fresh(e) => Some(e.fresh_until().saturating_duration_since(Instant::now())),
