@@ -43,7 +43,7 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 pub use config::Config;
-pub use core::route::{FallbackPolicy, Mode, Recovery, Route, Routed};
+pub use core::route::{Closed, FallbackPolicy, Mode, Recovery, Route, Routed};
 pub use error::{Error, ErrorKind, Result};
 pub use health::Health;
 

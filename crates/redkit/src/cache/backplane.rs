@@ -15,7 +15,7 @@
 //! change; then every L1 of this instance is cleared and the values the outage wrote to
 //! the embedded store are dropped (a generation bump), never served again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,7 @@ use super::redis::RedisCache;
 use super::stats::CacheStatsSnapshot;
 use crate::core::backplane::Listener;
 use crate::core::journal::Entry;
-use crate::core::route::{Recovery, Route, StatsProvider};
+use crate::core::route::{Closed, Recovery, Route, StatsProvider};
 use crate::error::Result;
 
 /// The pub/sub channel of the cache backplane.
@@ -141,7 +141,6 @@ impl CacheHub {
                 embedded,
                 hub: Arc::downgrade(&hub),
                 replayed: AtomicBool::new(false),
-                outages_ended: AtomicU64::new(route.recoveries_completed()),
             }));
             let listener: Weak<dyn Listener> = Arc::downgrade(&hub) as _;
             route.spawn(async move { backplane.join(listener).await });
@@ -247,8 +246,6 @@ struct CacheRecovery {
     /// Whether invalidations were replayed since L1s were last cleared: this instance
     /// does not hear its own announcements, so its L1s must drop what was replayed.
     replayed: AtomicBool,
-    /// The route's completed recoveries when L1s were last cleared for one.
-    outages_ended: AtomicU64,
 }
 
 /// Keys per replayed delete.
@@ -293,15 +290,14 @@ impl Recovery for CacheRecovery {
         self.flush(&mut keys).await
     }
 
-    async fn after_close(&self) -> Result<()> {
+    async fn after_close(&self, after: Closed) -> Result<()> {
         if let Some(hub) = self.hub.upgrade() {
             // L1s hold outage copies only after an outage, or replayed keys' old values
             // after a replay. The pass at startup (an earlier run's leftovers) usually
             // has neither, and clearing then would throw away the stale copies fail-safe
             // serves from.
-            let completed = hub.route.recoveries_completed();
-            let outage_ended = self.outages_ended.swap(completed, Ordering::AcqRel) != completed;
-            if self.replayed.swap(false, Ordering::AcqRel) || outage_ended {
+            let replayed = self.replayed.swap(false, Ordering::AcqRel);
+            if replayed || after == Closed::OutageEnded {
                 hub.clear_all();
             }
         }

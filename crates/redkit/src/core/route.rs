@@ -116,6 +116,16 @@ impl Origin {
     }
 }
 
+/// Why [`Recovery::after_close`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// An outage of this run ended: the breaker just closed.
+    OutageEnded,
+    /// Redis was serving when the capability registered, and an earlier run's leftovers
+    /// (if any) were just replayed.
+    AtStartup,
+}
+
 /// A capability's way back to Redis after an outage.
 #[async_trait::async_trait]
 pub trait Recovery: Send + Sync {
@@ -140,8 +150,9 @@ pub trait Recovery: Send + Sync {
 
     /// Runs right after the breaker closed (in the background, never holding calls back):
     /// drop what the outage left in the embedded store, so it is never served as truth
-    /// again, and move what must move (the job spool).
-    async fn after_close(&self) -> Result<()> {
+    /// again, and move what must move (the job spool). `after` says whether an outage of
+    /// this run just ended or the pass at start-up cleaned up an earlier run's leftovers.
+    async fn after_close(&self, _after: Closed) -> Result<()> {
         Ok(())
     }
 }
@@ -291,7 +302,7 @@ impl Route {
                 let leftovers = async {
                     route.drain(&recovery, None).await?;
                     while recovery.catch_up().await? {}
-                    recovery.after_close().await
+                    recovery.after_close(Closed::AtStartup).await
                 };
                 if let Err(e) = leftovers.await {
                     tracing::warn!(capability = recovery.capability(), error = %e, "replaying an earlier run's outage failed; will retry on the next recovery");
@@ -393,7 +404,7 @@ impl Route {
         self.recoveries_completed.fetch_add(1, Ordering::Relaxed);
         for r in recoveries {
             self.runtime.spawn(async move {
-                if let Err(e) = r.after_close().await {
+                if let Err(e) = r.after_close(Closed::OutageEnded).await {
                     tracing::warn!(capability = r.capability(), error = %e, "cleaning up after an outage failed; retried after the next one");
                 }
             });

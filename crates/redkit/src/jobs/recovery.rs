@@ -24,7 +24,7 @@ use super::stats::JobCounters;
 use super::{JobEvent, JobEventKind};
 use crate::core::journal::Entry;
 use crate::core::redis::RedisCore;
-use crate::core::route::Recovery;
+use crate::core::route::{Closed, Recovery};
 use crate::error::Result;
 
 /// Journaled in fallback, applied to Redis on recovery.
@@ -138,7 +138,7 @@ impl Recovery for Spool {
         Ok(())
     }
 
-    async fn after_close(&self) -> Result<()> {
+    async fn after_close(&self, _after: Closed) -> Result<()> {
         let moved = self.drain().await?;
         if moved > 0 {
             tracing::info!(moved, "moved spooled jobs into redis");

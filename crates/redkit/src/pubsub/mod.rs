@@ -67,7 +67,7 @@ pub use fanout::ChannelStats;
 pub use redis::CHANNEL;
 
 use crate::core::journal::Entry;
-use crate::core::route::{FallbackPolicy, Recovery, Route, Routed};
+use crate::core::route::{Closed, FallbackPolicy, Recovery, Route, Routed};
 use crate::error::{Error, Result};
 use fanout::{Fanout, Signal};
 
@@ -262,7 +262,7 @@ impl Recovery for ChannelRecovery {
         Ok(())
     }
 
-    async fn after_close(&self) -> Result<()> {
+    async fn after_close(&self, _after: Closed) -> Result<()> {
         // Subscribers that followed the outage's streams (reading them as late as the
         // recovery's last moments) move back to Redis's, told what they could not get.
         let forgotten = self.embedded.forget_outage().await;

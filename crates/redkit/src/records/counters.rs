@@ -24,7 +24,7 @@ use super::collection::check_name;
 use crate::core::embedded::{EmbeddedStore, Generation};
 use crate::core::journal::{Entry, pending};
 use crate::core::redis::{LuaScript, RedisCore};
-use crate::core::route::{FallbackPolicy, Recovery, Route, Routed};
+use crate::core::route::{Closed, FallbackPolicy, Recovery, Route, Routed};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
 
@@ -429,7 +429,7 @@ impl Recovery for CounterRecovery {
         Ok(())
     }
 
-    async fn after_close(&self) -> Result<()> {
+    async fn after_close(&self, _after: Closed) -> Result<()> {
         let generation = self.generation.bump().await? as i64;
         self.store
             .sql("counter_forget_outage", move |c| {

@@ -81,7 +81,7 @@ pub use collection::{
 pub use redact::{RedactAction, RedactRule, ScrubPattern};
 
 use crate::core::journal::Entry;
-use crate::core::route::{FallbackPolicy, Recovery, Route, Routed};
+use crate::core::route::{Closed, FallbackPolicy, Recovery, Route, Routed};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
 
@@ -335,7 +335,7 @@ impl Recovery for RecordRecovery {
         Ok(())
     }
 
-    async fn after_close(&self) -> Result<()> {
+    async fn after_close(&self, _after: Closed) -> Result<()> {
         self.embedded.forget_outage().await
     }
 }

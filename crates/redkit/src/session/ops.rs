@@ -24,7 +24,7 @@ use super::backend::Patch;
 use super::embedded::EmbeddedSessions;
 use super::redis::RedisSessions;
 use crate::core::journal::{Entry, Journal};
-use crate::core::route::Recovery;
+use crate::core::route::{Closed, Recovery};
 use crate::error::{ErrorKind, Result};
 
 /// One journaled session operation.
@@ -153,7 +153,7 @@ impl Recovery for SessionRecovery {
         Ok(full)
     }
 
-    async fn after_close(&self) -> Result<()> {
+    async fn after_close(&self, _after: Closed) -> Result<()> {
         self.local.forget_outage().await?;
         self.local.sweep().await.map(drop)
     }
