@@ -106,6 +106,7 @@ impl CacheBackend for RedisCache {
 
     async fn set_many(&self, ns: &str, items: &[SetItem]) -> Result<()> {
         let prefix = key_prefix(ns);
+        let message = self.announce(ns, Invalidation::Keys(items.iter().map(|i| i.key.clone()).collect()));
         if items.iter().all(|i| i.tags.is_empty()) {
             // Without tags no Redis clock is needed, and MULTI/EXEC keeps the writes and
             // their announcement just as atomic as the script, at a fraction of Redis's
@@ -120,14 +121,12 @@ impl CacheBackend for RedisCache {
                     .arg("PX")
                     .arg(item.ttl_ms.max(1));
             }
-            let message = self.announce(ns, Invalidation::Keys(items.iter().map(|i| i.key.clone()).collect()));
             pipe.publish(CHANNEL, message);
-            self.core.pipeline_on_node_of("cache_set", &prefix, &pipe).await?;
+            self.core.transaction_on_node_of("cache_set", &prefix, &pipe).await?;
             return Ok(());
         }
         let mut keys: Vec<String> = items.iter().map(|i| format!("{prefix}{}", i.key)).collect();
         keys.extend(items.iter().flat_map(|i| i.tags.iter().map(|t| tag_key(ns, t))));
-        let message = self.announce(ns, Invalidation::Keys(items.iter().map(|i| i.key.clone()).collect()));
         let mut args: Vec<Vec<u8>> = vec![CHANNEL.into(), message, items.len().to_string().into()];
         for item in items {
             args.push(item.bytes.clone());
@@ -153,7 +152,7 @@ impl CacheBackend for RedisCache {
             }
         }
         pipe.publish(CHANNEL, self.announce(ns, Invalidation::Keys(keys.to_vec())));
-        let replies = self.core.pipeline_on_node_of("cache_delete", &prefix, &pipe).await?;
+        let replies = self.core.transaction_on_node_of("cache_delete", &prefix, &pipe).await?;
         // UNLINK answers with how many of its keys existed; the last reply is PUBLISH's.
         let unlinked = &replies[..replies.len().saturating_sub(1)];
         Ok(unlinked

@@ -75,6 +75,12 @@ fn classify(e: &RedisError) -> Health {
     }
 }
 
+/// On Redis Cluster: the primary that owns `key`'s slot.
+fn slot_owner_of(key: &str) -> redis::cluster_routing::Route {
+    use redis::cluster_routing::{Route, SlotAddr};
+    Route::with_key(key, SlotAddr::Master)
+}
+
 /// The connection core for one Redis deployment. Cheap to share (`Arc`).
 pub struct RedisCore {
     cfg: RedisConfig,
@@ -191,12 +197,11 @@ impl RedisCore {
     /// Cluster; elsewhere it is an ordinary [`RedisCore::query`]. Keys that share a hash
     /// tag live on one node, so scanning that node finds all of them.
     pub async fn query_on_node_of<T: FromRedisValue>(&self, op: &'static str, key: &str, cmd: &Cmd) -> Result<T> {
-        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
         self.call(op, |c| async move {
             match c {
                 Conn::Cluster(mut cluster) => {
-                    let route = Route::with_key(key, SlotAddr::Master);
-                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(slot_owner_of(key)));
                     let value = cluster.route_command(cmd.clone(), routing).await?;
                     Ok(redis::from_redis_value(value)?)
                 }
@@ -206,38 +211,40 @@ impl RedisCore {
         .await
     }
 
-    /// Sends a pipeline (plain, or `.atomic()` for MULTI/EXEC; no command `.ignore()`d)
-    /// to the node that owns `key`'s slot on Redis Cluster, where a keyless command in it
-    /// (PUBLISH, which redis-rs routes by its channel) would otherwise make the pipeline
-    /// cross slots; elsewhere it is an ordinary [`RedisCore::pipeline`]. Returns every
+    /// Runs a transaction (a pipeline made `.atomic()`, no command `.ignore()`d) on the
+    /// node that owns `key`'s slot on Redis Cluster, where a keyless command in it
+    /// (PUBLISH, which redis-rs routes by its channel) would otherwise make it cross
+    /// slots; elsewhere it is an ordinary [`RedisCore::pipeline`]. Returns every
     /// command's reply, in order; any error reply fails the call.
-    pub async fn pipeline_on_node_of(&self, op: &'static str, key: &str, pipe: &Pipeline) -> Result<Vec<redis::Value>> {
-        use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+    pub async fn transaction_on_node_of(
+        &self,
+        op: &'static str,
+        key: &str,
+        transaction: &Pipeline,
+    ) -> Result<Vec<redis::Value>> {
+        use redis::cluster_routing::SingleNodeRoutingInfo;
+        debug_assert!(transaction.is_transaction(), "{op}: a pipeline that is not .atomic()");
         self.call(op, |c| async move {
             match c {
                 Conn::Cluster(mut cluster) => {
-                    let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
-                    // What `Pipeline::query_async` asks for: in a transaction, EXEC's reply.
-                    let replies = if pipe.is_transaction() {
-                        match cluster
-                            .route_pipeline(pipe.clone(), pipe.len() + 1, 1, route)
-                            .await?
-                            .pop()
-                        {
-                            Some(redis::Value::Array(replies)) => replies,
-                            _ => {
-                                return Err(RedisError::from((
-                                    redis::ErrorKind::UnexpectedReturnType,
-                                    "the transaction was aborted",
-                                )));
-                            }
+                    let node = SingleNodeRoutingInfo::SpecificNode(slot_owner_of(key));
+                    // MULTI, the commands, EXEC: only EXEC's reply (what
+                    // `Pipeline::query_async` asks for) carries the commands' replies.
+                    let exec = cluster
+                        .route_pipeline(transaction.clone(), transaction.len() + 1, 1, node)
+                        .await?
+                        .pop();
+                    match exec {
+                        Some(redis::Value::Array(replies)) => {
+                            replies.into_iter().map(redis::Value::extract_error).collect()
                         }
-                    } else {
-                        cluster.route_pipeline(pipe.clone(), 0, pipe.len(), route).await?
-                    };
-                    replies.into_iter().map(redis::Value::extract_error).collect()
+                        _ => Err(RedisError::from((
+                            redis::ErrorKind::UnexpectedReturnType,
+                            "the transaction was aborted",
+                        ))),
+                    }
                 }
-                mut other => pipe.query_async(&mut other).await,
+                mut other => transaction.query_async(&mut other).await,
             }
         })
         .await
