@@ -25,7 +25,7 @@
 //!
 //! Error responses hyper writes by itself, before any request reaches the application
 //! (431 headers too large, 400 malformed, 414, 505), get the JSON error envelope too: the
-//! connection's writer replaces them (see [`Watched`]).
+//! connection's writer replaces them (see `Watched`).
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -179,7 +179,7 @@ pub async fn with_request_id<F: std::future::Future<Output = Response>>(id: Head
 }
 
 /// A response as it leaves (called by [`crate::front`]): a 5xx is logged as
-/// [`log_failure`] says, and an error response that is not JSON yet (the router's 404 and
+/// `log_failure` says, and an error response that is not JSON yet (the router's 404 and
 /// 405, a layer's refusal) gets the envelope, keeping its status and headers (`Allow` on
 /// a 405). `head`: the request was a HEAD, whose answer has no body.
 pub fn envelope(response: Response, head: bool, id: &HeaderValue) -> Response {

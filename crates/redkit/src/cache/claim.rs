@@ -51,7 +51,8 @@ fn check_span(field: &str, d: Duration) -> Result<()> {
 impl<T: CacheValue> Cache<T> {
     /// The fresh value at `key`, or a claim to load it (held for `claim_ttl`, 1 ms to
     /// 300 s); while another caller holds the claim and no stale value exists, waits up to
-    /// `wait` (at most 300 s) for its value. See the [module docs](self).
+    /// `wait` (at most 300 s) for its value. The caller told to load ([`Claim::Load`])
+    /// stores the value with [`Cache::fill`] or gives up with [`Cache::release_claim`].
     pub async fn lookup_or_claim(&self, key: &str, claim_ttl: Duration, wait: Duration) -> Result<Claim<T>> {
         self.check_key(key)?;
         if claim_ttl.is_zero() {

@@ -13,7 +13,7 @@
 //! are the same machinery with N permits.
 //!
 //! **Outages.** By default a lock **fails closed**: while Redis is away, acquiring returns
-//! [`Error::Unavailable`](crate::Error::Unavailable) — a lock that silently became local
+//! [`Error::Unavailable`] — a lock that silently became local
 //! would not exclude other hosts. [`LockOptions::local_fallback`] opts a lock into a
 //! host-local lock instead (in-process table + an OS file lock, as the original services
 //! did); health lists it as `lock_local`. Fences granted locally are replayed to Redis's
