@@ -519,3 +519,43 @@ async fn tags_hold_only_live_keys_and_values_have_a_bounded_number_of_them() {
         .await
         .unwrap();
 }
+
+/// Redis answers `PTTL 0` for a key in its last millisecond. Such a record is gone for
+/// every purpose: it was once handed to the reader as "stale", and a cache without
+/// fail-safe served it when its loader failed (the cause of a rare `cache_conformance`
+/// failure). Hundreds of keys are read through their last millisecond here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_in_its_last_millisecond_is_never_served_stale_without_fail_safe() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    let plain = redkit.cache::<String>("last_ms", CacheOptions::default()).unwrap();
+    let short = EntryOptions::new().ttl(Duration::from_millis(2));
+    let mut reads = 0u64;
+    for i in 0..300 {
+        let key = format!("k{i}");
+        plain.set_with(&key, &"x".to_string(), &short).await.unwrap();
+        // Read until the key is gone, as fast as possible: the last reads fall in its
+        // last millisecond. (A stale value served is re-served for the fail-safe
+        // throttle: stop at the first.)
+        let started = Instant::now();
+        while plain
+            .get_or_set_with(&key, &short, || async { Err::<String, _>("down") })
+            .await
+            .is_ok()
+            && plain.stats().stale_served == 0
+            && started.elapsed() < LIMIT
+        {
+            reads += 1;
+        }
+        if plain.stats().stale_served > 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        plain.stats().stale_served,
+        0,
+        "a cache without fail-safe served a stale value"
+    );
+    assert!(reads > 300, "the loop read each key while it lived ({reads} reads)");
+}

@@ -12,7 +12,8 @@ use crate::error::Result;
 pub struct L2Record {
     /// The stored bytes.
     pub bytes: Vec<u8>,
-    /// Remaining physical lifetime.
+    /// Remaining physical lifetime; never zero: a record with no time left is not
+    /// returned (a cache without a stale window would otherwise be handed it as stale).
     pub remaining: Duration,
 }
 
