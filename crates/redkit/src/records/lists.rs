@@ -106,7 +106,8 @@ if #keep < #items then
   local ttl = redis.call('PTTL', KEYS[1])
   redis.call('DEL', KEYS[1])
   for i = #keep, 1, -1 do redis.call('LPUSH', KEYS[1], keep[i]) end
-  if #keep > 0 and ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+  -- PTTL 0: the list was in its last millisecond; PEXPIRE 0 lets it go as it would have.
+  if #keep > 0 and ttl >= 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 end
 local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[1]) > prev then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
