@@ -160,6 +160,26 @@ async fn delay_and_priority(redkit: &Redkit) {
         .await
         .unwrap();
     assert_eq!(q.fetch("w", 10).await.unwrap()[0].id, "past");
+
+    // A delayed job due before the one already waiting is promoted at its own time, not
+    // the other's (Redis keeps the earliest run-at so a lease need not look every time).
+    q.enqueue(
+        &json!("far"),
+        EnqueueOptions::new().id("far").delay(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    assert!(q.fetch("w", 10).await.unwrap().is_empty());
+    q.enqueue(
+        &json!("soon"),
+        EnqueueOptions::new().id("soon").delay(Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    assert!(q.fetch("w", 10).await.unwrap().is_empty(), "not before its delay");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let got: Vec<String> = q.fetch("w", 10).await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(got, ["soon"], "promoted once due, the later job still delayed");
 }
 
 async fn unique_and_ids(redkit: &Redkit) {

@@ -37,7 +37,7 @@ for n = 4, #ARGV - 12, 13 do
       'c', created, 'r', run, 'q', seq, 's', delayed and 'delayed' or 'waiting')
     if uk ~= '' then redis.call('HSET', KEYS[6], uk, id) end
     if delayed then
-      redis.call('ZADD', KEYS[2], run, id)
+      delay(id, run)
     else
       redis.call('ZADD', KEYS[1], ready_score(ARGV[n + 2], seq), id)
       ready = true

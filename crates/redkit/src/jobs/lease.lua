@@ -5,12 +5,20 @@
 -- max attempts, priority, timeout, created, progress or ''}. `reap_every`: 0 looks for
 -- expired leases on this call; otherwise at most once per that many ms for the queue.
 local function lease_jobs(worker, lease_ms, max, token_prefix, dead_count, dead_age, reap_every)
-  local meta = redis.call('HMGET', KEYS[7], 'paused', 'reaped')
+  local meta = redis.call('HMGET', KEYS[7], 'paused', 'reaped', 'nd')
+  local next_due = tonumber(meta[3])
   if meta[1] == '1' then return {-1, -1} end
-  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', KEYS[2], id)
-    make_waiting(id, prefix .. id)
+  -- Delayed jobs are looked for only once one may be due (see `nd` in the prelude): on a
+  -- queue with none, a lease pays no command for them.
+  if next_due == nil or next_due <= now then
+    local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+    for _, id in ipairs(due) do
+      redis.call('ZREM', KEYS[2], id)
+      make_waiting(id, prefix .. id)
+    end
+    local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    next_due = tonumber(first[2]) or NO_DELAYED_JOB
+    redis.call('HSET', KEYS[7], 'nd', next_due)
   end
   -- An ack's lease (settle_fetch.lua) looks for expired leases at most every
   -- `reap_every` ms per queue, not once per job: each command a script calls costs Redis
@@ -50,9 +58,8 @@ local function lease_jobs(worker, lease_ms, max, token_prefix, dead_count, dead_
       table.insert(out, x)
     end
   end
-  if #popped == 0 then
-    local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    if first[2] then out[2] = tonumber(first[2]) end
-  end
+  -- `nd` may be early (a delayed job cancelled or promoted since): a worker that wakes for
+  -- it finds nothing and the lease looks again.
+  if #popped == 0 and next_due < NO_DELAYED_JOB then out[2] = next_due end
   return out
 end

@@ -2,7 +2,9 @@
 -- touches one Cluster slot. KEYS: 1 waiting (zset, score = priority band + sequence),
 -- 2 delayed (zset, run-at ms), 3 active (zset, lease end ms), 4 completed (zset, finish ms),
 -- 5 dead (zset, finish ms), 6 unique (hash, unique key -> id), 7 meta (hash: paused, seq,
--- counters, schedule ticks), 8 signal (list, pushed when work is ready).
+-- counters, schedule ticks, `nd`), 8 signal (list, pushed when work is ready).
+-- `nd`: no delayed job runs before it (absent: unknown, look), so a lease looks for due
+-- delayed jobs only once one may be due; `delay` keeps it true.
 -- ARGV[1]: the job hash prefix (`rk:{q:NAME}:j:`). Clock: Redis TIME.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -17,6 +19,16 @@ local function make_waiting(id, key)
   local v = redis.call('HMGET', key, 'pr', 'q')
   redis.call('HSET', key, 's', 'waiting')
   redis.call('ZADD', KEYS[1], ready_score(v[1], v[2]), id)
+end
+
+-- `nd` when no job is delayed: later than any run-at (those are at most a year ahead).
+local NO_DELAYED_JOB = 1e15
+
+-- No job in KEYS[2] runs before meta's `nd`; absent means unknown (the next lease looks).
+local function delay(id, run)
+  redis.call('ZADD', KEYS[2], run, id)
+  local nd = redis.call('HGET', KEYS[7], 'nd')
+  if nd and run < tonumber(nd) then redis.call('HSET', KEYS[7], 'nd', run) end
 end
 
 local function signal()

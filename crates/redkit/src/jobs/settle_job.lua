@@ -19,9 +19,11 @@ local function settle_job(id, token, outcome, err, jitter, keep_completed, keep_
   else
     for i = 1, 3 do redis.call('ZREM', KEYS[i], id) end
   end
-  redis.call('HDEL', key, 't', 'l')
   local attempt = tonumber(v[3])
   if outcome == 'ack' or outcome == 'ack!' then
+    -- The token and lease end stay on a completed job (one command fewer per job): every
+    -- reader of `t` and `l` checks for state 'active' first, and a job leaves
+    -- 'completed' only by being deleted.
     local done = redis.call('HINCRBY', KEYS[7], 'done', 1)
     forget_unique(id, key, v[8])
     redis.call('PUBLISH', channel, 'completed ' .. attempt .. ' ' .. instance .. ' ' .. id)
@@ -36,6 +38,7 @@ local function settle_job(id, token, outcome, err, jitter, keep_completed, keep_
     end
     return 'completed'
   end
+  redis.call('HDEL', key, 't', 'l')
   if outcome == 'release' then
     redis.call('HINCRBY', key, 'a', -1)
     make_waiting(id, key)
@@ -49,14 +52,14 @@ local function settle_job(id, token, outcome, err, jitter, keep_completed, keep_
     redis.call('PUBLISH', channel, 'dead ' .. attempt .. ' ' .. instance .. ' ' .. id)
     return 'dead'
   end
-  local delay = tonumber(v[6])
+  local wait = tonumber(v[6])
   if v[5] == '1' then
-    local full = math.min(tonumber(v[7]), delay * 2 ^ math.min(attempt - 1, 40))
+    local full = math.min(tonumber(v[7]), wait * 2 ^ math.min(attempt - 1, 40))
     local half = math.floor(full / 2)
-    delay = half + math.floor(half * jitter)
+    wait = half + math.floor(half * jitter)
   end
-  redis.call('HSET', key, 's', 'delayed', 'r', now + delay)
-  redis.call('ZADD', KEYS[2], now + delay, id)
+  redis.call('HSET', key, 's', 'delayed', 'r', now + wait)
+  delay(id, now + wait)
   redis.call('PUBLISH', channel, 'failed ' .. attempt .. ' ' .. instance .. ' ' .. id)
   return 'retrying'
 end
