@@ -48,12 +48,13 @@ struct Keys {
 
 impl Keys {
     fn of(queue: &str) -> Self {
-        let base = format!("rk:{{q:{queue}}}:");
-        let all = ["w", "d", "a", "c", "x", "u", "m", "s"].map(|k| format!("{base}{k}"));
+        // Built on every call, two per job: concatenated, not through `format!`.
+        let base = ["rk:{q:", queue, "}:"].concat();
+        let key = |suffix: &str| [base.as_str(), suffix].concat();
         Keys {
-            prefix: format!("{base}j:"),
-            events: format!("{base}events"),
-            all,
+            all: ["w", "d", "a", "c", "x", "u", "m", "s"].map(key),
+            prefix: key("j:"),
+            events: key("events"),
         }
     }
 
@@ -206,36 +207,62 @@ impl RedisJobs {
     ) -> Result<Settled> {
         let keys = Keys::of(queue);
         let argv = self.settle_argv(&keys, id, token, outcome, keep, forced_ack);
-        let argv: Vec<&dyn ToRedisArgsDyn> = argv.iter().map(|a| a as _).collect();
-        let reply: String = self.core.script(&SETTLE, &keys.refs(), &argv).await?;
+        let reply: String = self.core.script(&SETTLE, &keys.refs(), &argv.refs()).await?;
         Ok(settled(&reply))
     }
 
     /// ARGV of `settle_job` (settle_job.lua), as settle.lua and settle_fetch.lua take it.
-    fn settle_argv(
-        &self,
-        keys: &Keys,
-        id: &str,
-        token: &str,
-        outcome: &Outcome,
+    fn settle_argv<'a>(
+        &'a self,
+        keys: &'a Keys,
+        id: &'a str,
+        token: &'a str,
+        outcome: &'a Outcome,
         keep: Retention,
         forced_ack: bool,
-    ) -> Vec<String> {
+    ) -> SettleArgv<'a> {
         let (verb, error) = settle_args(outcome, forced_ack);
-        let jitter: f64 = rand::random();
-        vec![
-            keys.prefix.clone(),
-            id.to_string(),
-            token.to_string(),
-            verb.to_string(),
-            error.to_string(),
-            jitter.to_string(),
-            keep.completed_count.to_string(),
-            keep.completed_age_ms.to_string(),
-            keep.dead_count.to_string(),
-            keep.dead_age_ms.to_string(),
-            keys.events.clone(),
-            self.instance.clone(),
+        SettleArgv {
+            keys,
+            id,
+            token,
+            verb,
+            error,
+            jitter: rand::random(),
+            keep,
+            instance: &self.instance,
+        }
+    }
+}
+
+/// The arguments of `settle_job`, numbers kept as numbers (written into the command as
+/// they are sent, not formatted into strings first).
+struct SettleArgv<'a> {
+    keys: &'a Keys,
+    id: &'a str,
+    token: &'a str,
+    verb: &'static str,
+    error: &'a str,
+    jitter: f64,
+    keep: Retention,
+    instance: &'a str,
+}
+
+impl SettleArgv<'_> {
+    fn refs(&self) -> [&dyn ToRedisArgsDyn; 12] {
+        [
+            &self.keys.prefix,
+            &self.id,
+            &self.token,
+            &self.verb,
+            &self.error,
+            &self.jitter,
+            &self.keep.completed_count,
+            &self.keep.completed_age_ms,
+            &self.keep.dead_count,
+            &self.keep.dead_age_ms,
+            &self.keys.events,
+            &self.instance,
         ]
     }
 }
@@ -255,30 +282,35 @@ fn settled(reply: &str) -> Settled {
 impl JobBackend for RedisJobs {
     async fn enqueue(&self, queue: &str, jobs: &[NewJob], tick: Option<(&str, u64)>) -> Result<Vec<Enqueued>> {
         let keys = Keys::of(queue);
-        let mut args: Vec<String> = Vec::with_capacity(3 + jobs.len() * 13);
-        args.push(keys.prefix.clone());
         let (name, at) = tick.unwrap_or(("", 0));
-        args.push(name.to_string());
-        args.push(at.to_string());
-        for j in jobs {
-            let (kind, base, max) = j.backoff.encode();
-            args.extend([
-                j.id.clone(),
-                j.payload.clone(),
-                j.priority.to_string(),
-                j.max_attempts.to_string(),
-                kind.to_string(),
-                base.to_string(),
-                max.to_string(),
-                j.timeout_ms.to_string(),
-                j.unique_key.clone().unwrap_or_default(),
-                j.delay_ms.to_string(),
-                j.run_at_ms.to_string(),
-                j.attempts.to_string(),
-                j.created_ms.to_string(),
+        // Numbers go into the command as numbers: formatting each into a String first
+        // cost an allocation apiece.
+        let encoded: Vec<(u64, u64, u64, &str)> = jobs
+            .iter()
+            .map(|j| {
+                let (kind, base, max) = j.backoff.encode();
+                (u64::from(kind), base, max, j.unique_key.as_deref().unwrap_or(""))
+            })
+            .collect();
+        let mut argv: Vec<&dyn ToRedisArgsDyn> = Vec::with_capacity(3 + jobs.len() * 13);
+        argv.extend([&keys.prefix as &dyn ToRedisArgsDyn, &name, &at]);
+        for (j, (kind, base, max, unique)) in jobs.iter().zip(&encoded) {
+            argv.extend([
+                &j.id as &dyn ToRedisArgsDyn,
+                &j.payload,
+                &j.priority,
+                &j.max_attempts,
+                kind,
+                base,
+                max,
+                &j.timeout_ms,
+                unique,
+                &j.delay_ms,
+                &j.run_at_ms,
+                &j.attempts,
+                &j.created_ms,
             ]);
         }
-        let argv: Vec<&dyn ToRedisArgsDyn> = args.iter().map(|a| a as _).collect();
         let reply: Vec<Value> = self.core.script(&ENQUEUE, &keys.refs(), &argv).await?;
         Ok(reply
             .chunks(2)
@@ -317,14 +349,16 @@ impl JobBackend for RedisJobs {
 
     async fn settle_and_fetch(&self, settle: SettleCall<'_>, next: FetchCall<'_>) -> Result<(Settled, Fetched)> {
         let keys = Keys::of(settle.queue);
-        let mut argv = self.settle_argv(&keys, settle.id, settle.token, settle.outcome, settle.keep, false);
+        let settling = self.settle_argv(&keys, settle.id, settle.token, settle.outcome, settle.keep, false);
+        let token_prefix = format!("r-{}.", token());
+        let mut argv: Vec<&dyn ToRedisArgsDyn> = Vec::with_capacity(16);
+        argv.extend(settling.refs());
         argv.extend([
-            next.worker.to_string(),
-            next.lease_ms.to_string(),
-            next.max.to_string(),
-            format!("r-{}.", token()),
+            &next.worker as &dyn ToRedisArgsDyn,
+            &next.lease_ms,
+            &next.max,
+            &token_prefix,
         ]);
-        let argv: Vec<&dyn ToRedisArgsDyn> = argv.iter().map(|a| a as _).collect();
         let reply: Vec<Value> = self.core.script(&SETTLE_FETCH, &keys.refs(), &argv).await?;
         let [outcome, lease @ ..] = reply.as_slice() else {
             return Err(unexpected("settle_and_fetch"));
