@@ -172,12 +172,14 @@ async fn delay_and_priority(redkit: &Redkit) {
     assert!(q.fetch("w", 10).await.unwrap().is_empty());
     q.enqueue(
         &json!("soon"),
-        EnqueueOptions::new().id("soon").delay(Duration::from_millis(100)),
+        EnqueueOptions::new().id("soon").delay(Duration::from_millis(500)),
     )
     .await
     .unwrap();
+    // 500 ms, not less: a loaded CI host can stall this task for 100 ms between the
+    // enqueue and the fetch, and the job would then be due already.
     assert!(q.fetch("w", 10).await.unwrap().is_empty(), "not before its delay");
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let got: Vec<String> = q.fetch("w", 10).await.unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(got, ["soon"], "promoted once due, the later job still delayed");
 }
