@@ -1,12 +1,13 @@
 //! Workers, schedules and faults: handlers that fail, panic or hang; graceful shutdown; a
 //! schedule on two instances; a worker process SIGKILLed mid-job; 10,000 jobs through a
-//! Redis SIGKILL and restart; acks made during an outage.
+//! Redis SIGKILL and restart; acks made during an outage; delayed jobs on two instances
+//! through two outages in a row.
 
 mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::{config, eventually};
 use redkit::jobs::{Backoff, EnqueueOptions, JobState, QueueOptions, Schedule, Settled, Worker};
@@ -404,6 +405,128 @@ async fn ten_thousand_jobs_through_a_redis_kill_and_restart() {
     let s = q.stats().await.unwrap();
     assert_eq!((s.waiting, s.delayed, s.active), (0, 0, 0), "{s:?}");
     worker.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Delayed jobs on two instances through two Redis SIGKILLs in a row: some enqueued to
+/// Redis before the first, some spooled by each instance in the first (drained into
+/// Redis on recovery, due after it), one spooled in the second. Every one runs, none
+/// before its run-at, and none Redis holds runs while Redis is away (the spool's workers
+/// see only the spool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_jobs_on_two_instances_run_on_time_through_two_outages() {
+    let mut redis = RedisServer::options().durable().start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Redkit::open(config(Some(redis.url()), dir_a.path())).await.unwrap();
+    let b = Redkit::open(config(Some(redis.url()), dir_b.path())).await.unwrap();
+    let qa = a.queue("delayed-outages", fast(5_000)).unwrap();
+    let qb = b.queue("delayed-outages", fast(5_000)).unwrap();
+    // Job id -> when it may run at the earliest; and each run: (id, when, instance).
+    let due: Arc<Mutex<HashMap<String, SystemTime>>> = Arc::default();
+    let runs: Arc<Mutex<Vec<(String, SystemTime, &'static str)>>> = Arc::default();
+    let worker = |q: &redkit::jobs::Queue, name: &'static str| {
+        let runs = runs.clone();
+        Worker::new(q.clone(), move |job| {
+            let runs = runs.clone();
+            async move {
+                runs.lock()
+                    .unwrap()
+                    .push((job.id().to_string(), SystemTime::now(), name));
+                Ok(())
+            }
+        })
+        .concurrency(2)
+        .start()
+    };
+    let (worker_a, worker_b) = (worker(&qa, "a"), worker(&qb, "b"));
+    // Retried until acknowledged (a call can fail before the breaker opens); a retry
+    // carries the same id, so it cannot add the job twice.
+    let enqueue = async |q: &redkit::jobs::Queue, id: &str, delay_ms: u64| {
+        let not_before = SystemTime::now() + Duration::from_millis(delay_ms);
+        let opts = EnqueueOptions::new().id(id).delay(Duration::from_millis(delay_ms));
+        while q.enqueue(&json!(id), opts.clone()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        due.lock().unwrap().insert(id.to_string(), not_before);
+    };
+    let ran = |id: &str| runs.lock().unwrap().iter().any(|(r, _, _)| r == id);
+    let mode_is = async |mode: Mode| {
+        eventually(
+            Duration::from_secs(15),
+            &format!("both instances in {mode:?}"),
+            async || a.mode() == mode && b.mode() == mode,
+        )
+        .await
+    };
+
+    enqueue(&qa, "before-a", 1_500).await;
+    enqueue(&qb, "before-b", 9_000).await;
+    redis.kill();
+    enqueue(&qa, "first-outage-a", 300).await;
+    enqueue(&qb, "first-outage-b", 5_000).await;
+    mode_is(Mode::Fallback).await;
+    eventually(
+        Duration::from_secs(10),
+        "a's spooled job ran in the outage",
+        async || ran("first-outage-a"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!ran("before-a"), "a job Redis holds ran while Redis was away");
+    redis.restart();
+    mode_is(Mode::Redis).await;
+    eventually(
+        Duration::from_secs(10),
+        "the job due in the outage ran after it",
+        async || ran("before-a"),
+    )
+    .await;
+    assert!(!ran("first-outage-b") && !ran("before-b"), "not due yet");
+    let drained = qa.job("first-outage-b").await.unwrap().map(|j| j.state);
+    assert_eq!(
+        drained,
+        Some(JobState::Delayed),
+        "b's spool drained into Redis, still delayed"
+    );
+
+    // The second outage spans the drained job's run-at: it waits for Redis.
+    redis.kill();
+    enqueue(&qa, "second-outage-a", 200).await;
+    mode_is(Mode::Fallback).await;
+    let drained_due = due.lock().unwrap()["first-outage-b"];
+    let wait = drained_due.duration_since(SystemTime::now()).unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(300)).await;
+    assert!(!ran("first-outage-b"), "a job Redis holds ran in the second outage");
+    redis.restart();
+    mode_is(Mode::Redis).await;
+    eventually(Duration::from_secs(20), "every delayed job ran", async || {
+        due.lock().unwrap().keys().all(|id| ran(id))
+    })
+    .await;
+
+    let runs = runs.lock().unwrap().clone();
+    let due = due.lock().unwrap().clone();
+    for (id, at, instance) in &runs {
+        let late = at.duration_since(due[id]).unwrap_or_default();
+        eprintln!("{id}: ran on {instance}, {} ms after its run-at", late.as_millis());
+    }
+    for (id, at, instance) in &runs {
+        // Redis's clock and this process's are the same host's; a run-at is kept to the ms.
+        let early = due[id].duration_since(*at).unwrap_or_default();
+        assert!(
+            early <= Duration::from_millis(5),
+            "{id} ran on {instance} {early:?} before its run-at"
+        );
+    }
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    for (id, _, _) in &runs {
+        *counts.entry(id).or_default() += 1;
+    }
+    assert_eq!(counts.len(), due.len(), "every job ran: {runs:?}");
+    assert!(counts.values().all(|&n| n == 1), "a job ran twice: {runs:?}");
+    let s = qa.stats().await.unwrap();
+    assert_eq!((s.waiting, s.delayed, s.active), (0, 0, 0), "{s:?}");
+    worker_a.shutdown(Duration::from_secs(1)).await;
+    worker_b.shutdown(Duration::from_secs(1)).await;
 }
 
 const CHILD_REDIS: &str = "REDKIT_TEST_CHILD_REDIS";

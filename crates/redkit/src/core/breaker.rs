@@ -156,6 +156,7 @@ pub struct Breaker {
     closed_total: AtomicU64,
     recent: Mutex<std::collections::VecDeque<Transition>>,
     opened: Notify,
+    closed: Notify,
 }
 
 impl Breaker {
@@ -170,6 +171,7 @@ impl Breaker {
             closed_total: AtomicU64::new(0),
             recent: Mutex::default(),
             opened: Notify::new(),
+            closed: Notify::new(),
         }
     }
 
@@ -246,6 +248,19 @@ impl Breaker {
             self.consecutive.store(0, Ordering::Relaxed);
             self.window.reset();
             self.closed_total.fetch_add(1, Ordering::Relaxed);
+            self.closed.notify_waiters();
+        }
+    }
+
+    /// Resolves once the breaker closes (immediately if it is closed): a wait served by
+    /// the embedded store can end as soon as Redis serves again.
+    pub(crate) async fn wait_closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
         }
     }
 

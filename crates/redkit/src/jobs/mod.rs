@@ -366,9 +366,19 @@ impl Queue {
                 .saturating_duration_since(tokio::time::Instant::now())
                 .as_millis() as u64
         };
-        if let Err(e) = self.routed().call(|b| b.wait_for_work(q, left())).await {
-            tracing::debug!(queue = %q, error = %e, "waiting for work failed");
-            tokio::time::sleep(Duration::from_millis(wait.min(100))).await;
+        let route = self.routed().route();
+        if route.breaker().is_closed() {
+            if let Err(e) = self.routed().call(|b| b.wait_for_work(q, left())).await {
+                tracing::debug!(queue = %q, error = %e, "waiting for work failed");
+                tokio::time::sleep(Duration::from_millis(wait.min(100))).await;
+            }
+        } else {
+            // In an outage the wait is the spool's; it ends when Redis serves again, so
+            // an idle worker turns to Redis's jobs at once instead of after `max`.
+            tokio::select! {
+                _ = self.routed().call(|b| b.wait_for_work(q, left())) => {}
+                _ = route.breaker().wait_closed() => {}
+            }
         }
     }
 
