@@ -407,6 +407,9 @@ async fn ten_thousand_jobs_through_a_redis_kill_and_restart() {
     worker.shutdown(Duration::from_secs(2)).await;
 }
 
+/// A job's run: its id, when, and on which instance.
+type Run = (String, SystemTime, &'static str);
+
 /// Delayed jobs on two instances through two Redis SIGKILLs in a row: some enqueued to
 /// Redis before the first, some spooled by each instance in the first (drained into
 /// Redis on recovery, due after it), one spooled in the second. Every one runs, none
@@ -422,7 +425,7 @@ async fn delayed_jobs_on_two_instances_run_on_time_through_two_outages() {
     let qb = b.queue("delayed-outages", fast(5_000)).unwrap();
     // Job id -> when it may run at the earliest; and each run: (id, when, instance).
     let due: Arc<Mutex<HashMap<String, SystemTime>>> = Arc::default();
-    let runs: Arc<Mutex<Vec<(String, SystemTime, &'static str)>>> = Arc::default();
+    let runs: Arc<Mutex<Vec<Run>>> = Arc::default();
     let worker = |q: &redkit::jobs::Queue, name: &'static str| {
         let runs = runs.clone();
         Worker::new(q.clone(), move |job| {
