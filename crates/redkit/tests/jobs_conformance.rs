@@ -417,6 +417,34 @@ async fn on_embedded() {
     suite(&common::on_embedded().await.redkit).await;
 }
 
+/// Without Redis configured, a token that says Redis leased the job names no lease: it is
+/// settled and renewed as lost (HTTP 409), and nothing is journaled for a Redis that will
+/// never replay it (it was answered "deferred" and journaled, and a heartbeat was 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_redis_lease_token_is_a_lost_lease() {
+    let h = common::on_embedded().await;
+    let q = h.redkit.queue("no-redis", opts()).unwrap();
+    q.enqueue(&json!(1), EnqueueOptions::new().id("j")).await.unwrap();
+    let leased = q.fetch("w", 1).await.unwrap().remove(0);
+    let forged = format!("r-{}", leased.token.trim_start_matches("e-"));
+    assert_eq!(q.ack("j", &forged).await.unwrap(), Settled::LeaseLost);
+    assert_eq!(q.fail("j", &forged, "no").await.unwrap(), Settled::LeaseLost);
+    assert_eq!(q.release("j", &forged).await.unwrap(), Settled::LeaseLost);
+    assert!(!q.heartbeat("j", &forged, Duration::from_secs(5)).await.unwrap());
+    assert!(
+        !q.progress("j", &forged, &json!(1), Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert!(h.redkit.health().await.journal_pending.values().all(|&n| n == 0));
+    assert_eq!(
+        q.job("j").await.unwrap().unwrap().state,
+        JobState::Active,
+        "the real lease is untouched"
+    );
+    assert_eq!(q.ack("j", &leased.token).await.unwrap(), Settled::Completed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_fallback() {
     let h = common::on_fallback().await;

@@ -220,12 +220,16 @@ struct QueueInner {
     listed: std::sync::atomic::AtomicBool,
 }
 
-/// Where a lease token says the job was leased.
-fn origin(token: &str) -> Result<Origin> {
-    Origin::of(token).ok_or_else(|| Error::invalid("token", "not a lease token"))
-}
-
 impl Queue {
+    /// Where a lease token says the job was leased; `None` when that store is not part of
+    /// this deployment (a Redis token where no Redis is configured), so no such lease
+    /// exists: settling it or renewing it finds the lease lost, and nothing is journaled
+    /// for a Redis that will never replay it.
+    fn lease_origin(&self, token: &str) -> Result<Option<Origin>> {
+        let origin = Origin::of(token).ok_or_else(|| Error::invalid("token", "not a lease token"))?;
+        Ok((origin == Origin::Embedded || self.routed().route().redis().is_some()).then_some(origin))
+    }
+
     pub(crate) fn open(hub: Arc<JobsHub>, name: &str, opts: QueueOptions) -> Result<Self> {
         options::check_queue(name)?;
         opts.check()?;
@@ -419,11 +423,14 @@ impl Queue {
             }
             .encode()
         };
+        let Some(origin) = self.lease_origin(token)? else {
+            return Ok(Settled::LeaseLost);
+        };
         // A job leased from the spool is settled there, whatever the mode; one leased from
         // Redis follows the route (journaled while Redis is away).
         let settled = self
             .routed()
-            .write_at(origin(token)?, op, |b| b.settle(q, id, token, &outcome, keep))
+            .write_at(origin, op, |b| b.settle(q, id, token, &outcome, keep))
             .await?;
         // Redis also announces it to other instances; their listeners skip this instance's id.
         self.inner.hub.emit(q, id, settled);
@@ -443,11 +450,10 @@ impl Queue {
         lease: Duration,
     ) -> Result<(Settled, backend::Fetched)> {
         options::check_id(id)?;
-        let origin = origin(token)?;
-        if origin != Origin::Redis {
+        let Some(origin @ Origin::Redis) = self.lease_origin(token)? else {
             let settled = self.ack(id, token).await?;
             return Ok((settled, self.fetch_with(worker, max, lease).await?));
-        }
+        };
         let (q, keep, lease_ms) = (&self.inner.name, self.inner.opts.retention(), lease.as_millis() as u64);
         let outcome = Outcome::Ack;
         let op = || {
@@ -500,9 +506,12 @@ impl Queue {
     async fn beat(&self, id: &str, token: &str, lease: Duration, progress: Option<&str>) -> Result<bool> {
         options::check_id(id)?;
         options::check_lease(lease)?;
+        let Some(origin) = self.lease_origin(token)? else {
+            return Ok(false);
+        };
         let (q, lease_ms) = (&self.inner.name, lease.as_millis() as u64);
         self.routed()
-            .call_at(origin(token)?, |b| b.heartbeat(q, id, token, lease_ms, progress))
+            .call_at(origin, |b| b.heartbeat(q, id, token, lease_ms, progress))
             .await
     }
 
