@@ -55,8 +55,10 @@ struct Entry {
 #[allow(dead_code)] // documents the path; `Entry` reads it
 struct EntryPath {
     /// Namespace: 1–64 of A-Z a-z 0-9 _ - .
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     ns: String,
     /// Key (percent-encode `/`).
+    #[param(min_length = 1)]
     key: String,
 }
 
@@ -65,14 +67,18 @@ struct EntryPath {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct PutParams {
-    /// Seconds until the value goes stale (default 300).
+    /// Seconds until the value goes stale (default 300; above 0, at most 366 days).
+    #[param(exclusive_minimum = 0, maximum = 31622400)]
     ttl_s: Option<f64>,
     /// Fail-safe window: seconds past `ttl_s` during which the stale value may still be
-    /// served when loading a new one fails or is under way (default 0: none).
+    /// served when loading a new one fails or is under way (default 0: none; at most 366
+    /// days).
+    #[param(minimum = 0, maximum = 31622400)]
     stale_ttl_s: Option<f64>,
     /// Comma-separated tags to invalidate it by (at most 64, each 1–256 bytes).
     tags: Option<String>,
     /// The token of a `claim` answered `"state": "load"`: stores the value and ends the claim.
+    #[param(min_length = 1, max_length = 128)]
     fill_token: Option<String>,
 }
 
@@ -277,9 +283,11 @@ async fn stats(State(state): State<AppState>, caller: Caller) -> Json<CacheStats
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct KeysParams {
-    /// Namespace.
+    /// Namespace: 1–64 of A-Z a-z 0-9 _ - .
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     ns: String,
-    /// Glob (`*`, `?`, `[…]`); default `*`.
+    /// Glob (`*`, `?`, `[…]`) of 1–1024 bytes; default `*`.
+    #[param(min_length = 1, max_length = 1024)]
     pattern: Option<String>,
     /// `next_cursor` of the previous page, as given.
     cursor: Option<String>,
@@ -315,11 +323,14 @@ async fn keys(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClearRequest {
-    /// Namespace.
+    /// Namespace: 1–64 of A-Z a-z 0-9 _ - .
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     pub ns: String,
-    /// Remove keys matching this glob.
+    /// Remove keys matching this glob (1–1024 bytes).
+    #[schema(min_length = 1, max_length = 1024)]
     pub pattern: Option<String>,
-    /// Remove keys filed under this tag.
+    /// Remove keys filed under this tag (1–256 bytes).
+    #[schema(min_length = 1, max_length = 256)]
     pub tag: Option<String>,
 }
 
@@ -356,15 +367,19 @@ async fn clear(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarmEntry {
+    #[schema(min_length = 1)]
     pub key: String,
     #[schema(value_type = serde_json::Value)]
     pub value: Value,
-    /// Seconds until stale (default 300).
+    /// Seconds until stale (default 300; above 0, at most 366 days).
+    #[schema(exclusive_minimum = 0, maximum = 31622400)]
     pub ttl_s: Option<f64>,
-    /// Fail-safe window past `ttl_s`, in seconds (default 0).
+    /// Fail-safe window past `ttl_s`, in seconds (default 0; at most 366 days).
+    #[schema(minimum = 0, maximum = 31622400)]
     pub stale_ttl_s: Option<f64>,
-    /// Tags to invalidate it by (at most 64).
+    /// Tags to invalidate it by (at most 64, each 1–256 bytes).
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub tags: Vec<String>,
 }
 
@@ -372,8 +387,11 @@ pub struct WarmEntry {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarmRequest {
+    /// Namespace: 1–64 of A-Z a-z 0-9 _ - .
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     pub ns: String,
     /// Up to 1000.
+    #[schema(max_items = 1000)]
     pub entries: Vec<WarmEntry>,
 }
 
@@ -497,7 +515,8 @@ async fn claim(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ReleaseParams {
-    /// The token a `claim` answered.
+    /// The token a `claim` answered (1–128 bytes).
+    #[param(min_length = 1, max_length = 128)]
     fill_token: String,
 }
 

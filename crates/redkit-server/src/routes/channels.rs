@@ -74,6 +74,7 @@ async fn reader(state: &AppState, caller: Option<Caller>, token: Option<&str>) -
 #[serde(deny_unknown_fields)]
 pub struct ChannelTokenRequest {
     /// 1 to 32 channel names, or prefixes ending in `*`, each one the caller may read.
+    #[schema(min_items = 1, max_items = 32)]
     pub channels: Vec<String>,
     /// How long it is good for, in seconds (1 to 86400; default 3600).
     #[schema(minimum = 1, maximum = 86400)]
@@ -129,6 +130,7 @@ async fn issue_token(
 #[into_params(parameter_in = Path)]
 struct ChannelName {
     /// Channel name, 1–256 bytes without control characters.
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", min_length = 1, max_length = 256)]
     ch: String,
 }
 

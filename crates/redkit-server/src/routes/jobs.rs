@@ -53,15 +53,18 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 #[into_params(parameter_in = Path)]
 struct QueuePath {
     /// Queue name: 1–64 of A-Z a-z 0-9 _ - .
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     q: String,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 struct JobPath {
-    /// Queue name.
+    /// Queue name: 1–64 of A-Z a-z 0-9 _ - .
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     q: String,
-    /// Job id.
+    /// Job id: 1–128 of A-Z a-z 0-9 _ . : @ -
+    #[param(pattern = "^[A-Za-z0-9_.:@-]{1,128}$", min_length = 1, max_length = 128)]
     id: String,
 }
 
@@ -355,6 +358,7 @@ async fn page(
 #[serde(deny_unknown_fields)]
 pub struct FetchRequest {
     /// Who is asking (shown in job details), 1–128 bytes.
+    #[schema(min_length = 1, max_length = 128)]
     pub worker: String,
     /// Lease up to this many jobs (1–1000, default 1).
     #[schema(minimum = 1, maximum = 1000)]
@@ -430,6 +434,8 @@ async fn get_job(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    /// The lease token a fetch gave.
+    #[schema(pattern = "^[re]-", min_length = 3, max_length = 128)]
     pub token: String,
 }
 
@@ -437,6 +443,8 @@ pub struct TokenRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
+    /// The lease token a fetch gave.
+    #[schema(pattern = "^[re]-", min_length = 3, max_length = 128)]
     pub token: String,
     /// What went wrong (at most 4 KiB kept).
     pub error: String,
@@ -522,8 +530,11 @@ async fn release(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
+    /// The lease token a fetch gave.
+    #[schema(pattern = "^[re]-", min_length = 3, max_length = 128)]
     pub token: String,
-    /// New lease from now, in ms (default the queue's, 30 s).
+    /// New lease from now, in ms (100 ms to 24 h; default the queue's, 30 s).
+    #[schema(minimum = 100, maximum = 86400000)]
     pub lease_ms: Option<u64>,
 }
 
@@ -531,11 +542,14 @@ pub struct HeartbeatRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressRequest {
+    /// The lease token a fetch gave.
+    #[schema(pattern = "^[re]-", min_length = 3, max_length = 128)]
     pub token: String,
     /// Any JSON (at most 64 KiB); a later attempt sees it.
     #[schema(value_type = serde_json::Value)]
     pub progress: Value,
-    /// New lease from now, in ms (default the queue's, 30 s).
+    /// New lease from now, in ms (100 ms to 24 h; default the queue's, 30 s).
+    #[schema(minimum = 100, maximum = 86400000)]
     pub lease_ms: Option<u64>,
 }
 

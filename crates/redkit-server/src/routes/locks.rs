@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Path)]
 struct LockName {
     /// Lock name, 1–256 bytes.
+    #[param(min_length = 1, max_length = 256)]
     name: String,
 }
 
@@ -45,7 +46,8 @@ pub struct AcquireRequest {
     /// How long to wait for it in ms (up to 1 hour; default 0 = try once).
     #[schema(maximum = 3600000)]
     pub wait_ms: Option<u64>,
-    /// Semaphore: one of this many permits (default 1 = a lock).
+    /// Semaphore: one of this many permits (1–10000; default 1 = a lock).
+    #[schema(minimum = 1, maximum = 10000)]
     pub permits: Option<u32>,
     /// While Redis is away, take a host-local lock instead of failing (default false).
     #[serde(default)]
@@ -93,9 +95,11 @@ async fn acquire(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
-    /// The owner token from acquire.
+    /// The owner token from acquire (1–128 bytes).
+    #[schema(min_length = 1, max_length = 128)]
     pub token: String,
-    /// New lease from now, in ms (default 30000).
+    /// New lease from now, in ms (10 ms to 1 day; default 30000).
+    #[schema(minimum = 10, maximum = 86400000)]
     pub ttl_ms: Option<u64>,
     /// As given to acquire.
     #[serde(default)]

@@ -35,13 +35,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct PolicyBody {
     /// gcra (default), token_bucket, sliding_window, sliding_log, fixed_window, concurrency.
     #[serde(default = "gcra")]
-    #[schema(value_type = String, example = "gcra")]
+    #[schema(value_type = AlgorithmName, example = "gcra")]
     pub algorithm: Algorithm,
-    /// Requests per period.
+    /// Requests per period (1 to 10^9).
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub limit: u64,
-    /// The period in milliseconds.
+    /// The period in milliseconds (1 ms to 366 days).
+    #[schema(minimum = 1, maximum = 31622400000_u64)]
     pub period_ms: u64,
-    /// Largest burst (gcra, token_bucket); default `limit`.
+    /// Largest burst (gcra, token_bucket; 1 to 10^9); default `limit`.
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub burst: Option<u64>,
     /// Decide and count, but never refuse.
     #[serde(default)]
@@ -52,8 +55,23 @@ pub struct PolicyBody {
     /// Keys always refused.
     #[serde(default)]
     pub deny: Vec<String>,
-    /// Share of the limit each instance enforces locally while Redis is away (0–1, default 1).
+    /// Share of the limit each instance enforces locally while Redis is away (above 0, at
+    /// most 1; default 1).
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub fallback_share: Option<f64>,
+}
+
+/// A rate-limit algorithm.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // documents `PolicyBody::algorithm`
+enum AlgorithmName {
+    Gcra,
+    TokenBucket,
+    SlidingWindow,
+    SlidingLog,
+    FixedWindow,
+    Concurrency,
 }
 
 fn gcra() -> Algorithm {
@@ -107,7 +125,8 @@ pub struct PolicyView {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 struct PolicyName {
-    /// Policy name.
+    /// Policy name: 1–64 of A-Z a-z 0-9 _ - . :
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)]
     name: String,
 }
 
@@ -196,8 +215,10 @@ async fn list_policies(State(state): State<AppState>, caller: Caller) -> ApiResu
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     /// Who is limited (user id, IP, API key …), 1–512 bytes.
+    #[schema(min_length = 1, max_length = 512)]
     pub key: String,
-    /// Units this request costs (default 1).
+    /// Units this request costs (default 1; at most the policy's burst).
+    #[schema(minimum = 1)]
     #[serde(default = "one")]
     pub cost: u64,
 }
@@ -209,7 +230,8 @@ fn one() -> u64 {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 struct PolicyPath {
-    /// Policy name.
+    /// Policy name: 1–64 of A-Z a-z 0-9 _ - . :
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)]
     policy: String,
 }
 

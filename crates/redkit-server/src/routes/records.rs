@@ -49,6 +49,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Path)]
 struct CollectionName {
     /// Collection name, 1–64 of `A-Za-z0-9_.-`.
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     c: String,
 }
 
@@ -83,8 +84,10 @@ fn record_named(id: &'static str) -> axum::routing::MethodRouter<AppState> {
 #[into_params(parameter_in = Path)]
 struct RecordPath {
     /// Collection name, 1–64 of `A-Za-z0-9_.-`.
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     c: String,
     /// Record id, 1–256 bytes without control characters.
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", min_length = 1, max_length = 256)]
     id: String,
 }
 
@@ -235,7 +238,12 @@ async fn delete_record(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncrRequest {
-    /// The integer field.
+    /// The integer field: 1–128 bytes, no control characters, not starting with `$`.
+    #[schema(
+        pattern = "^[^$\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub field: String,
     /// How much to add (default 1; may be negative).
     pub by: Option<i64>,
@@ -265,7 +273,8 @@ async fn incr_record(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetManyRequest {
-    /// Up to 1000 ids.
+    /// Up to 1000 ids, each 1–256 bytes without control characters.
+    #[schema(max_items = 1000)]
     pub ids: Vec<String>,
 }
 
@@ -361,6 +370,7 @@ async fn query_records(
 #[into_params(parameter_in = Path)]
 struct ListName {
     /// List name, 1–64 of `A-Za-z0-9_.-`.
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     name: String,
 }
 
@@ -369,11 +379,14 @@ struct ListName {
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
     /// 1–1000 items of any JSON (each at most 64 KiB); the last one is the newest.
-    #[schema(value_type = Vec<serde_json::Value>)]
+    #[schema(value_type = Vec<serde_json::Value>, min_items = 1, max_items = 1000)]
     pub items: Vec<Value>,
     /// Most items the list keeps, 1–100000 (the oldest go first).
+    #[schema(minimum = 1, maximum = 100000)]
     pub cap: u64,
-    /// The list's time to live in seconds, refreshed by each push (default: none).
+    /// The list's time to live in seconds, refreshed by each push (default and 0: none; at
+    /// most 10 years).
+    #[schema(maximum = 315360000)]
     pub ttl_s: Option<u64>,
 }
 
@@ -445,6 +458,7 @@ async fn delete_list(
 #[into_params(parameter_in = Path)]
 struct CounterName {
     /// Counter name, 1–64 of `A-Za-z0-9_.-`.
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     name: String,
 }
 

@@ -79,7 +79,8 @@ async fn create(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 struct SessionId {
-    /// Session id.
+    /// Session id: 16–128 of A-Z a-z 0-9 _ - (any other answers 404, as an unknown one).
+    #[param(pattern = "^[A-Za-z0-9_-]{16,128}$", min_length = 16, max_length = 128)]
     id: String,
 }
 
@@ -175,7 +176,8 @@ async fn rotate(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 struct UserPath {
-    /// User id.
+    /// User id, 1–256 bytes.
+    #[param(min_length = 1, max_length = 256)]
     user: String,
 }
 
