@@ -85,6 +85,22 @@ def lost_jobs(obs: Observations) -> list[str]:
     return sorted(acked - processed, key=lambda j: int(j[1:]))
 
 
+# Run-at is kept to the millisecond (Redis's TIME, or the spool's clock, read in ms).
+EARLY_SLACK_S = 0.005
+
+
+def early_jobs(obs: Observations) -> list[Processing]:
+    """Processings of a delayed job leased before its run-at: the fetch was answered before the
+    first enqueue attempt of that id had even been sent plus the delay (the server took the
+    enqueue, and set the run-at, no earlier than that)."""
+    earliest: dict[str, float] = {}
+    for e in obs.enqueues:
+        if e.delay_s > 0:
+            at = e.call.start + e.delay_s
+            earliest[e.job_id] = min(earliest.get(e.job_id, at), at)
+    return [p for p in obs.processings if p.job_id in earliest and p.fetch.end < earliest[p.job_id] - EARLY_SLACK_S]
+
+
 def duplicates(obs: Observations, episodes: Sequence[Window], explained: bool) -> list[list[Processing]]:
     """Jobs processed more than once. A duplicate is explained when the first processing's ack
     was not acknowledged as completed, or its lease overlapped an outage episode."""
@@ -271,6 +287,7 @@ class Findings:
     fence_inversions: list[tuple[Grant, Grant]]
     hangs: list[Call]
     duplicates: list[list[Processing]]
+    early_jobs: list[Processing] = field(default_factory=list)
     lost_records: list[RegisterRead] = field(default_factory=list)
     revived_records: list[RegisterRead] = field(default_factory=list)
     torn_records: list[RegisterRead] = field(default_factory=list)
@@ -293,6 +310,7 @@ def findings(obs: Observations, calls: Sequence[Call], t: Timeline) -> Findings:
         fence_inversions=fence_inversions(obs.grants),
         hangs=[c for c in calls if c.error == "timeout"],
         duplicates=duplicates(obs, t.episodes, explained=False),
+        early_jobs=early_jobs(obs),
         lost_records=select(obs.reads, "record", {Verdict.MISSING, Verdict.STALE}, final=True),
         revived_records=select(obs.reads, "record", {Verdict.RESURRECTED}, final=True),
         torn_records=torn_records(obs),
@@ -352,6 +370,9 @@ def required(f: Findings, t: Timeline, panics: int, unsettled: int) -> list[Figu
         Figure("hangs", len(f.hangs), "requests over their client time limit", True),
         Figure("unexplained job duplicates", len(f.duplicates),
                "jobs processed again although the first processing was acknowledged outside any outage", True),
+        Figure("delayed jobs run early", len(f.early_jobs),
+               "processings of a job enqueued with a delay, leased before that delay had passed since its first "
+               "enqueue attempt was sent", True),
         Figure("server panics", panics, "'panicked' in the servers' logs", True),
         Figure("servers not settled", unsettled,
                "servers not on redis with an empty journal 20 s after the traffic", True),
@@ -425,6 +446,7 @@ def job_summary(obs: Observations) -> dict[str, int]:
     unknown = {e.job_id for e in obs.enqueues if e.call.outcome is Outcome.UNKNOWN} - acked
     return {
         "enqueued (acknowledged)": len(acked),
+        "of them delayed": len(acked & {e.job_id for e in obs.enqueues if e.delay_s > 0}),
         "enqueue outcome unknown": len(unknown),
         "processings": len(obs.processings),
         "distinct jobs processed": len({p.job_id for p in obs.processings}),

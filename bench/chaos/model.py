@@ -237,6 +237,7 @@ class Grant:
 class Enqueue:
     job_id: str
     call: Call
+    delay_s: float = 0.0  # the job's delay (`delay_ms`): it may run no earlier than that after its enqueue
 
 
 @dataclass

@@ -145,6 +145,15 @@ class JobTest(unittest.TestCase):
         self.assertEqual([r[0].job_id for r in checks.duplicates(obs, episodes, explained=False)], ["j1"])
         self.assertEqual(sorted(r[0].job_id for r in checks.duplicates(obs, episodes, explained=True)), ["j2", "j3"])
 
+    def test_a_delayed_job_leased_before_its_delay_passed_ran_early(self) -> None:
+        obs = Observations(
+            enqueues=[Enqueue("j1", call(503, 10.0, 10.2), 2.0), Enqueue("j1", call(201, 10.5, 10.6), 2.0),
+                      Enqueue("j2", call(201, 10.0, 10.1))],
+            processings=[Processing("j1", call(200, 11.0, 11.9), 3.0), Processing("j1", call(200, 11.5, 12.1), 3.0),
+                         Processing("j2", call(200, 10.1, 10.2), 3.0)])
+        # The first attempt (sent at 10.0) may have been taken: j1 may run from 12.0 on; j2 has no delay.
+        self.assertEqual([p.fetch.end for p in checks.early_jobs(obs)], [11.9])
+
     def test_an_acknowledged_job_never_processed_is_lost(self) -> None:
         obs = Observations(enqueues=[Enqueue("j1", call(201)), Enqueue("j2", call(201)), Enqueue("j3", call(503))],
                            processings=[self.processing("j1", 1.0, 200)])

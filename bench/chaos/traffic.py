@@ -43,6 +43,8 @@ LOCK_WAIT_MS = 200
 WORKERS = 4
 LEASE_MS = 3000
 FETCH_WAIT_MS = 1000
+DELAYED_SHARE = 0.25  # of jobs enqueued with a delay
+DELAY_MS = (200, 3000)
 RETRIES = 10  # how often a delete, revoke, create or enqueue is retried until acknowledged
 POLICY = {"limit": 50, "period_ms": 1000}
 COLLECTION = "chaos"
@@ -284,15 +286,18 @@ async def produce_jobs(ctx: Context) -> None:
     while not ctx.stop.is_set():
         seq += 1
         job_id = f"j{seq}"
-        body = {"id": job_id, "payload": {"n": seq}}
+        body: dict[str, Any] = {"id": job_id, "payload": {"n": seq}}
+        delay_ms = ctx.rng.randint(*DELAY_MS) if ctx.rng.random() < DELAYED_SHARE else 0
+        if delay_ms:
+            body["delay_ms"] = delay_ms
         reply = await ctx.http.request("job", "enqueue", ctx.inst(), "POST", "/v1/queues/chaos/jobs", body)
-        ctx.obs.enqueues.append(Enqueue(job_id, reply.call))
+        ctx.obs.enqueues.append(Enqueue(job_id, reply.call, delay_ms / 1000))
         for _ in range(RETRIES - 1):
             if reply.call.ok or ctx.stop.is_set():
                 break
             await ctx.pause(0.1, 0.3)
             reply = await ctx.http.request("job", "enqueue", ctx.inst(), "POST", "/v1/queues/chaos/jobs", body)
-            ctx.obs.enqueues.append(Enqueue(job_id, reply.call))
+            ctx.obs.enqueues.append(Enqueue(job_id, reply.call, delay_ms / 1000))
         await ctx.pause(0.05, 0.15)
 
 
