@@ -386,7 +386,7 @@ pub struct PushRequest {
     pub cap: u64,
     /// The list's time to live in seconds, refreshed by each push (default and 0: none; at
     /// most 10 years).
-    #[schema(maximum = 315360000)]
+    #[schema(maximum = 316224000)]
     pub ttl_s: Option<u64>,
 }
 
