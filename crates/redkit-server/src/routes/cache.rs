@@ -433,9 +433,11 @@ async fn warm(State(state): State<AppState>, caller: Caller, Body(req): Body<War
 pub struct ClaimRequest {
     /// How long the claim to load is held if the loader neither fills nor releases it
     /// (default 10000, 1 to 300000).
+    #[schema(minimum = 1, maximum = 300000)]
     pub claim_ttl_ms: Option<u64>,
     /// How long to wait for another caller's load when no stale value can be served
     /// (default 5000, at most 300000; 0 answers `busy` at once).
+    #[schema(maximum = 300000)]
     pub wait_ms: Option<u64>,
 }
 
