@@ -334,6 +334,9 @@ impl Breaker {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -420,5 +423,31 @@ mod tests {
         b.loading();
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.snapshot().consecutive_failures, 0);
+    }
+
+    /// What an idle worker in an outage waits on (`Queue::wait_for_work`): it must end when
+    /// recovery closes the breaker, not when a failed recovery reopens it.
+    #[tokio::test]
+    async fn wait_closed_ends_when_recovery_closes_the_breaker() {
+        let b = Arc::new(Breaker::new(BreakerConfig::default()));
+        tokio::time::timeout(Duration::from_secs(1), b.wait_closed())
+            .await
+            .expect("a closed breaker is waited out at once");
+        b.open("test");
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.wait_closed().await }
+        });
+        assert!(b.begin_recovery());
+        b.reopen("the probe's replay failed");
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "a reopened breaker is not closed");
+        assert!(b.begin_recovery());
+        b.close();
+        // The bound only keeps a broken notification from hanging the suite.
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the wait ends when the breaker closes")
+            .unwrap();
     }
 }
