@@ -31,8 +31,8 @@
 //! that reached Redis before the breaker opened is not added twice); jobs leased from the
 //! spool stay there until their workers settle them, or move to Redis if their lease ends.
 //! Delayed jobs keep their run-at through the move, and a worker idle in the outage turns
-//! to Redis as soon as the breaker closes. Redis must keep what it is given: `health()` warns when `maxmemory-policy` is not
-//! `noeviction` or persistence is off.
+//! to Redis as soon as the breaker closes. Redis must keep what it is given: `health()`
+//! warns when `maxmemory-policy` is not `noeviction` or persistence is off.
 //!
 //! ```no_run
 //! # async fn demo(redkit: redkit::Redkit) -> redkit::Result<()> {
