@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-
 from client import Call, Http
 from faults import Fault
 from infra import HealthMonitor, fetch_health
