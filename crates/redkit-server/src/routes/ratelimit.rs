@@ -35,7 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct PolicyBody {
     /// gcra (default), token_bucket, sliding_window, sliding_log, fixed_window, concurrency.
     #[serde(default = "gcra")]
-    #[schema(value_type = AlgorithmName, example = "gcra")]
+    #[schema(example = "gcra")]
     pub algorithm: Algorithm,
     /// Requests per period (1 to 10^9).
     #[schema(minimum = 1, maximum = 1000000000)]
@@ -59,19 +59,6 @@ pub struct PolicyBody {
     /// most 1; default 1).
     #[schema(exclusive_minimum = 0, maximum = 1)]
     pub fallback_share: Option<f64>,
-}
-
-/// A rate-limit algorithm.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)] // documents `PolicyBody::algorithm`
-enum AlgorithmName {
-    Gcra,
-    TokenBucket,
-    SlidingWindow,
-    SlidingLog,
-    FixedWindow,
-    Concurrency,
 }
 
 fn gcra() -> Algorithm {

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 /// How a policy counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     /// Generic cell rate algorithm: smooth, one timestamp per key, bursts up to `burst`.
