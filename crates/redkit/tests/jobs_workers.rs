@@ -462,10 +462,12 @@ async fn delayed_jobs_on_two_instances_run_on_time_through_two_outages() {
     };
 
     enqueue(&qa, "before-a", 1_500).await;
-    enqueue(&qb, "before-b", 9_000).await;
+    enqueue(&qb, "before-b", 14_000).await;
     redis.kill();
     enqueue(&qa, "first-outage-a", 300).await;
-    enqueue(&qb, "first-outage-b", 5_000).await;
+    // Due well after the second kill even on a slow host (CI once reached that kill
+    // 5 s in, and a 5 s delay let this job run on Redis just before it).
+    enqueue(&qb, "first-outage-b", 12_000).await;
     mode_is(Mode::Fallback).await;
     eventually(
         Duration::from_secs(10),
@@ -492,10 +494,16 @@ async fn delayed_jobs_on_two_instances_run_on_time_through_two_outages() {
     );
 
     // The second outage spans the drained job's run-at: it waits for Redis.
+    let drained_due = due.lock().unwrap()["first-outage-b"];
+    let margin = drained_due.duration_since(SystemTime::now()).unwrap_or_default();
+    assert!(
+        margin > Duration::from_secs(1),
+        "this host reached the second outage {margin:?} before the drained job's run-at: \
+         too late for the outage to span it"
+    );
     redis.kill();
     enqueue(&qa, "second-outage-a", 200).await;
     mode_is(Mode::Fallback).await;
-    let drained_due = due.lock().unwrap()["first-outage-b"];
     let wait = drained_due.duration_since(SystemTime::now()).unwrap_or_default();
     tokio::time::sleep(wait + Duration::from_millis(300)).await;
     assert!(!ran("first-outage-b"), "a job Redis holds ran in the second outage");
