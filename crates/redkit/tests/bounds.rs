@@ -71,11 +71,11 @@ async fn host_local_locks_that_expire_unreleased_close_and_delete_their_files() 
 async fn expired_sessions_are_swept_from_sqlite() {
     let h = common::on_embedded().await;
     let sessions = h.redkit.sessions(SessionOptions::default()).unwrap();
+    // A 5 s TTL: the first sweep (2 s after start) finds none expired even if a slow host
+    // needs seconds for the 500 writes, so all are counted below; a later sweep takes them.
+    let ttl = Duration::from_secs(5);
     for _ in 0..500 {
-        sessions
-            .create_with(Map::new(), None, Duration::from_secs(1), Duration::from_secs(1))
-            .await
-            .unwrap();
+        sessions.create_with(Map::new(), None, ttl, ttl).await.unwrap();
     }
     let count = || {
         let db = h.dir.path().join("redkit.sqlite3");
@@ -84,7 +84,8 @@ async fn expired_sessions_are_swept_from_sqlite() {
             .unwrap()
     };
     assert_eq!(count(), 500);
-    // The sweeper runs every ~30 s (the first time 2 s after start).
+    // The sweeper runs 2 s after start, then every 15 to 30 s: the second sweep (17 to 32 s
+    // in) takes them all unless the writes took over 12 s, the third (by 62 s) in any case.
     eventually(Duration::from_secs(70), "expired sessions swept", async || count() == 0).await;
 }
 

@@ -177,44 +177,47 @@ async fn soft_and_hard_timeouts_and_eager_refresh() {
             Ok::<_, String>(value.to_string())
         }
     };
+    // Factories far slower than the bounds below, and the bounds far above the timeouts: a
+    // call that returns within a bound was cut short by its timeout, with seconds of slack
+    // for a loaded CI host.
+    let (factory_ms, bound) = (3_000, Duration::from_secs(2));
     let short = EntryOptions::new().ttl(Duration::from_millis(100));
 
     // Hard timeout: nothing stale, the caller gets an error after ~200 ms; the factory
-    // finishes in the background and fills the cache.
+    // finishes in the background and fills the cache (with the default 5 min TTL, so the
+    // check below cannot miss a short-lived value).
     let started = Instant::now();
-    let err = cache.get_or_set_with("h", &short, slow("late", 600)).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        started.elapsed()
-    );
+    let err = cache
+        .get_or_set_with("h", &EntryOptions::new(), slow("late", factory_ms))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
     assert!(err.to_string().contains("hard timeout"), "{err}");
-    eventually(LIMIT, "background completion stored the value", async || {
-        cache.get("h").await.unwrap().as_deref() == Some("late")
-    })
-    .await;
 
     // Soft timeout: a stale value answers after ~50 ms; the slow factory updates later.
+    // Run while the hard-timeout factory is still going, so the test waits for both at once.
     cache.set_with("s", &"old".into(), &short).await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     let started = Instant::now();
     let v = cache
-        .get_or_set_with("s", &EntryOptions::new(), slow("new", 400))
+        .get_or_set_with("s", &EntryOptions::new(), slow("new", factory_ms))
         .await
         .unwrap();
     assert_eq!(v, "old");
-    assert!(
-        started.elapsed() < Duration::from_millis(300),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
+    eventually(LIMIT, "background completion stored the value", async || {
+        cache.get("h").await.unwrap().as_deref() == Some("late")
+    })
+    .await;
     eventually(LIMIT, "background completion replaced the stale value", async || {
         cache.get("s").await.unwrap().as_deref() == Some("new")
     })
     .await;
 
-    // Eager refresh: a hit past 50 % of the TTL reloads in the background.
-    let eager = EntryOptions::new().ttl(Duration::from_millis(400)).eager_refresh(0.5);
+    // Eager refresh: a hit past 50 % of the TTL reloads in the background. A 4 s TTL: the
+    // young hits come well before 2 s, the late hit well between 2 s and 4 s.
+    let ttl = Duration::from_secs(4);
+    let eager = EntryOptions::new().ttl(ttl).eager_refresh(0.5);
     let calls = Arc::new(AtomicU32::new(0));
     let counting = |calls: Arc<AtomicU32>| {
         move || async move {
@@ -222,6 +225,8 @@ async fn soft_and_hard_timeouts_and_eager_refresh() {
             Ok::<_, String>(format!("gen{n}"))
         }
     };
+    // Taken before the entry is stored: the entry is at most this old.
+    let created = Instant::now();
     assert_eq!(
         cache
             .get_or_set_with("e", &eager, counting(calls.clone()))
@@ -235,17 +240,22 @@ async fn soft_and_hard_timeouts_and_eager_refresh() {
             .await
             .unwrap(),
         "gen1"
+    );
+    assert!(
+        created.elapsed() < ttl / 2,
+        "host too slow for this test's premise: the entry was past 50 % before the check"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1, "young entries are not refreshed");
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(
-        cache
-            .get_or_set_with("e", &eager, counting(calls.clone()))
-            .await
-            .unwrap(),
-        "gen1",
-        "the current value answers at once"
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let v = cache
+        .get_or_set_with("e", &eager, counting(calls.clone()))
+        .await
+        .unwrap();
+    assert!(
+        created.elapsed() < ttl,
+        "host too slow for this test's premise: the entry expired before the late hit"
     );
+    assert_eq!(v, "gen1", "the current value answers at once");
     eventually(LIMIT, "refreshed in the background", async || {
         cache.get("e").await.unwrap().as_deref() == Some("gen2")
     })

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{config, eventually};
 use redkit::cache::{CacheOptions, Codec, EntryOptions, Keyring};
@@ -131,15 +131,24 @@ async fn basic_calls(redkit: &Redkit, ns: &str, opts: CacheOptions) {
 }
 
 async fn expiry_and_fail_safe(redkit: &Redkit) {
+    // A 1 s TTL and a 2 s throttle: the read right after the write, and the calls that
+    // must come within the throttle, keep seconds of slack on a loaded CI host.
+    let throttle = Duration::from_secs(2);
     let cache = redkit
         .cache::<String>(
             "expiry",
-            CacheOptions::default().fail_safe(Duration::from_secs(30), Duration::from_millis(300)),
+            CacheOptions::default().fail_safe(Duration::from_secs(30), throttle),
         )
         .unwrap();
-    let short = EntryOptions::new().ttl(Duration::from_millis(150));
+    let short = EntryOptions::new().ttl(Duration::from_secs(1));
+    let written = Instant::now();
     cache.set_with("k", &"v1".to_string(), &short).await.unwrap();
-    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("v1"));
+    let read = cache.get("k").await.unwrap();
+    assert!(
+        written.elapsed() < Duration::from_secs(1),
+        "host too slow for this test's premise: the entry expired before the read"
+    );
+    assert_eq!(read.as_deref(), Some("v1"));
     eventually(Duration::from_secs(5), "entry goes stale", async || {
         cache.get("k").await.unwrap().is_none()
     })
@@ -153,6 +162,8 @@ async fn expiry_and_fail_safe(redkit: &Redkit) {
             Err::<String, _>("source down")
         }
     };
+    // Taken before each failure: the throttle it starts ends no sooner than `throttle` later.
+    let failed_at = Instant::now();
     let v = cache
         .get_or_set_with("k", &short, failing(calls.clone()))
         .await
@@ -162,13 +173,19 @@ async fn expiry_and_fail_safe(redkit: &Redkit) {
         .get_or_set_with("k", &short, failing(calls.clone()))
         .await
         .unwrap();
+    assert!(
+        failed_at.elapsed() < throttle,
+        "host too slow for this test's premise: the throttle ended before the second call"
+    );
     assert_eq!(v, "v1");
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,
         "throttled: the factory is not retried at once"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Past the throttle (sleeps only ever run long).
+    tokio::time::sleep(throttle + Duration::from_millis(200)).await;
+    let failed_at = Instant::now();
     let v = cache
         .get_or_set_with("k", &short, failing(calls.clone()))
         .await
@@ -184,6 +201,10 @@ async fn expiry_and_fail_safe(redkit: &Redkit) {
             Ok::<_, String>("v2".to_string())
         })
         .await;
+    assert!(
+        failed_at.elapsed() < throttle,
+        "host too slow for this test's premise: the throttle ended before the last call"
+    );
     // Still throttled right after the second failure: the stale value answers.
     assert_eq!(ok.unwrap(), "v1");
     assert!(cache.stats().stale_served >= 3);

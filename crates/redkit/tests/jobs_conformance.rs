@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redkit::jobs::{Backoff, EnqueueOptions, JobEventKind, JobState, QueueOptions, Settled};
 use redkit::{ErrorKind, Redkit};
@@ -113,28 +113,46 @@ async fn retries_and_dead(redkit: &Redkit) {
     assert_eq!(q.purge_dead(None).await.unwrap(), 1);
     assert!(q.job(&slow.id).await.unwrap().is_none());
 
+    // A 2 s backoff: the two calls that look before it ends keep seconds of slack on a
+    // loaded CI host, and fetch_wait wakes when it ends rather than after a guessed sleep.
+    let backoff = Duration::from_secs(2);
     let backed = q
         .enqueue(
             &json!("z"),
-            EnqueueOptions::new().backoff(Backoff::Fixed { delay_ms: 400 }),
+            EnqueueOptions::new().backoff(Backoff::Fixed {
+                delay_ms: backoff.as_millis() as u64,
+            }),
         )
         .await
         .unwrap();
     let j = q.fetch("w", 1).await.unwrap().remove(0);
+    let failed_at = Instant::now();
     assert_eq!(q.fail(&j.id, &j.token, "later").await.unwrap(), Settled::Retrying);
     assert_eq!(q.job(&backed.id).await.unwrap().unwrap().state, JobState::Delayed);
-    assert!(q.fetch("w", 1).await.unwrap().is_empty(), "not before its backoff");
+    let early = q.fetch("w", 1).await.unwrap();
+    assert!(
+        failed_at.elapsed() < backoff,
+        "host too slow for this test's premise: the backoff ended before the early fetch"
+    );
+    assert!(early.is_empty(), "not before its backoff");
     let got = q
-        .fetch_wait("w", 1, Duration::from_secs(5), Duration::from_secs(3))
+        .fetch_wait("w", 1, Duration::from_secs(5), Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(got[0].id, backed.id);
 }
 
 async fn delay_and_priority(redkit: &Redkit) {
-    let q = redkit.queue("order", opts()).unwrap();
+    // Leases far longer than the test: the jobs fetched here are never acked, and one
+    // whose lease ran out would be handed out again by the fetches that expect none.
+    let lease = Duration::from_secs(60);
+    let q = redkit.queue("order", QueueOptions { lease, ..opts() }).unwrap();
+    // 3 s: the eight round trips below must all happen before "later" is due, with seconds
+    // of slack on a loaded CI host.
+    let delay = Duration::from_secs(3);
+    let enqueued_at = Instant::now();
     let later = q
-        .enqueue(&json!("later"), EnqueueOptions::new().delay(Duration::from_millis(300)))
+        .enqueue(&json!("later"), EnqueueOptions::new().delay(delay))
         .await
         .unwrap();
     assert_eq!(q.job(&later.id).await.unwrap().unwrap().state, JobState::Delayed);
@@ -147,10 +165,15 @@ async fn delay_and_priority(redkit: &Redkit) {
         ids.push(e.id);
     }
     let got: Vec<String> = q.fetch("w", 10).await.unwrap().into_iter().map(|j| j.id).collect();
+    let delayed = q.stats().await.unwrap().delayed;
+    assert!(
+        enqueued_at.elapsed() < delay,
+        "host too slow for this test's premise: \"later\" came due before the checks"
+    );
     assert_eq!(got, ["urgent", "high", "mid", "low", "low2"]);
-    assert_eq!(q.stats().await.unwrap().delayed, 1);
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    let got = q.fetch("w", 10).await.unwrap();
+    assert_eq!(delayed, 1);
+    // Waits for it to come due (fetch_wait wakes at its run time), not a guessed sleep.
+    let got = q.fetch_wait("w", 10, lease, Duration::from_secs(10)).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, later.id, "promoted once due");
 
@@ -170,16 +193,22 @@ async fn delay_and_priority(redkit: &Redkit) {
     .await
     .unwrap();
     assert!(q.fetch("w", 10).await.unwrap().is_empty());
-    q.enqueue(
-        &json!("soon"),
-        EnqueueOptions::new().id("soon").delay(Duration::from_millis(500)),
-    )
-    .await
-    .unwrap();
-    // 500 ms, not less: a loaded CI host can stall this task for 100 ms between the
-    // enqueue and the fetch, and the job would then be due already.
-    assert!(q.fetch("w", 10).await.unwrap().is_empty(), "not before its delay");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // 2 s: a loaded CI host can stall this task for a long while between the enqueue and
+    // the fetch, and the job would then be due already.
+    let soon = Duration::from_secs(2);
+    let enqueued_at = Instant::now();
+    q.enqueue(&json!("soon"), EnqueueOptions::new().id("soon").delay(soon))
+        .await
+        .unwrap();
+    let early = q.fetch("w", 10).await.unwrap();
+    assert!(
+        enqueued_at.elapsed() < soon,
+        "host too slow for this test's premise: \"soon\" came due before the early fetch"
+    );
+    assert!(early.is_empty(), "not before its delay");
+    // A plain fetch, not fetch_wait: it is the lease's own look at delayed jobs that is
+    // tested. Sleeping longer than the delay can only make the job more due.
+    tokio::time::sleep(soon + Duration::from_millis(500)).await;
     let got: Vec<String> = q.fetch("w", 10).await.unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(got, ["soon"], "promoted once due, the later job still delayed");
 }
@@ -239,32 +268,37 @@ async fn pause_leases_release(redkit: &Redkit) {
     assert!(q.stats().await.unwrap().paused);
     assert!(q.fetch("w", 10).await.unwrap().is_empty(), "paused");
     q.resume().await.unwrap();
-    let j = q
-        .fetch_wait("w", 10, Duration::from_millis(300), Duration::from_secs(1))
-        .await
-        .unwrap();
+    // A 1 s first lease, renewed for 4 s: the check below comes after the first lease has
+    // surely ended (sleeps only ever run long) and, with seconds of slack on a loaded CI
+    // host, before the renewed one does. Nothing fetches in between, so the first lease
+    // ending before the renewal changes nothing.
+    let (first, renewed) = (Duration::from_secs(1), Duration::from_secs(4));
+    let j = q.fetch_wait("w", 10, first, Duration::from_secs(1)).await.unwrap();
     assert_eq!(j.len(), 1);
 
     // Heartbeats keep the lease; progress is stored.
     let j = &j[0];
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let beat_at = Instant::now();
+    assert!(q.progress(&j.id, &j.token, &json!({"pct": 50}), renewed).await.unwrap());
+    // The renewed lease ends by then: the store renewed it before the call returned.
+    let renewed_until = Instant::now() + renewed;
+    tokio::time::sleep(first + Duration::from_millis(300)).await;
+    let stolen = q.fetch("w2", 10).await.unwrap();
     assert!(
-        q.progress(&j.id, &j.token, &json!({"pct": 50}), Duration::from_millis(300))
-            .await
-            .unwrap()
+        beat_at.elapsed() < renewed,
+        "host too slow for this test's premise: the renewed lease ended before the check"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        q.fetch("w2", 10).await.unwrap().is_empty(),
-        "the heartbeat extended the lease"
-    );
+    assert!(stolen.is_empty(), "the heartbeat extended the lease");
     assert_eq!(
         q.job("p1").await.unwrap().unwrap().progress.as_deref(),
         Some(r#"{"pct":50}"#)
     );
 
     // Without heartbeats the lease ends and the job is delivered again, attempt counted.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A sleep past its end, not fetch_wait: fetch_wait does not wake when a lease ends.
+    let past_lease = renewed_until + Duration::from_millis(300);
+    tokio::time::sleep(past_lease.saturating_duration_since(Instant::now())).await;
     let again = q.fetch("w2", 10).await.unwrap();
     assert_eq!((again[0].id.as_str(), again[0].attempt), ("p1", 2));
     assert_eq!(again[0].progress.as_deref(), Some(r#"{"pct":50}"#), "progress survives");

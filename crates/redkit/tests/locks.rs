@@ -28,9 +28,12 @@ fn rand_id() -> u64 {
 async fn suite(redkit: &Redkit) {
     let locks = redkit.locks();
     let name = unique("suite");
+    // `short` only for the locks whose expiry is tested (c, d); the others must stay held
+    // through several calls, so they get `held`, seconds of slack on a loaded CI host.
     let short = LockOptions::new().ttl(Duration::from_millis(300)).watchdog(false);
+    let held = LockOptions::new().ttl(Duration::from_secs(5)).watchdog(false);
 
-    let a = locks.try_acquire(&name, &short).await.unwrap().expect("free lock");
+    let a = locks.try_acquire(&name, &held).await.unwrap().expect("free lock");
     assert!(locks.try_acquire(&name, &short).await.unwrap().is_none(), "held");
     let err = locks
         .acquire(&name, &short.clone().wait(Duration::from_millis(50)))
@@ -41,7 +44,7 @@ async fn suite(redkit: &Redkit) {
     assert!(a.release().await.unwrap());
 
     // Waiting: released by another task in the meantime.
-    let b = locks.acquire(&name, &short).await.unwrap();
+    let b = locks.acquire(&name, &held).await.unwrap();
     let f2 = b.fence();
     assert!(f2 > f1, "fences strictly increase");
     let (l2, n2) = (locks.clone(), name.clone());
@@ -67,7 +70,7 @@ async fn suite(redkit: &Redkit) {
     assert!(d.fence() > f2);
     tokio::time::sleep(Duration::from_millis(350)).await;
     let e = locks
-        .acquire(&name, &short.clone().wait(Duration::from_secs(2)))
+        .acquire(&name, &held.clone().wait(Duration::from_secs(2)))
         .await
         .unwrap();
     let err = d.extend(Duration::from_secs(1)).await.unwrap_err();
@@ -81,8 +84,9 @@ async fn suite(redkit: &Redkit) {
     e.extend(Duration::from_secs(1)).await.unwrap();
     assert!(e.release().await.unwrap());
 
-    // Dropping a guard releases it.
-    let g = locks.acquire(&name, &short).await.unwrap();
+    // Dropping a guard releases it (a `held` guard: a short lease would end within the
+    // wait below and free it even if the drop did not).
+    let g = locks.acquire(&name, &held).await.unwrap();
     drop(g);
     eventually(Duration::from_secs(2), "drop releases", async || {
         locks.try_acquire(&name, &short).await.unwrap().is_some()

@@ -23,9 +23,14 @@ const COUNTING: [Algorithm; 5] = [
 async fn suite(redkit: &Redkit) {
     let limits = redkit.rate_limiter();
     let minute = Duration::from_secs(60);
+    // 100 an hour, not a minute: GCRA and the token bucket give back a unit every 36 s, so
+    // none comes back during the 101 checks however slow the host, and the counts stay
+    // exact (at 100 a minute one came back every 600 ms).
+    let hour = Duration::from_secs(3600);
+    let unit = hour / 100;
     for a in COUNTING {
         let name = format!("p-{a:?}");
-        limits.define(Policy::new(&name, a, 100, minute)).unwrap();
+        limits.define(Policy::new(&name, a, 100, hour)).unwrap();
         let started = Instant::now();
         for i in 0..100 {
             let d = limits.check(&name, "user:1", 1).await.unwrap();
@@ -35,23 +40,23 @@ async fn suite(redkit: &Redkit) {
         let d = limits.check(&name, "user:1", 1).await.unwrap();
         let elapsed = started.elapsed();
         assert!(!d.allowed, "{a:?}: the 101st is refused");
-        assert_eq!((d.limit, d.remaining, d.window_s), (100, 0, 60));
+        assert_eq!((d.limit, d.remaining, d.window_s), (100, 0, 3600));
         let retry = d.retry_after.expect("a refusal says when to retry");
         match a {
-            // One unit comes back every 600 ms.
+            // One unit comes back every 36 s.
             Algorithm::Gcra | Algorithm::TokenBucket => {
                 assert!(
-                    retry <= Duration::from_millis(600) && retry + elapsed >= Duration::from_millis(590),
+                    retry <= unit && retry + elapsed >= unit - Duration::from_millis(10),
                     "{a:?}: {retry:?}"
                 )
             }
-            // The oldest entry leaves the log 60 s after it was made.
+            // The oldest entry leaves the log an hour after it was made.
             Algorithm::SlidingLog => assert!(
-                retry <= minute && retry + elapsed >= minute - Duration::from_millis(5),
+                retry <= hour && retry + elapsed >= hour - Duration::from_millis(5),
                 "{retry:?}"
             ),
             Algorithm::FixedWindow => assert_eq!(Some(d.reset_after), d.retry_after, "the window's end"),
-            Algorithm::SlidingWindow => assert!(retry > Duration::ZERO && retry <= 2 * minute, "{retry:?}"),
+            Algorithm::SlidingWindow => assert!(retry > Duration::ZERO && retry <= 2 * hour, "{retry:?}"),
             Algorithm::Concurrency => unreachable!(),
         }
         assert_eq!(
@@ -60,9 +65,24 @@ async fn suite(redkit: &Redkit) {
             "keys are separate"
         );
         if matches!(a, Algorithm::Gcra | Algorithm::TokenBucket) {
+            // Refill, on a policy quick enough to wait for: one unit per 2 s, so the
+            // refusal right after the first check has seconds of slack.
+            let quick = format!("q-{a:?}");
+            let period = Duration::from_secs(2);
+            limits.define(Policy::new(&quick, a, 1, period)).unwrap();
+            let started = Instant::now();
+            assert!(limits.check(&quick, "user:1", 1).await.unwrap().allowed);
+            let d = limits.check(&quick, "user:1", 1).await.unwrap();
+            assert!(
+                started.elapsed() < period,
+                "host too slow for this test's premise: the unit came back before the second check"
+            );
+            assert!(!d.allowed, "{a:?}: the second in 2 s is refused");
+            let retry = d.retry_after.expect("a refusal says when to retry");
+            assert!(retry <= period, "{a:?}: {retry:?}");
             tokio::time::sleep(retry + Duration::from_millis(20)).await;
             assert!(
-                limits.check(&name, "user:1", 1).await.unwrap().allowed,
+                limits.check(&quick, "user:1", 1).await.unwrap().allowed,
                 "{a:?}: allowed after retry_after"
             );
         }
@@ -163,25 +183,29 @@ async fn suite(redkit: &Redkit) {
         "counters restart with a redefined policy"
     );
 
-    // Concurrency: permits released on drop, reclaimed after the lease.
+    // Concurrency: permits released on drop, reclaimed after the lease. A 2 s lease: the
+    // first two permits must still be held at the third request, with seconds of slack on
+    // a loaded CI host.
+    let lease = Duration::from_secs(2);
     limits
-        .define(Policy::new(
-            "jobs",
-            Algorithm::Concurrency,
-            2,
-            Duration::from_millis(500),
-        ))
+        .define(Policy::new("jobs", Algorithm::Concurrency, 2, lease))
         .unwrap();
+    let started = Instant::now();
     let Acquired::Granted(one) = limits.acquire("jobs", "worker").await.unwrap() else {
         panic!("first permit")
     };
     let Acquired::Granted(two) = limits.acquire("jobs", "worker").await.unwrap() else {
         panic!("second permit")
     };
-    let Acquired::Denied(d) = limits.acquire("jobs", "worker").await.unwrap() else {
+    let extra = limits.acquire("jobs", "worker").await.unwrap();
+    assert!(
+        started.elapsed() < lease,
+        "host too slow for this test's premise: the first lease ended before the third request"
+    );
+    let Acquired::Denied(d) = extra else {
         panic!("third must wait")
     };
-    assert!(d.retry_after.unwrap() <= Duration::from_millis(500));
+    assert!(d.retry_after.unwrap() <= lease);
     drop(one);
     let mut third = None;
     eventually(Duration::from_secs(5), "dropped permit released", async || match limits
@@ -199,7 +223,8 @@ async fn suite(redkit: &Redkit) {
     // A holder that vanishes without releasing: its lease runs out.
     std::mem::forget(two);
     std::mem::forget(third);
-    tokio::time::sleep(Duration::from_millis(550)).await;
+    // Past both leases: the later one began when `third` was granted, before this sleep.
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
     let Acquired::Granted(p) = limits.acquire("jobs", "worker").await.unwrap() else {
         panic!("lease reclaimed")
     };

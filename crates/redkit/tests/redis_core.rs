@@ -10,28 +10,50 @@ use redkit::config::RedisConfig;
 use redkit::{ErrorKind, Mode, Redkit};
 use redkit_testkit::RedisServer;
 
+/// Waits until Redis counts at least `n` clients blocked in a command such as BLPOP, so a
+/// test acts once they are rather than after a guessed delay.
+async fn until_blocked(c: &mut redis::aio::MultiplexedConnection, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO").arg("clients").query_async(&mut *c).await.unwrap();
+        let blocked = info
+            .lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if blocked >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} clients never blocked:\n{info}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn blocking_commands_get_their_block_time_plus_the_response_timeout() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
     let core = redkit.route().redis().unwrap().clone();
-    let block = RESPONSE_TIMEOUT * 3;
+    // Far beyond the response timeout, and far beyond when the push comes: seconds of
+    // slack on a loaded CI host.
+    let block = Duration::from_secs(5);
 
-    let pusher = {
-        let port = redis.port();
-        tokio::spawn(async move {
-            tokio::time::sleep(RESPONSE_TIMEOUT * 2).await;
-            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-            let mut c = client.get_multiplexed_async_connection().await.unwrap();
-            let _: i64 = redis::cmd("RPUSH")
-                .arg("q")
-                .arg("job")
-                .query_async(&mut c)
-                .await
-                .unwrap();
-        })
-    };
+    // Connected before the call, so connecting costs the push nothing. It pushes once the
+    // BLPOP is blocked in Redis and has been for twice the response timeout: the call then
+    // outlives that timeout by construction.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let pusher = tokio::spawn(async move {
+        until_blocked(&mut c, 1).await;
+        tokio::time::sleep(RESPONSE_TIMEOUT * 2).await;
+        let _: i64 = redis::cmd("RPUSH")
+            .arg("q")
+            .arg("job")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    });
     let started = Instant::now();
     let got: Option<(String, String)> = core
         .blocking("blpop", block, |mut c| async move {
@@ -70,14 +92,17 @@ async fn blocking_pool_is_bounded() {
     cfg.redis.as_mut().unwrap().max_connections = 2;
     let redkit = Redkit::open(cfg).await.unwrap();
     let core = redkit.route().redis().unwrap().clone();
+    // Waiters that would block for 5 s: they hold both connections for seconds after Redis
+    // reports them blocked, however slow the host. They are unblocked below, not sat out.
+    let block = Duration::from_secs(5);
     let waiters: Vec<_> = (0..2)
         .map(|_| {
             let core = core.clone();
             tokio::spawn(async move {
-                core.blocking("blpop", Duration::from_secs(1), |mut c| async move {
+                core.blocking("blpop", block, |mut c| async move {
                     redis::cmd("BLPOP")
                         .arg("never")
-                        .arg(1)
+                        .arg(block.as_secs_f64())
                         .query_async::<Option<(String, String)>>(&mut c)
                         .await
                 })
@@ -85,7 +110,9 @@ async fn blocking_pool_is_bounded() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    until_blocked(&mut c, 2).await;
     let third = core
         .blocking("blpop", Duration::from_secs(1), |mut c| async move {
             redis::cmd("BLPOP")
@@ -98,6 +125,18 @@ async fn blocking_pool_is_bounded() {
     let err = third.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("2 dedicated"), "{err}");
+    // CLIENT UNBLOCK ends a BLPOP as if its time were up (a nil answer), as the waiters'
+    // own 5 s would, without the test waiting for them.
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await.unwrap();
+    for line in clients.lines().filter(|l| l.split(' ').any(|f| f == "cmd=blpop")) {
+        let id = line.split(' ').find_map(|f| f.strip_prefix("id=")).unwrap();
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("UNBLOCK")
+            .arg(id)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
     for w in waiters {
         assert_eq!(w.await.unwrap().unwrap(), None);
     }

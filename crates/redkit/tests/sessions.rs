@@ -111,24 +111,27 @@ async fn suite(redkit: &Redkit) {
         .unwrap();
     assert!(err.to_string().contains("absolute_ttl"), "{err}");
 
-    // Idle versus absolute timeouts, enforced by the store.
+    // Idle versus absolute timeouts, enforced by the store. Reads 700 ms apart keep a 2 s
+    // idle timeout alive with 1.3 s of slack each; the last comes at 2.8 s, past the idle
+    // timeout (sleeps only ever run long) and 2.2 s before the 5 s absolute deadline.
+    let (idle_ttl, absolute_ttl) = (Duration::from_secs(2), Duration::from_secs(5));
     let s = sessions
-        .create_with(Map::new(), None, Duration::from_secs(1), Duration::from_millis(2500))
+        .create_with(Map::new(), None, idle_ttl, absolute_ttl)
         .await
         .unwrap();
     let idle = sessions
-        .create_with(Map::new(), None, Duration::from_secs(1), Duration::from_secs(60))
+        .create_with(Map::new(), None, idle_ttl, Duration::from_secs(60))
         .await
         .unwrap();
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(sessions.get(&s.id).await.unwrap().is_some(), "activity keeps it alive");
     }
     assert!(
         sessions.get(&idle.id).await.unwrap().is_none(),
-        "idle for 2 s with a 1 s idle timeout"
+        "idle for 2.8 s with a 2 s idle timeout"
     );
-    eventually(Duration::from_secs(3), "absolute timeout", async || {
+    eventually(Duration::from_secs(10), "absolute timeout", async || {
         sessions.get(&s.id).await.unwrap().is_none()
     })
     .await;
