@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -45,9 +44,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
-use tower::Service;
 
 use crate::error::{ErrorBody, ErrorDetail};
+use crate::front::App;
 
 /// Largest request head (request line and headers) in bytes; above it, 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -65,7 +64,7 @@ pub(crate) struct Limits {
 /// `grace`, and returns.
 pub(crate) async fn run(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: Limits,
     max_connections: usize,
     grace: Duration,
@@ -353,7 +352,7 @@ impl Drop for OpenConnection {
 /// Serves one connection until it ends, runs out of time, or the server stops.
 async fn connection(
     stream: TcpStream,
-    app: Router,
+    app: App,
     limits: Limits,
     mut stopping: watch::Receiver<bool>,
     mut make_room: watch::Receiver<u64>,
@@ -370,9 +369,9 @@ async fn connection(
     let requests = clock.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let in_flight = requests.begin();
-        let mut app = app.clone();
+        let app = app.clone();
         async move {
-            let response = app.call(req.map(Body::new)).await.unwrap_or_else(|e| match e {});
+            let response = app.serve(req.map(Body::new)).await;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 in_flight.0.upgraded();
             }

@@ -1,9 +1,12 @@
-//! The one layer around every request: request id, the keyless guard, the JSON error
-//! envelope, request metrics and the access log, in a single middleware.
+//! What every request gets around the routes: request id, the keyless guard, the JSON error
+//! envelope, request metrics and the access log, in one function the connection calls.
 //!
 //! They were five layers (tower-http's request-id pair and trace span, two `from_fn`
 //! middlewares) and a route layer; each cloned and boxed the service below it per request,
-//! and together they cost as much CPU as the handler (`bench/PROFILES.md`). Each concern
+//! and together they cost as much CPU as the handler (`bench/PROFILES.md`). Then one
+//! `from_fn` middleware on a router of its own, which still boxed its future, cloned a
+//! boxed service for `Next` and routed every request twice. Now [`App::serve`] is a plain
+//! async function the connection calls with each request, around the routes. Each concern
 //! keeps its logic in its own module ([`crate::auth::keyless_refusal`],
 //! [`crate::error::envelope`], [`crate::metrics::record`]); this module only orders them.
 //!
@@ -30,13 +33,14 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use serde::Deserialize;
+use tower::{Layer, Service};
 
-/// What the front layer needs to know of the server's settings.
+/// What the front needs to know of the server's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Front {
     pub access_log: AccessLog,
@@ -132,54 +136,79 @@ fn usable(given: &HeaderValue) -> bool {
     !given.is_empty() && given.len() <= MAX_GIVEN_ID && given.to_str().is_ok()
 }
 
-/// Middleware (outermost): gives the request its id (echoed on the response), refuses
-/// what the keyless guard refuses, serves the rest with the id known to
-/// [`crate::error::request_id`], gives error responses the JSON envelope, counts the
-/// request in `/metrics` and the dashboard, and writes the access-log line the setting
-/// asks for.
-pub async fn front(State(front): State<Front>, mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = match req.headers().get(&REQUEST_ID) {
-        Some(given) if usable(given) => given.clone(),
-        _ => {
-            let id = new_request_id();
-            req.headers_mut().insert(REQUEST_ID, id.clone());
-            id
+/// The routes with the body limit: around the router as a whole, not a layer on it (which
+/// would wrap, and box, each route).
+type Routes = <DefaultBodyLimit as Layer<Router>>::Service;
+
+/// The whole HTTP application: the routes, and what every request gets around them.
+#[derive(Clone)]
+pub struct App {
+    front: Front,
+    routes: Routes,
+}
+
+impl App {
+    /// `routes` with bodies limited to `max_body_bytes`, behind `front`.
+    pub fn new(front: Front, routes: Router, max_body_bytes: usize) -> Self {
+        App {
+            front,
+            routes: DefaultBodyLimit::max(max_body_bytes).layer(routes),
         }
-    };
-    let method = req.method().clone();
-    // Kept only when a line may be written (a `Uri` clones cheaply).
-    let uri = (front.access_log != AccessLog::Off).then(|| req.uri().clone());
-    let refusal = if front.keyless {
-        crate::auth::keyless_refusal(&req)
-    } else {
-        None
-    };
-    let response = match refusal {
-        Some(refused) => refused,
-        None => crate::error::with_request_id(id.clone(), next.run(req)).await,
-    };
-    let mut response = crate::error::envelope(response, method == Method::HEAD, &id);
-    let status = response.status();
-    let elapsed = started.elapsed();
-    crate::metrics::record(&method, response.extensions().get::<MatchedPath>(), status, elapsed);
-    if let Some(uri) = uri
-        && front.access_log.wants(status)
-    {
-        let path = crate::loggable_path(uri.path());
-        let id = String::from_utf8_lossy(id.as_bytes());
-        tracing::info!(
-            target: "redkit_server::access",
-            %method,
-            %path,
-            status = status.as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1e3,
-            request_id = %id,
-            "request"
-        );
     }
-    response.headers_mut().insert(REQUEST_ID, id);
-    response
+
+    /// Serves one request: gives it its id (echoed on the response), refuses what the
+    /// keyless guard refuses, routes the rest with the id known to
+    /// [`crate::error::request_id`], gives error responses the JSON envelope, counts the
+    /// request in `/metrics` and the dashboard, and writes the access-log line the setting
+    /// asks for.
+    pub async fn serve(&self, mut req: Request) -> Response {
+        let front = self.front;
+        let started = Instant::now();
+        let id = match req.headers().get(&REQUEST_ID) {
+            Some(given) if usable(given) => given.clone(),
+            _ => {
+                let id = new_request_id();
+                req.headers_mut().insert(REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let method = req.method().clone();
+        // Kept only when a line may be written (a `Uri` clones cheaply).
+        let uri = (front.access_log != AccessLog::Off).then(|| req.uri().clone());
+        let refusal = if front.keyless {
+            crate::auth::keyless_refusal(&req)
+        } else {
+            None
+        };
+        let response = match refusal {
+            Some(refused) => refused,
+            None => {
+                let routed = self.routes.clone().call(req);
+                crate::error::with_request_id(id.clone(), async { routed.await.unwrap_or_else(|e| match e {}) }).await
+            }
+        };
+        let mut response = crate::error::envelope(response, method == Method::HEAD, &id);
+        let status = response.status();
+        let elapsed = started.elapsed();
+        crate::metrics::record(&method, response.extensions().get::<MatchedPath>(), status, elapsed);
+        if let Some(uri) = uri
+            && front.access_log.wants(status)
+        {
+            let path = crate::loggable_path(uri.path());
+            let id = String::from_utf8_lossy(id.as_bytes());
+            tracing::info!(
+                target: "redkit_server::access",
+                %method,
+                %path,
+                status = status.as_u16(),
+                latency_ms = elapsed.as_secs_f64() * 1e3,
+                request_id = %id,
+                "request"
+            );
+        }
+        response.headers_mut().insert(REQUEST_ID, id);
+        response
+    }
 }
 
 #[cfg(test)]

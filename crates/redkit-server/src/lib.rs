@@ -22,8 +22,6 @@ pub mod traffic;
 use std::borrow::Cow;
 use std::future::Future;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -31,20 +29,18 @@ pub use settings::ServerSettings;
 pub use state::AppState;
 
 /// The whole HTTP application: routes, body limit, metrics, request ids and access logs.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState) -> front::App {
     let limit = state.settings().max_body_bytes;
     let front = front::Front {
         access_log: state.settings().access_log,
         keyless: auth::HasKeys::keys(&state).is_empty(),
     };
-    let router = routes::router(state).layer(DefaultBodyLimit::max(limit));
-    // The front layer wraps the routed application as a whole (a layer on the router itself
-    // wraps each route, and would see a 405 before the router adds its `Allow` header).
+    // The front is not a layer of the router: a layer on the router wraps each route, and
+    // would see a 405 before the router adds its `Allow` header; a router of its own
+    // around this one (as it was) routed every request twice and boxed it twice more.
     // No tracing span per request: it cost more than the lines it would decorate, and
     // every line logged within a request names its request id instead.
-    Router::new()
-        .fallback_service(router)
-        .layer(axum::middleware::from_fn_with_state(front, front::front))
+    front::App::new(front, routes::router(state), limit)
 }
 
 /// A request path as logged: secrets in it are replaced — the session id of
