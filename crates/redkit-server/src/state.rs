@@ -38,16 +38,17 @@ impl<T: Clone + Send + Sync + 'static> Named<T> {
         }
     }
 
-    /// The kept handle of `name`, or a fresh one (kept only if `keep`).
-    fn handle(&self, name: &str, keep: bool, open: impl FnOnce() -> Result<T>) -> Result<T> {
+    /// The kept handle of `name`, or a fresh one (kept only if `keep`), and whether it is
+    /// kept now.
+    fn handle(&self, name: &str, keep: bool, open: impl FnOnce() -> Result<T>) -> Result<(T, bool)> {
         if let Some(h) = self.kept.get(name) {
-            return Ok(h);
+            return Ok((h, true));
         }
         let h = open()?;
         if keep {
             self.kept.insert(name.to_string(), h.clone());
         }
-        Ok(h)
+        Ok((h, keep))
     }
 
     fn keep(&self, name: &str, h: &T) {
@@ -130,12 +131,13 @@ impl AppState {
 
     /// The JSON cache of namespace `ns`, for a write: its handle is kept.
     pub fn cache(&self, ns: &str) -> Result<Cache<Value>> {
-        self.cache_handle(ns, true)
+        Ok(self.cache_handle(ns, true)?.0)
     }
 
-    /// The JSON cache of namespace `ns`, for a read: a handle is kept only once the read
-    /// finds something ([`AppState::keep_cache`]), so reading unknown names creates nothing.
-    pub fn cache_to_read(&self, ns: &str) -> Result<Cache<Value>> {
+    /// The JSON cache of namespace `ns`, for a read, and whether its handle is kept: a
+    /// handle is kept only once a read finds something ([`AppState::keep_cache`]), so
+    /// reading unknown names creates nothing.
+    pub fn cache_to_read(&self, ns: &str) -> Result<(Cache<Value>, bool)> {
         self.cache_handle(ns, false)
     }
 
@@ -144,7 +146,7 @@ impl AppState {
         self.inner.caches.keep(ns, cache);
     }
 
-    fn cache_handle(&self, ns: &str, keep: bool) -> Result<Cache<Value>> {
+    fn cache_handle(&self, ns: &str, keep: bool) -> Result<(Cache<Value>, bool)> {
         let settings = &self.inner.settings;
         self.inner.caches.handle(ns, keep, || {
             let mut options = CacheOptions::default().max_value_bytes(settings.max_body_bytes);
@@ -175,6 +177,7 @@ impl AppState {
         self.inner
             .queues
             .handle(name, keep, || self.inner.redkit.queue(name, QueueOptions::default()))
+            .map(|(queue, _)| queue)
     }
 
     pub fn sessions(&self) -> &Sessions {

@@ -125,10 +125,12 @@ async fn get_value(
     Segments(e): Segments<Entry>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Area::Cache, &e.ns, Access::Read)?;
-    let cache = state.cache_to_read(&e.ns)?;
+    let (cache, kept) = state.cache_to_read(&e.ns)?;
     match cache.get(&e.key).await? {
         Some(v) => {
-            state.keep_cache(&e.ns, &cache);
+            if !kept {
+                state.keep_cache(&e.ns, &cache);
+            }
             Ok(Json(v))
         }
         None => Err(ApiError::not_found(format!("no value at {}/{}", e.ns, e.key))),
@@ -144,7 +146,7 @@ async fn head_value(
     Segments(e): Segments<Entry>,
 ) -> ApiResult<StatusCode> {
     caller.require(Area::Cache, &e.ns, Access::Read)?;
-    Ok(if state.cache_to_read(&e.ns)?.exists(&e.key).await? {
+    Ok(if state.cache_to_read(&e.ns)?.0.exists(&e.key).await? {
         StatusCode::OK
     } else {
         StatusCode::NOT_FOUND
@@ -221,7 +223,7 @@ pub struct Ttl {
     ))]
 async fn get_ttl(State(state): State<AppState>, caller: Caller, Segments(e): Segments<Entry>) -> ApiResult<Json<Ttl>> {
     caller.require(Area::Cache, &e.ns, Access::Read)?;
-    match state.cache_to_read(&e.ns)?.ttl(&e.key).await? {
+    match state.cache_to_read(&e.ns)?.0.ttl(&e.key).await? {
         Some(left) => Ok(Json(Ttl {
             ttl_ms: left.as_millis() as u64,
         })),

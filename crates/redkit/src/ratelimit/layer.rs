@@ -205,7 +205,8 @@ pub struct RateLimitService<S> {
 pub fn set_headers(headers: &mut HeaderMap, d: &Decision, legacy: bool) {
     let reset_s = d.reset_after.as_secs_f64().ceil() as u64;
     let mut put = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        // Takes the string's buffer as it is (`from_str` would copy it).
+        if let Ok(v) = HeaderValue::try_from(value) {
             headers.insert(HeaderName::from_static(name), v);
         }
     };
