@@ -234,22 +234,38 @@ fn sigterm_ends_long_polls_and_exits_0() {
     let mut server = serve(dir.path(), &[]);
     let port = server.port;
     let poll = std::thread::spawn(move || {
-        let started = Instant::now();
-        let (status, _) = request(
+        request(
             port,
             "POST",
             "/v1/queues/idle/fetch",
             "",
             r#"{"worker":"w","wait_ms":30000}"#,
-        );
-        (status, started.elapsed())
+        )
+        .0
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Not a fixed sleep: a SIGTERM before the request is read would cut it unanswered. The poll's
+    // first look at the queue is recorded before it starts waiting, so once /health counts one, the
+    // handler holds the request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fetches = || {
+        let (_, health) = get(port, "/health");
+        health["embedded"]["ops"]["job_fetch"]["count"].as_u64().unwrap_or(0)
+    };
+    while fetches() == 0 {
+        assert!(Instant::now() < deadline, "the long poll never reached the server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let stopped = Instant::now();
     unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
-    let (status, waited) = poll.join().unwrap();
+    let status = poll.join().unwrap();
+    // Timed from the SIGTERM: a poll left to run would end 30 s after it began, at least 20 s
+    // after this.
+    let ended = stopped.elapsed();
     assert_eq!(status, 204, "the long poll ends with nothing, not an error");
-    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert!(
+        ended < Duration::from_secs(10),
+        "the long poll ended {ended:?} after SIGTERM"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
         if let Some(status) = server.child.try_wait().unwrap() {

@@ -81,6 +81,8 @@ async fn two_servers_on_one_redis_share_locks_limits_caches_and_queues() {
     assert_eq!(acked.body["outcome"], "completed");
 }
 
+const WORKERS: usize = 4;
+
 /// Requests that keep running while Redis dies: (successes, failures other than the
 /// fail-closed lock's 503).
 #[derive(Default)]
@@ -88,6 +90,22 @@ struct Tally {
     ok: AtomicU64,
     failed: AtomicU64,
     failing_now: AtomicBool,
+    /// Per worker: rounds begun, and rounds counted in `ok` or `failed`.
+    begun: [AtomicU64; WORKERS],
+    counted: [AtomicU64; WORKERS],
+}
+
+impl Tally {
+    /// Waits until every worker has counted a round it began after this call. Each runs one
+    /// round at a time, so then no round begun before the call is still to be counted.
+    async fn every_worker_ran_a_round_from_now(&self, what: &str) {
+        let begun: Vec<u64> = self.begun.iter().map(|b| b.load(Ordering::SeqCst)).collect();
+        eventually(Duration::from_secs(30), what, async || {
+            let counted = self.counted.iter().map(|c| c.load(Ordering::SeqCst));
+            counted.zip(&begun).all(|(c, b)| c > *b)
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,12 +115,13 @@ async fn redis_killed_under_load_falls_back_and_recovers() {
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut load = Vec::new();
-    for worker in 0..4 {
+    for worker in 0..WORKERS {
         let (s, tally, stop) = (s.clone(), tally.clone(), stop.clone());
         load.push(tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
+                tally.begun[worker].fetch_add(1, Ordering::SeqCst);
                 let key = format!("w{worker}-{i}");
                 let steps = [
                     s.put(&format!("/v1/cache/load/{key}"), json!(i)).await.status,
@@ -114,10 +133,11 @@ async fn redis_killed_under_load_falls_back_and_recovers() {
                 let bad = steps.iter().any(|st| !st.is_success());
                 tally.failing_now.store(bad, Ordering::Relaxed);
                 if bad {
-                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                    tally.failed.fetch_add(1, Ordering::SeqCst);
                 } else {
-                    tally.ok.fetch_add(1, Ordering::Relaxed);
+                    tally.ok.fetch_add(1, Ordering::SeqCst);
                 }
+                tally.counted[worker].fetch_add(1, Ordering::SeqCst);
             }
         }));
     }
@@ -125,21 +145,25 @@ async fn redis_killed_under_load_falls_back_and_recovers() {
     assert_eq!(s.get("/health").await.body["mode"], "redis");
 
     redis.kill();
-    eventually(Duration::from_secs(5), "/health shows fallback", async || {
+    eventually(Duration::from_secs(10), "/health shows fallback", async || {
         s.get("/health").await.body["mode"] == "fallback"
     })
     .await;
-    // Rounds that began before the breaker opened may still be finishing (at most one
-    // response timeout, 250 ms); after them every request succeeds on the embedded store.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let (ok_before, failed_before) = (tally.ok.load(Ordering::Relaxed), tally.failed.load(Ordering::Relaxed));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(
-        tally.ok.load(Ordering::Relaxed) > ok_before + 10,
-        "requests keep succeeding in fallback"
-    );
+    // Rounds that began before the breaker opened may still be finishing, however long that
+    // takes on a slow host; once each worker has run a round begun after this point, they are
+    // all counted, and every round after them runs entirely in fallback.
+    tally
+        .every_worker_ran_a_round_from_now("every worker ran a round begun in fallback")
+        .await;
+    let (ok_before, failed_before) = (tally.ok.load(Ordering::SeqCst), tally.failed.load(Ordering::SeqCst));
+    eventually(
+        Duration::from_secs(30),
+        "10 more rounds succeed in fallback",
+        async || tally.ok.load(Ordering::SeqCst) > ok_before + 10,
+    )
+    .await;
     assert_eq!(
-        tally.failed.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::SeqCst),
         failed_before,
         "no request fails in fallback"
     );
@@ -163,8 +187,11 @@ async fn redis_killed_under_load_falls_back_and_recovers() {
         s.get("/health").await.body["mode"] == "redis"
     })
     .await;
-    let ok_after = tally.ok.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ok_after = tally.ok.load(Ordering::SeqCst);
+    // Not a fixed sleep: each worker runs a round begun after recovery, however slow the host.
+    tally
+        .every_worker_ran_a_round_from_now("every worker ran a round begun after recovery")
+        .await;
     stop.store(true, Ordering::Relaxed);
     for l in load {
         l.await.unwrap();

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Kv, RESPONSE_TIMEOUT, config, eventually};
+use common::{Kv, config, eventually};
 use redkit::core::breaker::BreakerState;
 use redkit::health::Status;
 use redkit::{ErrorKind, FallbackPolicy, Mode, Redkit};
@@ -18,6 +18,27 @@ const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 
 async fn open(redis: &RedisServer, dir: &tempfile::TempDir) -> Redkit {
     Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap()
+}
+
+/// A response timeout for tests that tell a call that paid one from a call that did not by how
+/// long it took: well above what a call served without Redis may take on a slow host.
+const PATIENT: Duration = Duration::from_secs(2);
+
+async fn open_patient(redis: &RedisServer, dir: &tempfile::TempDir) -> Redkit {
+    let mut cfg = config(Some(redis.url()), dir.path());
+    cfg.redis.as_mut().unwrap().response_timeout = PATIENT;
+    Redkit::open(cfg).await.unwrap()
+}
+
+/// Calls of the test capabilities that reached Redis: each is recorded when it ends, whether
+/// Redis answered, failed or timed out (recovery probes are not).
+fn redis_kv_calls(redkit: &Redkit) -> u64 {
+    let ops = redkit.route().redis().unwrap().stats().snapshot();
+    ["test_get", "test_set", "test_del", "test_incr"]
+        .iter()
+        .filter_map(|op| ops.get(*op))
+        .map(|op| op.count)
+        .sum()
 }
 
 async fn wait_mode(redkit: &Redkit, kv: &Kv, mode: Mode) {
@@ -30,6 +51,7 @@ async fn wait_mode(redkit: &Redkit, kv: &Kv, mode: Mode) {
 }
 
 struct Call {
+    writer: usize,
     started: Instant,
     took: Duration,
     ok: bool,
@@ -58,6 +80,7 @@ impl Load {
                         let started = Instant::now();
                         let r = kv.set(&key, &value).await;
                         calls.lock().unwrap().push(Call {
+                            writer: w,
                             started,
                             took: started.elapsed(),
                             ok: r.is_ok(),
@@ -68,6 +91,7 @@ impl Load {
                         let started = Instant::now();
                         let r = kv.get(&key).await;
                         calls.lock().unwrap().push(Call {
+                            writer: w,
                             started,
                             took: started.elapsed(),
                             ok: r.is_ok(),
@@ -84,6 +108,17 @@ impl Load {
             acked,
             tasks,
         }
+    }
+
+    /// Waits until every writer has finished a call it began after `since`; each makes one call at
+    /// a time, so none has a call in flight that began before `since` any more.
+    async fn every_writer_called_since(&self, since: Instant) {
+        eventually(RECOVERY_LIMIT, "every writer finished a call begun since", async || {
+            let calls = self.calls.lock().unwrap();
+            let since_then = calls.iter().filter(|c| c.started > since);
+            since_then.map(|c| c.writer).collect::<HashSet<_>>().len() == self.tasks.len()
+        })
+        .await;
     }
 
     async fn stop(self) -> (Vec<Call>, BTreeMap<String, String>) {
@@ -106,37 +141,57 @@ async fn sigkill_mid_load_opens_breaker_serves_fallback_and_loses_no_acknowledge
         .try_init();
     let mut redis = RedisServer::options().durable().start();
     let dir = tempfile::tempdir().unwrap();
-    let redkit = open(&redis, &dir).await;
+    // A SIGKILLed Redis refuses at once, so the outage is noticed as fast with the long timeout,
+    // and a call made while open that paid it would stand out.
+    let redkit = open_patient(&redis, &dir).await;
     let kv = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);
     let load = Load::start(&kv, 8);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     redis.kill();
     let killed = Instant::now();
-    eventually(Duration::from_secs(5), "breaker opens", async || {
+    eventually(RECOVERY_LIMIT, "breaker opens", async || {
         redkit.mode() == Mode::Fallback
     })
     .await;
     let opened = Instant::now();
     println!("breaker opened {:?} after SIGKILL", opened - killed);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Event-based, not timed: once every writer has finished a call begun after the breaker
+    // opened, no call made before is still to be recorded; then, while every writer makes another
+    // call, Redis must see none of them.
+    load.every_writer_called_since(opened).await;
+    let redis_calls_when_open = redis_kv_calls(&redkit);
+    assert!(redis_calls_when_open > 0, "the load's calls on Redis are counted");
+    load.every_writer_called_since(Instant::now()).await;
+    assert_eq!(
+        redis_kv_calls(&redkit),
+        redis_calls_when_open,
+        "a call made while the breaker was open went to Redis"
+    );
+    let restarting = Instant::now();
 
     redis.restart();
     eventually(RECOVERY_LIMIT, "back on redis", async || redkit.mode() == Mode::Redis).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (calls, acked) = load.stop().await;
 
-    let after_open: Vec<&Call> = calls
+    // Calls made start to end while the breaker was open (the waits above saw each writer make
+    // some).
+    let while_open: Vec<&Call> = calls
         .iter()
-        .filter(|c| c.started > opened && c.started < opened + Duration::from_millis(250))
+        .filter(|c| c.started > opened && c.started + c.took < restarting)
         .collect();
-    assert!(!after_open.is_empty(), "load kept running while the breaker was open");
-    for c in &after_open {
+    assert!(!while_open.is_empty(), "load kept running while the breaker was open");
+    for c in &while_open {
         assert!(c.ok, "a call made while the breaker was open failed");
-        assert!(c.took < RESPONSE_TIMEOUT, "a call made while open waited {:?}", c.took);
+        assert!(
+            c.took < PATIENT / 2,
+            "a call made while open waited {:?} (paying the timeout would take {PATIENT:?})",
+            c.took
+        );
     }
     let slowest = calls.iter().map(|c| c.took).max().unwrap();
-    assert!(slowest < RESPONSE_TIMEOUT * 3, "a call hung for {slowest:?}");
+    assert!(slowest < PATIENT * 3, "a call hung for {slowest:?}");
     let failed = calls.iter().filter(|c| !c.ok).count();
     println!(
         "{} calls, {failed} refused during the transition, slowest {slowest:?}",
@@ -191,7 +246,9 @@ async fn writes_and_deletes_made_in_fallback_are_replayed_in_order() {
 async fn sigstop_times_out_opens_breaker_and_sigcont_recovers() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let redkit = open(&redis, &dir).await;
+    // The timeout is what a frozen Redis costs; a long one leaves a slow host room between paying
+    // it once and paying it twice, and between paying it and not paying it.
+    let redkit = open_patient(&redis, &dir).await;
     let kv = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);
     kv.set("k", "before").await.unwrap();
 
@@ -210,15 +267,30 @@ async fn sigstop_times_out_opens_breaker_and_sigcont_recovers() {
         .collect();
     for c in calls {
         let (took, result) = c.await.unwrap();
-        assert!(took < RESPONSE_TIMEOUT * 2, "a call waited {took:?}");
+        assert!(
+            took < PATIENT * 2,
+            "a call waited {took:?}, more than one response timeout ({PATIENT:?})"
+        );
         assert!(matches!(result, Ok(()) | Err(ErrorKind::Unavailable)), "{result:?}");
     }
     wait_mode(&redkit, &kv, Mode::Fallback).await;
     println!("breaker opened {:?} after SIGSTOP", frozen.elapsed());
 
+    // The callers above and the pokes of `wait_mode` are done: no call of ours is in flight.
+    let redis_calls_when_open = redis_kv_calls(&redkit);
+    assert!(redis_calls_when_open > 0, "calls on Redis are counted");
     let started = Instant::now();
     kv.set("while_frozen", "y").await.unwrap();
-    assert!(started.elapsed() < RESPONSE_TIMEOUT, "no timeout is paid once open");
+    let took = started.elapsed();
+    assert_eq!(
+        redis_kv_calls(&redkit),
+        redis_calls_when_open,
+        "a call made while open went to Redis"
+    );
+    assert!(
+        took < PATIENT / 2,
+        "no timeout is paid once open, yet a call took {took:?} (the timeout is {PATIENT:?})"
+    );
 
     redis.thaw();
     wait_mode(&redkit, &kv, Mode::Redis).await;
@@ -314,17 +386,30 @@ async fn redis_down_at_start_runs_fallback_until_it_appears() {
 async fn fail_closed_capability_is_refused_and_health_is_unavailable() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let redkit = open(&redis, &dir).await;
+    // A SIGKILLed Redis refuses at once, so the outage is noticed as fast with the long timeout,
+    // and a refusal that paid it would stand out.
+    let redkit = open_patient(&redis, &dir).await;
     let serving = Kv::new(&redkit, "test_kv", FallbackPolicy::Serve);
     let closed = Kv::new(&redkit, "test_kv_closed", FallbackPolicy::FailClosed);
     closed.set("k", "v").await.unwrap();
     redis.kill();
     wait_mode(&redkit, &serving, Mode::Fallback).await;
+    let redis_calls_when_open = redis_kv_calls(&redkit);
+    assert!(redis_calls_when_open > 0, "calls on Redis are counted");
     let started = Instant::now();
     let err = closed.get("k").await.unwrap_err();
+    let took = started.elapsed();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("test_kv_closed"), "{err}");
-    assert!(started.elapsed() < RESPONSE_TIMEOUT);
+    assert_eq!(
+        redis_kv_calls(&redkit),
+        redis_calls_when_open,
+        "refused without asking Redis"
+    );
+    assert!(
+        took < PATIENT / 2,
+        "refused after {took:?} (paying the timeout would take {PATIENT:?})"
+    );
     serving.set("k", "v").await.unwrap();
     let health = redkit.health().await;
     assert_eq!(health.status, Status::Unavailable);

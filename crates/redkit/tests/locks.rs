@@ -229,7 +229,18 @@ async fn watchdog_keeps_the_lock_and_signals_when_redis_dies() {
 async fn outage_fails_closed_by_default_and_local_locks_opt_in() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let redkit = Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap();
+    // A response timeout well above what refusing may take on a slow host, so that a refusal that
+    // paid one stands out from one that did not (a killed Redis refuses at once, so detecting the
+    // outage does not wait on it).
+    let response_timeout = RESPONSE_TIMEOUT * 8;
+    let mut cfg = config(Some(redis.url()), dir.path());
+    cfg.redis.as_mut().unwrap().response_timeout = response_timeout;
+    let redkit = Redkit::open(cfg).await.unwrap();
+    // Acquisitions that reached Redis (each is recorded, whether it answered, failed or timed out).
+    let redis_acquires = || {
+        let ops = redkit.route().redis().unwrap().stats().snapshot();
+        ops.get("lock_acquire").map_or(0, |op| op.count)
+    };
     let locks = redkit.locks();
     let local = LockOptions::new()
         .local_fallback(true)
@@ -238,17 +249,28 @@ async fn outage_fails_closed_by_default_and_local_locks_opt_in() {
     let before = locks.acquire("orders", &local).await.unwrap();
     let redis_fence = before.fence();
     before.release().await.unwrap();
+    assert!(redis_acquires() >= 1, "an acquisition on Redis is counted");
 
     redis.kill();
-    eventually(Duration::from_secs(5), "fallback", async || {
+    eventually(Duration::from_secs(15), "fallback", async || {
         let _ = locks.try_acquire("probe", &LockOptions::new()).await;
         redkit.mode() == Mode::Fallback
     })
     .await;
+    let acquires_when_open = redis_acquires();
     let started = Instant::now();
     let err = locks.try_acquire("orders", &LockOptions::new()).await.unwrap_err();
+    let took = started.elapsed();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "fail closed by default");
-    assert!(started.elapsed() < RESPONSE_TIMEOUT);
+    assert_eq!(
+        redis_acquires(),
+        acquires_when_open,
+        "refused without asking Redis while the breaker is open"
+    );
+    assert!(
+        took < response_timeout / 2,
+        "refused after {took:?} (paying the timeout would take {response_timeout:?})"
+    );
     let health = redkit.health().await;
     assert_eq!(health.status, redkit::health::Status::Unavailable);
     assert!(

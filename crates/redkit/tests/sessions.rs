@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{config, eventually};
@@ -337,21 +339,40 @@ async fn cookie_layer_signs_rotates_and_clears() {
 async fn revoke_all_racing_creates_leaves_no_earlier_session_and_every_live_one_listed() {
     let h = common::on_redis().await;
     let sessions = h.redkit.sessions(SessionOptions::default()).unwrap();
+    // Event-based, not timed: the revoke starts once sessions exist, and the creator stops only after
+    // more were made once the revoke returned, so there are sessions from before and after it however
+    // slow the host is.
+    let made_count = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
     let creator = {
-        let sessions = sessions.clone();
+        let (sessions, made_count, stop) = (sessions.clone(), made_count.clone(), stop.clone());
         tokio::spawn(async move {
             let mut made = Vec::new();
-            let until = std::time::Instant::now() + Duration::from_millis(600);
-            while std::time::Instant::now() < until {
+            while !stop.load(Ordering::SeqCst) {
                 let s = sessions.create(Map::new(), Some("ray")).await.unwrap();
                 made.push((s.id, std::time::Instant::now()));
+                made_count.fetch_add(1, Ordering::SeqCst);
             }
             made
         })
     };
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // A creator that died (its panic is reported by the `await` below) ends the waits early.
+    eventually(
+        Duration::from_secs(30),
+        "20 sessions made before the revoke",
+        async || creator.is_finished() || made_count.load(Ordering::SeqCst) >= 20,
+    )
+    .await;
     let revoke_started = std::time::Instant::now();
     sessions.revoke_all("ray").await.unwrap();
+    let after_revoke = made_count.load(Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(30),
+        "20 sessions made after the revoke",
+        async || creator.is_finished() || made_count.load(Ordering::SeqCst) >= after_revoke + 20,
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
     let made = creator.await.unwrap();
     let listed: std::collections::HashSet<String> =
         sessions.list("ray").await.unwrap().into_iter().map(|s| s.id).collect();
