@@ -27,7 +27,7 @@ use super::redis::RedisCache;
 use super::stats::CacheStatsSnapshot;
 use crate::core::backplane::Listener;
 use crate::core::journal::Entry;
-use crate::core::route::{Closed, Recovery, Route, StatsProvider};
+use crate::core::route::{BoxFuture, Closed, Recovery, Route, StatsProvider};
 use crate::error::Result;
 
 /// The pub/sub channel of the cache backplane.
@@ -117,9 +117,15 @@ impl CacheHub {
         if redis.is_some() {
             // Values an earlier run wrote in an outage are not served again; the journal
             // still carries their invalidations.
+            let sealed = embedded.seal();
             let dropped = embedded.forget_outage();
             route.spawn(async move {
-                if let Err(e) = dropped.await {
+                if let Err(e) = async {
+                    sealed.await?;
+                    dropped.await
+                }
+                .await
+                {
                     tracing::warn!(error = %e, "dropping the cache's outage copies failed");
                 }
             });
@@ -288,6 +294,10 @@ impl Recovery for CacheRecovery {
             }
         }
         self.flush(&mut keys).await
+    }
+
+    fn seal(&self) -> BoxFuture<'static, Result<()>> {
+        self.embedded.seal()
     }
 
     async fn after_close(&self, after: Closed) -> Result<()> {

@@ -42,12 +42,17 @@ impl EmbeddedCache {
         }
     }
 
-    /// Drops every value written so far (after an outage, once Redis serves again).
+    /// Makes every value written so far invisible at once (see `Recovery::seal`).
+    pub(crate) fn seal(&self) -> crate::core::route::BoxFuture<'static, Result<()>> {
+        self.generation.seal()
+    }
+
+    /// Deletes the values [`EmbeddedCache::seal`] made invisible (after an outage, once
+    /// Redis serves again); values of the current generation stay.
     pub(crate) fn forget_outage(&self) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let bumped = self.generation.bump();
-        let store = self.store.clone();
+        let (generation, store) = (self.generation.clone(), self.store.clone());
         async move {
-            let generation = bumped.await? as i64;
+            let generation = generation.current() as i64;
             loop {
                 let removed = store
                     .sql("cache_forget_outage", move |c| {

@@ -35,8 +35,10 @@
 //! Redis answers, the breaker moves to *recovering*: each registered [`Recovery`] replays
 //! its journal and catches up in batches while fallback calls still flow; then, with new
 //! fallback *writes* held back for a short tail (reads never are), the rest is replayed,
-//! the breaker closes, and each capability's [`Recovery::after_close`] drops its outage
-//! copies (and the job spool moves to Redis) in the background. A read that was served by
+//! each capability's [`Recovery::seal`] makes its outage copies invisible, the breaker
+//! closes, and [`Recovery::after_close`] deletes those copies (and moves the job spool to
+//! Redis) in the background — only those: an outage that begins before it runs keeps what
+//! it writes. A read that was served by
 //! the embedded store while recovery completed is asked again of Redis. If Redis fails
 //! during recovery the breaker opens again and nothing is lost; an operation Redis refuses
 //! for good is dead-lettered and recovery goes on.
@@ -148,10 +150,22 @@ pub trait Recovery: Send + Sync {
         Ok(false)
     }
 
+    /// Runs with fallback writes held back, right before the breaker closes (and, for the
+    /// pass at start-up, when the capability registers while Redis serves): makes what the
+    /// outages so far left in the embedded store invisible at once — a generation step,
+    /// not a deletion. It must be this step, and not [`Recovery::after_close`] running
+    /// later in the background, that draws the line: a write of an outage that begins
+    /// before the clean-up runs is on the near side of it and stays served. The returned
+    /// future records the step durably; it runs in the background before `after_close`.
+    fn seal(&self) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Runs right after the breaker closed (in the background, never holding calls back):
-    /// drop what the outage left in the embedded store, so it is never served as truth
-    /// again, and move what must move (the job spool). `after` says whether an outage of
-    /// this run just ended or the pass at start-up cleaned up an earlier run's leftovers.
+    /// delete what [`Recovery::seal`] made invisible — never more, since another outage may
+    /// have begun meanwhile — and move what must move (the job spool). `after` says whether
+    /// an outage of this run just ended or the pass at start-up cleaned up an earlier run's
+    /// leftovers.
     async fn after_close(&self, _after: Closed) -> Result<()> {
         Ok(())
     }
@@ -297,11 +311,15 @@ impl Route {
             }
         }
         if self.mode() == Mode::Redis {
+            // Now, not when the pass below gets to it: this capability has written nothing
+            // in this run yet, so only earlier runs' copies are sealed.
+            let sealed = recovery.seal();
             let route = self.clone();
             self.runtime.spawn(async move {
                 let leftovers = async {
                     route.drain(&recovery, None).await?;
                     while recovery.catch_up().await? {}
+                    sealed.await?;
                     recovery.after_close(Closed::AtStartup).await
                 };
                 if let Err(e) = leftovers.await {
@@ -393,18 +411,22 @@ impl Route {
                 break;
             }
         }
-        {
+        let sealed: Vec<_> = {
             let _hold_fallback_writes = self.gate.write().await;
             for r in &recoveries {
                 self.drain(r, None).await?;
                 while r.catch_up().await? {}
             }
+            // Every journaled fallback write so far is behind the line, and none can cross
+            // it: they wait at the gate and then find the breaker closed.
+            let sealed = recoveries.iter().map(|r| r.seal()).collect();
             self.breaker.close();
-        }
+            sealed
+        };
         self.recoveries_completed.fetch_add(1, Ordering::Relaxed);
-        for r in recoveries {
+        for (r, sealed) in recoveries.into_iter().zip(sealed) {
             self.runtime.spawn(async move {
-                if let Err(e) = r.after_close(Closed::OutageEnded).await {
+                if let Err(e) = async { sealed.await?; r.after_close(Closed::OutageEnded).await }.await {
                     tracing::warn!(capability = r.capability(), error = %e, "cleaning up after an outage failed; retried after the next one");
                 }
             });

@@ -31,12 +31,18 @@ impl EmbeddedChannels {
         }
     }
 
-    /// After an outage: its streams are dropped (the next publish starts a new epoch).
+    /// After an outage: its streams become invisible at once (the next publish starts a
+    /// new epoch; see `Recovery::seal`).
+    pub(crate) fn seal(&self) -> crate::core::route::BoxFuture<'static, Result<()>> {
+        self.generation.seal()
+    }
+
+    /// Deletes the streams [`EmbeddedChannels::seal`] made invisible; those of the current
+    /// generation stay.
     pub(crate) fn forget_outage(&self) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let bumped = self.generation.bump();
-        let store = self.store.clone();
+        let (generation, store) = (self.generation.clone(), self.store.clone());
         async move {
-            let generation = bumped.await? as i64;
+            let generation = generation.current() as i64;
             store
                 .sql("channel_forget_outage", move |c| {
                     let tx = c.transaction()?;

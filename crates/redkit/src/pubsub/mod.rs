@@ -67,7 +67,7 @@ pub use fanout::ChannelStats;
 pub use redis::CHANNEL;
 
 use crate::core::journal::Entry;
-use crate::core::route::{Closed, FallbackPolicy, Recovery, Route, Routed};
+use crate::core::route::{BoxFuture, Closed, FallbackPolicy, Recovery, Route, Routed};
 use crate::error::{Error, Result};
 use fanout::{Fanout, Signal};
 
@@ -260,6 +260,10 @@ impl Recovery for ChannelRecovery {
                 .await?;
         }
         Ok(())
+    }
+
+    fn seal(&self) -> BoxFuture<'static, Result<()>> {
+        self.embedded.seal()
     }
 
     async fn after_close(&self, _after: Closed) -> Result<()> {

@@ -24,7 +24,7 @@ use super::collection::check_name;
 use crate::core::embedded::{EmbeddedStore, Generation};
 use crate::core::journal::{Entry, pending};
 use crate::core::redis::{LuaScript, RedisCore};
-use crate::core::route::{Closed, FallbackPolicy, Recovery, Route, Routed};
+use crate::core::route::{BoxFuture, Closed, FallbackPolicy, Recovery, Route, Routed};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
 
@@ -429,8 +429,13 @@ impl Recovery for CounterRecovery {
         Ok(())
     }
 
+    fn seal(&self) -> BoxFuture<'static, Result<()>> {
+        self.generation.seal()
+    }
+
+    /// Deletes what [`Recovery::seal`] made invisible; rows of the current generation stay.
     async fn after_close(&self, _after: Closed) -> Result<()> {
-        let generation = self.generation.bump().await? as i64;
+        let generation = self.generation.current() as i64;
         self.store
             .sql("counter_forget_outage", move |c| {
                 let tx = c.transaction()?;

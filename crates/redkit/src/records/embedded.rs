@@ -43,12 +43,18 @@ impl EmbeddedRecords {
             .await
     }
 
-    /// After an outage: its copies are dropped, never served as truth again.
+    /// After an outage: its copies become invisible at once, never served as truth again
+    /// (see `Recovery::seal`).
+    pub(crate) fn seal(&self) -> crate::core::route::BoxFuture<'static, Result<()>> {
+        self.generation.seal()
+    }
+
+    /// Deletes the copies [`EmbeddedRecords::seal`] made invisible; those of the current
+    /// generation stay.
     pub(crate) fn forget_outage(&self) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let bumped = self.generation.bump();
-        let store = self.store.clone();
+        let (generation, store) = (self.generation.clone(), self.store.clone());
         async move {
-            let generation = bumped.await? as i64;
+            let generation = generation.current() as i64;
             store
                 .sql("record_forget_outage", move |c| {
                     let tx = c.transaction()?;

@@ -81,7 +81,7 @@ pub use collection::{
 pub use redact::{RedactAction, RedactRule, ScrubPattern};
 
 use crate::core::journal::Entry;
-use crate::core::route::{Closed, FallbackPolicy, Recovery, Route, Routed};
+use crate::core::route::{BoxFuture, Closed, FallbackPolicy, Recovery, Route, Routed};
 use crate::error::{Error, Result};
 use crate::stats::now_ms;
 
@@ -333,6 +333,10 @@ impl Recovery for RecordRecovery {
             }
         }
         Ok(())
+    }
+
+    fn seal(&self) -> BoxFuture<'static, Result<()>> {
+        self.embedded.seal()
     }
 
     async fn after_close(&self, _after: Closed) -> Result<()> {

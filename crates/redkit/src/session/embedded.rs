@@ -209,9 +209,17 @@ impl EmbeddedSessions {
         self.generation.bump()
     }
 
-    /// After recovery: nothing the outage left is served again.
+    /// As recovery closes the breaker: nothing the outage left is served again (see
+    /// `Recovery::seal`).
+    pub(crate) fn seal(&self) -> crate::core::route::BoxFuture<'static, Result<()>> {
+        self.generation.seal()
+    }
+
+    /// After recovery: what [`EmbeddedSessions::seal`] made invisible is no longer waiting
+    /// to be told to Redis (recovery told it); sessions of the current generation are left
+    /// alone.
     pub(crate) async fn forget_outage(&self) -> Result<()> {
-        let generation = self.generation.bump().await?;
+        let generation = self.generation.current();
         self.store
             .sql("session_forget_outage", move |c| {
                 c.execute(

@@ -24,7 +24,7 @@ use super::backend::Patch;
 use super::embedded::EmbeddedSessions;
 use super::redis::RedisSessions;
 use crate::core::journal::{Entry, Journal};
-use crate::core::route::{Closed, Recovery};
+use crate::core::route::{BoxFuture, Closed, Recovery};
 use crate::error::{ErrorKind, Result};
 
 /// One journaled session operation.
@@ -151,6 +151,10 @@ impl Recovery for SessionRecovery {
         }
         self.local.synced(touched).await?;
         Ok(full)
+    }
+
+    fn seal(&self) -> BoxFuture<'static, Result<()>> {
+        self.local.seal()
     }
 
     async fn after_close(&self, _after: Closed) -> Result<()> {

@@ -3,9 +3,11 @@
 //! A table that holds copies of Redis's data (a mirror, or what an outage wrote) stamps
 //! each row with the current generation of its kind and serves only rows of the current
 //! one. Bumping the generation makes every older row invisible in one step — when the
-//! outage is over and replayed, or when the backplane may have missed a message — and a
-//! background sweep deletes them later. The counter is kept in SQLite, so a restart does
-//! not bring old rows back.
+//! outage is over and replayed ([`Generation::seal`], as the breaker closes), or when the
+//! backplane may have missed a message — and a background sweep deletes them later: rows
+//! older than the current generation, without bumping it again, so that rows an outage
+//! beginning meanwhile writes are kept. The counter is kept in SQLite, so a restart does not
+//! bring old rows back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,6 +35,12 @@ impl Generation {
     /// The generation rows must carry to be served.
     pub fn current(&self) -> u64 {
         self.current.load(Ordering::Acquire)
+    }
+
+    /// [`Generation::bump`] as a [`Recovery::seal`](crate::core::route::Recovery::seal).
+    pub fn seal(&self) -> crate::core::route::BoxFuture<'static, Result<()>> {
+        let bumped = self.bump();
+        Box::pin(async move { bumped.await.map(drop) })
     }
 
     /// Makes every row of an older generation invisible at once (before the returned
