@@ -761,60 +761,119 @@ async fn what_an_outage_writes_at_once_is_served_in_it() {
     }
 }
 
+/// How long a test holds redkit's one worker.
+const HELD: Duration = Duration::from_secs(4);
+
+/// redkit on a runtime of its own with one worker, which a test can hold (a blocking sleep
+/// there) while it makes calls from a runtime of its own: the held worker drives redkit's
+/// background work — the connection to Redis, the pass at start-up, the clean-ups.
+struct OneWorker {
+    background: tokio::runtime::Runtime,
+    redkit: Redkit,
+    _dir: tempfile::TempDir,
+}
+
+impl OneWorker {
+    fn open(redis: &RedisServer) -> Self {
+        let background = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let redkit = background
+            .block_on(Redkit::open(config(Some(redis.url()), dir.path())))
+            .unwrap();
+        OneWorker {
+            background,
+            redkit,
+            _dir: dir,
+        }
+    }
+
+    /// Runs `f` on the background runtime, so what it spawns runs on the one worker.
+    fn on_background<T>(&self, f: impl FnOnce(&Redkit) -> T) -> T {
+        let _on_background = self.background.enter();
+        f(&self.redkit)
+    }
+
+    /// Holds the one worker for [`HELD`] once it gets to this.
+    fn hold(&self) {
+        self.background.spawn(async { std::thread::sleep(HELD) });
+    }
+
+    /// Runs the test's calls on a runtime of their own.
+    fn calls<F: std::future::Future>(&self, calls: F) -> F::Output {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(calls)
+    }
+
+    /// With Redis killed and the worker held since `held_since`: waits for the outage to be
+    /// noticed (`premise` names what was held), writes `value`, and once the worker has been
+    /// free a while reads it back (`hidden` says what hid it, if something did).
+    async fn write_in_the_outage_and_read_back(
+        &self,
+        cache: &Cache<String>,
+        held_since: Instant,
+        value: &str,
+        premise: &str,
+        hidden: &str,
+    ) {
+        // Redis's connection is driven on the held runtime: calls time out until the breaker opens.
+        while self.redkit.mode() != Mode::Fallback {
+            let _ = cache.get("poke").await;
+        }
+        assert!(
+            held_since.elapsed() < HELD - Duration::from_secs(1),
+            "{premise} ({:?})",
+            held_since.elapsed()
+        );
+        cache.set("k", &value.to_string()).await.unwrap();
+        // The worker is free again after HELD; give what it held time to finish.
+        tokio::time::sleep(HELD + Duration::from_millis(1500) - held_since.elapsed()).await;
+        assert_eq!(self.redkit.mode(), Mode::Fallback, "Redis is still down");
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some(value), "{hidden}");
+    }
+
+    fn close(self) {
+        drop(self.redkit);
+        self.background.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
 /// The race above, forced: redkit's runtime (one worker) is blocked while the pass at
 /// start-up waits for its journal read, so the outage begins — and writes — before that pass
 /// cleans up. A clean-up that drew the line when it ran hid the write (it did, before the
 /// line was drawn at registration: `Recovery::seal`).
 #[test]
 fn a_write_of_an_outage_that_begins_before_the_start_up_pass_ends_is_served() {
-    let background = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = background
-        .block_on(Redkit::open(config(Some(redis.url()), dir.path())))
-        .unwrap();
-    let cache: Cache<String> = {
-        let _on_background = background.enter();
+    let held = OneWorker::open(&redis);
+    let cache: Cache<String> = held.on_background(|redkit| {
         // Spawns the pass at start-up; it runs up to its journal read (the store's own thread).
         let cache = redkit
             .cache("before_startup", CacheOptions::default().l1(false))
             .unwrap();
         // Then the one worker is held, so the pass cannot go on when the read returns.
-        background.spawn(async { std::thread::sleep(Duration::from_secs(4)) });
+        held.hold();
         cache
-    };
-    let calls = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    calls.block_on(async {
+    });
+    held.calls(async {
         redis.kill();
         let started = Instant::now();
-        // Redis's connection is driven on the held runtime: calls time out until the breaker opens.
-        while redkit.mode() != Mode::Fallback {
-            let _ = cache.get("poke").await;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "premise: the outage began while the pass at start-up was held ({:?})",
-            started.elapsed()
-        );
-        cache.set("k", &"written in the outage".to_string()).await.unwrap();
-        // The worker is free again after 4 s; give the pass time to finish.
-        tokio::time::sleep(Duration::from_secs(4) + Duration::from_millis(1500) - started.elapsed()).await;
-        assert_eq!(redkit.mode(), Mode::Fallback, "Redis is still down");
-        assert_eq!(
-            cache.get("k").await.unwrap().as_deref(),
-            Some("written in the outage"),
-            "the pass at start-up hid a value this run's outage wrote"
-        );
+        held.write_in_the_outage_and_read_back(
+            &cache,
+            started,
+            "written in the outage",
+            "premise: the outage began while the pass at start-up was held",
+            "the pass at start-up hid a value this run's outage wrote",
+        )
+        .await;
     });
-    drop(redkit);
-    background.shutdown_timeout(Duration::from_secs(5));
+    held.close();
 }
 
 /// Holds redkit's runtime in its clean-up after an outage: registered last, its clean-up is
@@ -837,40 +896,25 @@ impl redkit::Recovery for HoldsCleanUp {
     }
 }
 
-const HELD: Duration = Duration::from_secs(4);
-
 /// The second race, forced: a second outage begins, and writes, right after a recovery,
 /// before the cache's clean-up of the first has run (redkit's one-worker runtime is held
 /// meanwhile). A clean-up that drew the line when it ran hid that write.
 #[test]
 fn a_write_of_an_outage_that_begins_before_the_last_clean_up_runs_is_served() {
-    let background = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let redkit = background
-        .block_on(Redkit::open(config(Some(redis.url()), dir.path())))
-        .unwrap();
-    let cache: Cache<String> = {
-        let _on_background = background.enter();
+    let held = OneWorker::open(&redis);
+    let cache: Cache<String> = held.on_background(|redkit| {
         let cache = redkit
             .cache("before_clean_up", CacheOptions::default().l1(false))
             .unwrap();
         redkit.route().register_recovery(std::sync::Arc::new(HoldsCleanUp));
         cache
-    };
-    let calls = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    calls.block_on(async {
+    });
+    held.calls(async {
         let poke_until = async |mode: Mode| {
             eventually(LIMIT, &format!("mode {mode:?}"), async || {
                 let _ = cache.get("poke").await;
-                redkit.mode() == mode
+                held.redkit.mode() == mode
             })
             .await
         };
@@ -881,26 +925,14 @@ fn a_write_of_an_outage_that_begins_before_the_last_clean_up_runs_is_served() {
         // The clean-ups were spawned as the breaker closed; the first to run holds the worker.
         let closed = Instant::now();
         redis.kill();
-        while redkit.mode() != Mode::Fallback {
-            let _ = cache.get("poke").await; // times out: Redis's connection is driven on the held runtime
-        }
-        assert!(
-            closed.elapsed() < HELD - Duration::from_secs(1),
-            "premise: the second outage began while the clean-up was held ({:?})",
-            closed.elapsed()
-        );
-        cache
-            .set("k", &"written in the second outage".to_string())
-            .await
-            .unwrap();
-        tokio::time::sleep(HELD + Duration::from_millis(1500) - closed.elapsed()).await;
-        assert_eq!(redkit.mode(), Mode::Fallback, "Redis is still down");
-        assert_eq!(
-            cache.get("k").await.unwrap().as_deref(),
-            Some("written in the second outage"),
-            "the first outage's clean-up hid a value the second wrote"
-        );
+        held.write_in_the_outage_and_read_back(
+            &cache,
+            closed,
+            "written in the second outage",
+            "premise: the second outage began while the clean-up was held",
+            "the first outage's clean-up hid a value the second wrote",
+        )
+        .await;
     });
-    drop(redkit);
-    background.shutdown_timeout(Duration::from_secs(5));
+    held.close();
 }
