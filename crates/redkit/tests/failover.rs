@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Kv, config, eventually};
+use common::{Kv, PATIENT, config, eventually, patient_config, redis_calls};
 use redkit::core::breaker::BreakerState;
 use redkit::health::Status;
 use redkit::{ErrorKind, FallbackPolicy, Mode, Redkit};
@@ -20,25 +20,13 @@ async fn open(redis: &RedisServer, dir: &tempfile::TempDir) -> Redkit {
     Redkit::open(config(Some(redis.url()), dir.path())).await.unwrap()
 }
 
-/// A response timeout for tests that tell a call that paid one from a call that did not by how
-/// long it took: well above what a call served without Redis may take on a slow host.
-const PATIENT: Duration = Duration::from_secs(2);
-
 async fn open_patient(redis: &RedisServer, dir: &tempfile::TempDir) -> Redkit {
-    let mut cfg = config(Some(redis.url()), dir.path());
-    cfg.redis.as_mut().unwrap().response_timeout = PATIENT;
-    Redkit::open(cfg).await.unwrap()
+    Redkit::open(patient_config(redis.url(), dir.path())).await.unwrap()
 }
 
-/// Calls of the test capabilities that reached Redis: each is recorded when it ends, whether
-/// Redis answered, failed or timed out (recovery probes are not).
+/// Calls of the test capability that reached Redis.
 fn redis_kv_calls(redkit: &Redkit) -> u64 {
-    let ops = redkit.route().redis().unwrap().stats().snapshot();
-    ["test_get", "test_set", "test_del", "test_incr"]
-        .iter()
-        .filter_map(|op| ops.get(*op))
-        .map(|op| op.count)
-        .sum()
+    redis_calls(redkit, &["test_get", "test_set", "test_del", "test_incr"])
 }
 
 async fn wait_mode(redkit: &Redkit, kv: &Kv, mode: Mode) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{RESPONSE_TIMEOUT, config, eventually};
+use common::{PATIENT, config, eventually, patient_config, redis_calls};
 use redkit::lock::LockOptions;
 use redkit::{ErrorKind, Mode, Redkit};
 use redkit_testkit::RedisServer;
@@ -229,18 +229,10 @@ async fn watchdog_keeps_the_lock_and_signals_when_redis_dies() {
 async fn outage_fails_closed_by_default_and_local_locks_opt_in() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    // A response timeout well above what refusing may take on a slow host, so that a refusal that
-    // paid one stands out from one that did not (a killed Redis refuses at once, so detecting the
-    // outage does not wait on it).
-    let response_timeout = RESPONSE_TIMEOUT * 8;
-    let mut cfg = config(Some(redis.url()), dir.path());
-    cfg.redis.as_mut().unwrap().response_timeout = response_timeout;
-    let redkit = Redkit::open(cfg).await.unwrap();
-    // Acquisitions that reached Redis (each is recorded, whether it answered, failed or timed out).
-    let redis_acquires = || {
-        let ops = redkit.route().redis().unwrap().stats().snapshot();
-        ops.get("lock_acquire").map_or(0, |op| op.count)
-    };
+    // A patient timeout: a call made while open that paid it would stand out.
+    let response_timeout = PATIENT;
+    let redkit = Redkit::open(patient_config(redis.url(), dir.path())).await.unwrap();
+    let redis_acquires = || redis_calls(&redkit, &["lock_acquire"]);
     let locks = redkit.locks();
     let local = LockOptions::new()
         .local_fallback(true)

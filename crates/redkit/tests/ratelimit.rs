@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RESPONSE_TIMEOUT, config, eventually};
+use common::{PATIENT, config, eventually, patient_config, redis_calls};
 use redkit::ratelimit::layer::{KeyBy, PeerAddr, RateLimitLayer, TrustedProxies};
 use redkit::ratelimit::{Acquired, Algorithm, Basis, Policy};
 use redkit::{ErrorKind, Mode, Redkit};
@@ -284,19 +284,10 @@ async fn two_instances_share_one_limit_exactly() {
 async fn sigkill_switches_to_the_fallback_share_and_back() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    // A response timeout well above what a fallback check may take on a slow host, so that a check
-    // that paid one stands out from one that did not (a killed Redis refuses at once, so detecting
-    // the outage does not wait on it).
-    let response_timeout = RESPONSE_TIMEOUT * 8;
-    let mut cfg = config(Some(redis.url()), dir.path());
-    cfg.redis.as_mut().unwrap().response_timeout = response_timeout;
-    let redkit = Redkit::open(cfg).await.unwrap();
-    // Checks of this policy that reached Redis (each is recorded, whether it answered, failed or
-    // timed out).
-    let redis_checks = || {
-        let ops = redkit.route().redis().unwrap().stats().snapshot();
-        ops.get("ratelimit_fixed_window").map_or(0, |op| op.count)
-    };
+    // A patient timeout: a call made while open that paid it would stand out.
+    let response_timeout = PATIENT;
+    let redkit = Redkit::open(patient_config(redis.url(), dir.path())).await.unwrap();
+    let redis_checks = || redis_calls(&redkit, &["ratelimit_fixed_window"]);
     let limits = redkit.rate_limiter();
     limits
         .define(Policy::new("api", Algorithm::FixedWindow, 100, Duration::from_secs(3600)).fallback_share(0.5))

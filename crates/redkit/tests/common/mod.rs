@@ -18,6 +18,25 @@ use serde::{Deserialize, Serialize};
 
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// A response timeout for tests that tell a call that paid one from a call that did not by how
+/// long it took: well above what a call served without Redis may take on a slow host. A killed
+/// Redis refuses at once, so an outage is noticed as fast with it.
+pub const PATIENT: Duration = Duration::from_secs(2);
+
+/// [`config`] with Redis at `redis_url` and the [`PATIENT`] response timeout.
+pub fn patient_config(redis_url: String, data_dir: &Path) -> Config {
+    let mut c = config(Some(redis_url), data_dir);
+    c.redis.as_mut().expect("redis is configured").response_timeout = PATIENT;
+    c
+}
+
+/// Calls of `ops` that reached Redis: each is recorded when it ends, whether Redis answered,
+/// failed or timed out (recovery probes are not).
+pub fn redis_calls(redkit: &Redkit, ops: &[&str]) -> u64 {
+    let counted = redkit.route().redis().expect("redis is configured").stats().snapshot();
+    ops.iter().filter_map(|op| counted.get(*op)).map(|op| op.count).sum()
+}
+
 /// A config with short timeouts so faults are noticed quickly in tests.
 pub fn config(redis_url: Option<String>, data_dir: &Path) -> Config {
     let mut c = Config {
